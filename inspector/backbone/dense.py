@@ -1,0 +1,194 @@
+"""One backbone pass per frame -> global embedding, multi-layer patch tokens, text-aligned dense tokens.
+
+Dense path: in the last transformer block we add a *value-value* self-attention branch
+(AnomalyCLIP's DPAM, CLIP Surgery) and, as ClearCLIP showed, drop that branch's residual
+connection and feed-forward layer before ``ln_post`` and ``proj``. Ordinary q-k attention in
+CLIP's last block attends to a few global "sink" tokens, so projected patch tokens all look
+alike and their text similarity is noise; v-v attention makes each token attend to tokens with
+similar content, which keeps them local while staying in the joint image-text space. It needs
+only the last block's value projection, which the ordinary path computes anyway, so its cost is
+one extra (N x N) attention of the last block: no window re-encoding.
+
+Resolution: positional embeddings are interpolated (bicubic) once for the configured input
+size and kept as a buffer, so a 448 px input sees 4x the patches of a 224 px one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass
+class Features:
+    """What every head reads: everything comes from the same single forward pass."""
+
+    global_emb: Tensor  # [B, D] L2-normalised image embedding in the joint image-text space
+    dense: Tensor | None  # [B, N, D] L2-normalised text-aligned patch tokens (None: non-ViT tower)
+    patches: dict[int, Tensor]  # layer -> [B, N, C] L2-normalised patch tokens after ln_post
+    grid: tuple[int, int]  # patch grid (rows, cols); N = rows * cols
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.global_emb.shape[0])
+
+    def index(self, idx: Any) -> Features:
+        """A sub-batch (int, slice or index tensor), keeping the batch dimension."""
+        if isinstance(idx, int):
+            idx = slice(idx, idx + 1)
+        return Features(
+            global_emb=self.global_emb[idx],
+            dense=None if self.dense is None else self.dense[idx],
+            patches={k: v[idx] for k, v in self.patches.items()},
+            grid=self.grid,
+        )
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Features:
+        def move(t: Tensor) -> Tensor:
+            return t.to(device=device, dtype=dtype or t.dtype)
+
+        return Features(
+            global_emb=move(self.global_emb),
+            dense=None if self.dense is None else move(self.dense),
+            patches={k: move(v) for k, v in self.patches.items()},
+            grid=self.grid,
+        )
+
+    @staticmethod
+    def cat(items: list[Features]) -> Features:
+        if not items:
+            msg = "Features.cat needs at least one item"
+            raise ValueError(msg)
+        first = items[0]
+        return Features(
+            global_emb=torch.cat([f.global_emb for f in items]),
+            dense=None if first.dense is None else torch.cat([f.dense for f in items]),  # type: ignore[misc]
+            patches={k: torch.cat([f.patches[k] for f in items]) for k in first.patches},
+            grid=first.grid,
+        )
+
+
+def interpolate_pos_embed(pos: Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int]) -> Tensor:
+    """Resize a ViT positional embedding [1 + H*W, C] (class token first) to a new patch grid."""
+    if old_grid == new_grid:
+        return pos
+    cls_pos, grid_pos = pos[:1], pos[1:]
+    channels = grid_pos.shape[-1]
+    grid_pos = grid_pos.reshape(1, old_grid[0], old_grid[1], channels).permute(0, 3, 1, 2)
+    grid_pos = F.interpolate(grid_pos.float(), size=new_grid, mode="bicubic", align_corners=False)
+    grid_pos = grid_pos.permute(0, 2, 3, 1).reshape(new_grid[0] * new_grid[1], channels).to(pos.dtype)
+    return torch.cat([cls_pos, grid_pos])
+
+
+def supports_dense(visual: nn.Module) -> bool:
+    """True for open_clip ViT towers whose blocks use nn.MultiheadAttention (all CLIP ViT configs)."""
+    blocks = getattr(getattr(visual, "transformer", None), "resblocks", None)
+    return (
+        blocks is not None
+        and hasattr(visual, "conv1")
+        and hasattr(visual, "positional_embedding")
+        and getattr(visual.transformer, "batch_first", False)
+        and isinstance(getattr(blocks[-1], "attn", None), nn.MultiheadAttention)
+    )
+
+
+class DenseFeatureExtractor(nn.Module):
+    """Wraps an open_clip visual tower; ``forward(images)`` returns :class:`Features` in one pass.
+
+    ``layers`` are 0-based block indices whose tokens feed the few-shot reference head. For
+    non-ViT towers (ResNet, timm, ...) only the global embedding is produced and ``dense`` and
+    ``patches`` are empty: image-level inspection only.
+    """
+
+    def __init__(self, visual: nn.Module, image_size: int | None = None, layers: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        self.visual = visual
+        self.is_vit = supports_dense(visual)
+        native = visual.image_size if hasattr(visual, "image_size") else (224, 224)
+        native = tuple(native) if isinstance(native, (tuple, list)) else (native, native)
+        self.image_size: tuple[int, int] = (image_size, image_size) if image_size else native  # type: ignore[assignment]
+        if not self.is_vit:
+            self.layers: tuple[int, ...] = ()
+            self.grid = (1, 1)
+            return
+        depth = len(visual.transformer.resblocks)
+        bad = [i for i in layers if not 0 <= i < depth]
+        if bad:
+            msg = f"model.feature_layers {bad} out of range: this backbone has blocks 0..{depth - 1}"
+            raise ValueError(msg)
+        self.layers = tuple(sorted(set(layers)))
+        patch = visual.patch_size if isinstance(visual.patch_size, tuple) else (visual.patch_size,) * 2
+        if self.image_size[0] % patch[0] or self.image_size[1] % patch[1]:
+            msg = f"model.image_size {self.image_size[0]} must be a multiple of the patch size {patch[0]}"
+            raise ValueError(msg)
+        self.grid = (self.image_size[0] // patch[0], self.image_size[1] // patch[1])
+        old_grid = visual.grid_size if isinstance(visual.grid_size, tuple) else (visual.grid_size,) * 2
+        pos = interpolate_pos_embed(visual.positional_embedding.detach(), tuple(old_grid), self.grid)
+        self.register_buffer("pos_embed", pos.clone(), persistent=False)
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    def forward(self, images: Tensor) -> Features:
+        if not self.is_vit:
+            emb = self.visual(images)
+            if isinstance(emb, tuple):
+                emb = emb[0]
+            return Features(F.normalize(emb.float(), dim=-1), None, {}, self.grid)
+        v = self.visual
+        x = v.conv1(images)
+        batch = x.shape[0]
+        x = x.reshape(batch, x.shape[1], -1).permute(0, 2, 1)
+        cls = v.class_embedding.to(x.dtype).reshape(1, 1, -1).expand(batch, -1, -1)
+        x = torch.cat([cls, x], dim=1) + self.pos_embed.to(x.dtype)
+        x = v.ln_pre(x)
+        blocks = v.transformer.resblocks
+        patches: dict[int, Tensor] = {}
+        for i, block in enumerate(blocks[:-1]):
+            x = block(x)
+            if i in self.layers:
+                patches[i] = x[:, 1:]
+        x, dense = self._last_block(blocks[-1], x)
+        if len(blocks) - 1 in self.layers:
+            patches[len(blocks) - 1] = x[:, 1:]
+        pooled, _ = v._pool(x)
+        if v.proj is not None:
+            pooled = pooled @ v.proj
+            dense = v.ln_post(dense) @ v.proj
+        else:
+            dense = v.ln_post(dense)
+        patches = {k: F.normalize(v.ln_post(t).float(), dim=-1) for k, t in patches.items()}
+        return Features(
+            global_emb=F.normalize(pooled.float(), dim=-1),
+            dense=F.normalize(dense.float(), dim=-1),
+            patches=patches,
+            grid=self.grid,
+        )
+
+    @staticmethod
+    def _last_block(block: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The last block's ordinary output and, from the same projections, the v-v dense tokens."""
+        attn: nn.MultiheadAttention = block.attn
+        heads = attn.num_heads
+        batch, length, width = x.shape
+        head_dim = width // heads
+        h = block.ln_1(x)
+        qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)
+        q, k, val = (t.reshape(batch, length, heads, head_dim).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
+        ordinary = F.scaled_dot_product_attention(q, k, val)
+        # v-v path for the patch tokens only: the class token is not part of the dense map.
+        vp = val[:, :, 1:]
+        vv = F.scaled_dot_product_attention(vp, vp, vp, scale=1.0 / math.sqrt(head_dim))
+
+        def merge(t: Tensor) -> Tensor:
+            return attn.out_proj(t.transpose(1, 2).reshape(batch, t.shape[2], width))
+
+        x = x + block.ls_1(merge(ordinary))
+        x = x + block.ls_2(block.mlp(block.ln_2(x)))
+        return x, merge(vv)

@@ -1,0 +1,57 @@
+"""`inspector calibrate --config FILE`: fit the line and write its threshold back to the YAML."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+
+from inspector.cli.common import add_config_args, load_inspector
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="compute the decision threshold from the few-shot set")
+    add_config_args(p)
+    p.add_argument("--method", choices=("false_reject", "f1", "cost"), help="default: the line's setting")
+    p.add_argument("--dry-run", action="store_true", help="print, do not write the config")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from inspector.config import update_line_in_file
+
+    # Calibrate with the threshold free, whatever the file currently fixes.
+    station, inspector = load_inspector(args)
+    calib = inspector.calibrate(args.method)
+    console = Console()
+    console.print(f"line {inspector.line.name}: threshold {calib.threshold:.4f} by {calib.method} "
+                  f"from {calib.n_good} good / {calib.n_defect} defect held-out scores")
+    for key, value in calib.to_record().items():
+        if key != "threshold":
+            console.print(f"  {key}: {value}")
+    if args.dry_run:
+        return 0
+    record = calib.to_record()
+    record.update(
+        computed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        backbone=inspector.backbone.identity.label(),
+        fewshot_folder=str(inspector.line.fewshot.folder),
+        fewshot_images=inspector._last_fit.files if inspector._last_fit else [],
+    )
+    update_line_in_file(station.source, inspector.line.name,
+                        {"decision.threshold": round(float(calib.threshold), 6),
+                         "decision.calibration.record": _plain(record)})
+    console.print(f"written to {station.source}")
+    return 0
+
+
+def _plain(value):
+    """YAML-safe copy: numpy scalars -> float, tuples -> lists."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item"):
+        return value.item()
+    return value

@@ -1,0 +1,93 @@
+"""`inspector eval ROOT --category C --shots K ...`: the accuracy protocol on MVTec AD / VisA."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+# Object names used in the prompts for the public benchmarks' categories.
+CATEGORY_NAMES = {
+    "metal_nut": "metal nut", "pcb1": "printed circuit board", "pcb2": "printed circuit board",
+    "pcb3": "printed circuit board", "pcb4": "printed circuit board", "macaroni1": "macaroni",
+    "macaroni2": "macaroni", "chewinggum": "chewing gum", "pipe_fryum": "pipe fryum",
+}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate on MVTec AD / VisA (image/pixel AUROC, AP, F1-max, AUPRO)")
+    p.add_argument("root", type=Path, metavar="ROOT", help="dataset root (MVTec AD or VisA layout)")
+    p.add_argument("--category", required=True, help="e.g. bottle, screw, pcb1")
+    p.add_argument("--shots", type=int, default=0, help="good reference images (0 = zero-shot)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shot selection")
+    p.add_argument("--model", default="ViT-B-16-plus-240", help="open_clip architecture")
+    p.add_argument("--pretrained", default="laion400m_e32", help="tag, local weights file or 'random'")
+    p.add_argument("--image-size", type=int, default=None, help="input side in px (default: the model's)")
+    p.add_argument("--layers", type=int, nargs="+", default=None, help="0-based blocks for patch memory")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--dataset", default="auto", choices=("auto", "mvtec", "visa"))
+    p.add_argument("--object-name", help="object word in the prompts (default: from the category)")
+    p.add_argument("--config", type=Path, help="take prompts and head weights from this station's line")
+    p.add_argument("--line", help="line of --config")
+    p.add_argument("--model-dir", type=Path, default=Path("models"))
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--save-maps", action="store_true", help="write maps.h5 (one map per test image)")
+    p.add_argument("--max-images", type=int, default=None, help="evaluate only the first N test images")
+    p.set_defaults(func=run)
+
+
+def build_line(args: argparse.Namespace):
+    from inspector.config import LineConfig, ModelSpec, load_station_config
+
+    object_name = args.object_name or CATEGORY_NAMES.get(args.category, args.category.replace("_", " "))
+    model = {"name": args.model, "pretrained": args.pretrained, "device": args.device,
+             "image_size": args.image_size, "precision": args.precision}
+    if args.layers:
+        model["feature_layers"] = tuple(args.layers)
+    if args.config:
+        base = load_station_config(args.config).line(args.line)
+        return base.model_copy(update={"object_name": object_name, "roi": None,
+                                       "model": ModelSpec(**{**base.model.model_dump(), **model})})
+    return LineConfig(name=f"eval-{args.category}", object_name=object_name, model=ModelSpec(**model))
+
+
+class EnginePredictor:
+    """The evaluation runner's Predictor on top of the station engine."""
+
+    def __init__(self, inspector) -> None:
+        self.inspector = inspector
+
+    def fit(self, good_images: list) -> None:
+        if good_images:
+            self.inspector.fit(good_images)
+
+    def predict(self, image):
+        result = self.inspector.inspect(image)
+        return result.score, result.anomaly_map
+
+
+def run(args: argparse.Namespace) -> int:
+    from inspector.backbone.loading import load_backbone
+    from inspector.engine import Inspector
+    from inspector.evaluation import run_evaluation
+
+    line = build_line(args)
+    inspector = Inspector(line, load_backbone(line.model, args.model_dir))
+    meta = {"model": line.model.name, "pretrained": line.model.pretrained,
+            "backbone": inspector.backbone.identity.label(), "image_size": inspector.extractor.image_size[0],
+            "feature_layers": list(inspector.extractor.layers), "object_name": line.object_name,
+            "untrained_backbone": inspector.backbone.identity.untrained}
+    metrics = run_evaluation(args.root, args.category, args.shots, args.seed, EnginePredictor(inspector), args.out,
+                             dataset=args.dataset, save_maps=args.save_maps, max_images=args.max_images, meta=meta)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{args.category}, {args.shots}-shot, seed {args.seed}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_aupro"):
+        value = metrics.get(key)
+        table.add_row(key, "-" if value is None else f"{100 * value:.1f}")
+    Console().print(table)
+    print(f"written: {args.out}/metrics.json, scores.csv, report.html" + (", maps.h5" if args.save_maps else ""))
+    return 0

@@ -1,0 +1,118 @@
+"""Few-shot normal references: multi-layer patch-token memory and nearest-neighbour distance maps.
+
+Each configured layer keeps a memory of patch tokens from the good images (and their rotations /
+flips). A test patch's anomaly is ``1 - max cosine similarity`` to that memory, averaged over
+layers; the image score is the map's peak (PatchCore). A greedy k-center coreset bounds the
+memory so search cost stays flat as shots grow; search is one matrix product per layer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from inspector.backbone.dense import Features
+from inspector.heads.base import FittedModule, HeadOutput
+
+
+def greedy_coreset(tokens: Tensor, size: int, seed: int = 0, proj_dim: int = 128) -> Tensor:
+    """Indices of ``size`` rows chosen by greedy k-center (PatchCore) on a random projection."""
+    n = tokens.shape[0]
+    if n <= size:
+        return torch.arange(n)
+    gen = torch.Generator().manual_seed(seed)
+    x = tokens.float()
+    if x.shape[1] > proj_dim:
+        proj = torch.randn(x.shape[1], proj_dim, generator=gen) / proj_dim**0.5
+        x = x @ proj.to(x)
+    chosen = torch.empty(size, dtype=torch.long)
+    chosen[0] = int(torch.randint(n, (1,), generator=gen))
+    min_dist = torch.cdist(x, x[chosen[:1]]).squeeze(1)
+    for i in range(1, size):
+        idx = int(torch.argmax(min_dist))
+        chosen[i] = idx
+        torch.minimum(min_dist, torch.cdist(x, x[idx : idx + 1]).squeeze(1), out=min_dist)
+    return chosen
+
+
+def nearest_similarity(queries: Tensor, memory: Tensor, chunk: int = 8192) -> Tensor:
+    """Max cosine similarity of each query row to the memory rows (both L2-normalised)."""
+    if memory.shape[0] <= chunk:
+        return (queries @ memory.T).amax(dim=-1)
+    best = torch.full(queries.shape[:-1], -2.0, dtype=queries.dtype, device=queries.device)
+    for start in range(0, memory.shape[0], chunk):
+        best = torch.maximum(best, (queries @ memory[start : start + chunk].T).amax(dim=-1))
+    return best
+
+
+class ReferenceHead(FittedModule):
+    """Nearest-neighbour patch distance to a memory of good parts, per layer, averaged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers: tuple[int, ...] = ()
+        self.register_buffer("shots", torch.tensor(0))
+
+    @property
+    def fitted(self) -> bool:
+        return bool(self.layers)
+
+    def memory(self, layer: int) -> Tensor:
+        return getattr(self, f"memory_{layer}")
+
+    def setup(self, features: Features, coreset_size: int, seed: int = 0, shots: int = 0) -> None:
+        """Fill the memory from good-image features (all views), coreset-subsampled per layer."""
+        if not features.patches:
+            msg = "the few-shot reference head needs patch tokens; this backbone gives image-level features only"
+            raise ValueError(msg)
+        self.layers = tuple(sorted(features.patches))
+        for layer in self.layers:
+            tokens = features.patches[layer].reshape(-1, features.patches[layer].shape[-1])
+            keep = greedy_coreset(tokens, coreset_size, seed=seed + layer)
+            self.register_buffer(f"memory_{layer}", tokens[keep].contiguous())
+        self.shots = torch.tensor(shots)
+
+    def distance_map(self, features: Features, memories: dict[int, Tensor] | None = None) -> Tensor:
+        """[B, N] mean over layers of 1 - max cosine similarity to the memory."""
+        self._require(self.fitted, "no reference images")
+        total = None
+        for layer in self.layers:
+            mem = (memories or {}).get(layer, self.memory(layer))
+            q = features.patches[layer]
+            d = 1.0 - nearest_similarity(q, mem.to(q))
+            total = d if total is None else total + d
+        return total / len(self.layers)  # type: ignore[operator]
+
+    def forward(self, features: Features) -> HeadOutput:
+        dist = self.distance_map(features)
+        return HeadOutput(dist.amax(dim=1), dist.reshape(-1, *features.grid))
+
+    @torch.inference_mode()
+    def leave_one_out(self, features: Features, groups: Tensor, coreset_size: int, seed: int = 0) -> HeadOutput:
+        """Scores of each good view against a memory built without its own image (group).
+
+        Used for fusion statistics and threshold calibration, so the threshold is set on scores
+        the head produced for parts it had not memorised.
+        """
+        layers = tuple(sorted(features.patches))
+        n_tokens = features.patches[layers[0]].shape[1]
+        token_groups = groups.repeat_interleave(n_tokens)
+        kept: dict[int, tuple[Tensor, Tensor]] = {}
+        for layer in layers:
+            tokens = features.patches[layer].reshape(-1, features.patches[layer].shape[-1])
+            keep = greedy_coreset(tokens, coreset_size, seed=seed + layer)
+            kept[layer] = (tokens[keep], token_groups[keep])
+        maps = torch.empty(features.batch_size, n_tokens)
+        for g in groups.unique():
+            rows = (groups == g).nonzero().squeeze(1)
+            sub = features.index(rows)
+            total = torch.zeros(len(rows), n_tokens)
+            for layer in layers:
+                mem, mem_groups = kept[layer]
+                other = mem[mem_groups != g]
+                if other.shape[0] == 0:
+                    msg = "leave-one-out needs at least two reference groups"
+                    raise ValueError(msg)
+                total += 1.0 - nearest_similarity(sub.patches[layer], other)
+            maps[rows] = total / len(layers)
+        return HeadOutput(maps.amax(dim=1), maps.reshape(-1, *features.grid))

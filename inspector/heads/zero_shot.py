@@ -1,0 +1,69 @@
+"""Zero-shot text head: normal vs anomalous prompt ensembles, and the best-matching defect."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from inspector.backbone.dense import Features
+from inspector.heads.base import FittedModule, HeadOutput
+from inspector.text_embeddings import TextEmbeddings
+
+
+class ZeroShotHead(FittedModule):
+    """Image score = mean of the global anomalous probability and the peak of the dense map.
+
+    Probabilities are ``softmax(T * [cos(x, normal), cos(x, anomalous)])``; the temperature ``T``
+    starts at the model's logit scale and is re-fitted by calibration when labelled defects exist.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("classes", torch.empty(0))  # [2, D]: normal, anomalous
+        self.register_buffer("defects", torch.empty(0))  # [C, D]
+        self.register_buffer("log_temperature", torch.tensor(math.log(100.0)))
+        self.defect_names: tuple[str, ...] = ()
+
+    @property
+    def fitted(self) -> bool:
+        return self.classes.numel() > 0
+
+    @property
+    def temperature(self) -> float:
+        return float(self.log_temperature.exp())
+
+    def setup(self, text: TextEmbeddings, temperature: float) -> None:
+        self.classes = torch.stack([text.normal, text.anomalous]).float()
+        self.defects = text.defects.float()
+        self.defect_names = text.defect_names
+        self.set_temperature(temperature)
+
+    def set_temperature(self, temperature: float) -> None:
+        if not math.isfinite(temperature) or temperature <= 0:
+            msg = f"zero-shot temperature must be a positive number, got {temperature}"
+            raise ValueError(msg)
+        self.log_temperature = torch.tensor(math.log(temperature))
+
+    def margins(self, features: Features) -> Tensor:
+        """cos(x, anomalous) - cos(x, normal) of each image: the temperature-free logit."""
+        self._require(self.fitted, "no text embeddings")
+        sims = features.global_emb @ self.classes.T.to(features.global_emb)
+        return sims[:, 1] - sims[:, 0]
+
+    def forward(self, features: Features) -> HeadOutput:
+        self._require(self.fitted, "no text embeddings")
+        t = self.log_temperature.exp()
+        cls = self.classes.to(features.global_emb)
+        p_global = torch.softmax(t * features.global_emb @ cls.T, dim=-1)[:, 1]
+        anomaly_map = None
+        score = p_global
+        if features.dense is not None:
+            p_dense = torch.softmax(t * features.dense @ cls.T, dim=-1)[..., 1]
+            anomaly_map = p_dense.reshape(-1, *features.grid)
+            score = 0.5 * (p_global + p_dense.amax(dim=1))
+        class_probs = None
+        if self.defects.numel():
+            class_probs = torch.softmax(t * features.global_emb @ self.defects.T.to(cls), dim=-1)
+        return HeadOutput(score, anomaly_map, class_probs)

@@ -1,0 +1,47 @@
+"""The one object every sink (PLC, audit log, GUI) reads: the inspection of one frame."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Region:
+    """A connected area of the thresholded anomaly map, in frame pixels."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    area_px: int
+    peak: float
+
+
+@dataclass
+class InspectionResult:
+    verdict: Literal["OK", "NG"]
+    score: float  # fused anomaly score (higher = worse), same units as threshold
+    threshold: float
+    defect: str | None  # defect class for NG parts ("anomaly" when no class is known)
+    defect_confidence: float | None
+    anomaly_map: np.ndarray | None  # float32 [h, w] over the ROI (the whole frame without ROI)
+    roi: tuple[int, int, int, int]  # x, y, width, height of the map in frame pixels
+    regions: list[Region] = field(default_factory=list)
+    head_scores: dict[str, float] = field(default_factory=dict)  # raw per-head scores
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    line: str = ""
+    model: str = ""
+    untrained_backbone: bool = False
+    embedding: np.ndarray | None = None  # float32 [D] global CLIP image embedding
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == "OK"
+
+    def summary(self) -> str:
+        label = f" {self.defect} ({self.defect_confidence:.2f})" if self.defect and self.defect_confidence else ""
+        flag = " [untrained backbone]" if self.untrained_backbone else ""
+        return f"{self.verdict} score={self.score:.3f} thr={self.threshold:.3f}{label}{flag}"
