@@ -246,9 +246,8 @@ class Inspector:
         if good_feats is not None:
             good_out["zero_shot"] = self.zero_shot(good_feats)
             if self.extractor.is_vit and self.line.heads.references > 0 and groups.unique().numel() >= 2:
-                self.references.setup(good_feats, spec.coreset_size, spec.seed, shots=len(good))
-                good_out["references"] = self.references.leave_one_out(good_feats, groups, spec.coreset_size,
-                                                                       spec.seed)
+                self.references.setup(good_feats, spec.coreset_size, spec.seed, shots=len(good), groups=groups)
+                good_out["references"] = self.references.leave_one_out(good_feats, groups)
         if defect_feats is not None:
             defect_out["zero_shot"] = self.zero_shot(defect_feats)
             if self.references.fitted:

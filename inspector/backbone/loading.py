@@ -342,9 +342,9 @@ def resolve_weights(model: str, pretrained: str, model_dir: Path | None) -> Reso
             return ResolvedWeights(kind="file", path=path, sha256=file_sha256(path),
                                    tag=_tag_of_imported(path, model_dir, model))
 
-    looked = ", ".join(str(p.absolute()) for p in candidates)
+    where = ", ".join(str(p.absolute()) for p in candidates)
     if _looks_like_path(pretrained):
-        msg = (f"Weights file {pretrained!r} for {model} not found (looked in: {looked}). "
+        msg = (f"Weights file {pretrained!r} for {model} not found (looked in: {where}). "
                f"Check the path in model.pretrained, or import the file with "
                f"`inspector weights import FILE --model {model}"
                f"{f' --model-dir {model_dir}' if model_dir is not None else ''}`.")
@@ -352,9 +352,9 @@ def resolve_weights(model: str, pretrained: str, model_dir: Path | None) -> Reso
     tags = open_clip.list_pretrained_tags_by_model(model)
     close = difflib.get_close_matches(pretrained.lower(), tags, n=3, cutoff=0.5)
     known = f"its open_clip tags are: {', '.join(tags)}" if tags else "open_clip has no tags for it"
-    mean = f" Did you mean: {', '.join(close)}?" if close else ""
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
     msg = (f"model.pretrained {pretrained!r} is neither an open_clip tag of {model} nor a weights file "
-           f"(looked in: {looked}); {known}.{mean} "
+           f"(looked in: {where}); {known}.{hint} "
            "Use a tag, a .safetensors file, or `random` (untrained demo).")
     raise WeightsNotFoundError(msg)
 
@@ -437,7 +437,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state_dict
 
 
-def apply_state_dict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: Path | str) -> None:
+def apply_state_dict(
+    model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: Path | str, arch: str = "this architecture"
+) -> None:
     """Load a state dict strictly, with open_clip's ``load_checkpoint`` conversions.
 
     A mismatch raises WeightsIntegrityError naming the first missing / unexpected / mis-shaped keys.
@@ -463,7 +465,8 @@ def apply_state_dict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]
         resize_pos_embed(state_dict, model)
         resize_text_pos_embed(state_dict, model)
     except Exception as exc:
-        msg = f"{source}: cannot adapt positional embeddings to {type(model).__name__} ({exc})"
+        msg = (f"{source} does not fit {arch}: its positional embeddings cannot be adapted ({exc}). "
+               "Is it a checkpoint for a different open_clip model?")
         raise WeightsIntegrityError(msg) from None
 
     expected = model.state_dict()
@@ -479,7 +482,7 @@ def apply_state_dict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]
             parts.append(f"{len(unexpected)} unexpected key(s): {', '.join(unexpected[:5])}")
         if shapes:
             parts.append(f"{len(shapes)} shape mismatch(es): {'; '.join(shapes[:3])}")
-        msg = (f"{source} does not fit this architecture: {'; '.join(parts)}. "
+        msg = (f"{source} does not fit {arch}: {'; '.join(parts)}. "
                "Is it a checkpoint for a different open_clip model?")
         raise WeightsIntegrityError(msg)
     model.load_state_dict(state_dict, strict=True)
@@ -502,6 +505,12 @@ def _hub_offline() -> Iterator[None]:
         constants.HF_HUB_OFFLINE = before
 
 
+class _DropRandomInitWarning(logging.Filter):
+    # open_clip logs "initialized randomly" on the root logger; we load weights right after.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No pretrained weights loaded")
+
+
 def build_model(
     model: str,
     precision: str = "fp32",
@@ -513,6 +522,8 @@ def build_model(
     The global RNG state is left untouched, and no base tower weights are downloaded.
     """
     register_model_configs()
+    quiet = _DropRandomInitWarning()
+    logging.getLogger().addFilter(quiet)
     with torch.random.fork_rng(devices=[]), _hub_offline():
         torch.manual_seed(RANDOM_SEED)
         try:
@@ -531,6 +542,8 @@ def build_model(
             msg = (f"Cannot build {model}: it needs a component that is not available offline "
                    f"({type(exc).__name__}: {exc})")
             raise WeightsNotFoundError(msg) from None
+        finally:
+            logging.getLogger().removeFilter(quiet)
     return net
 
 
@@ -566,8 +579,9 @@ def _native_size(net: torch.nn.Module) -> int:
 def load_backbone(spec: ModelSpec, model_dir: Path | None = None) -> LoadedBackbone:
     """Resolve, verify and load the backbone of ``spec`` (offline), frozen and in eval mode.
 
-    ``spec.image_size`` and ``spec.feature_layers`` are not applied here: the model keeps its
-    native input size (``native_image_size``) so its embeddings equal open_clip's own loading.
+    The weights stay fp32 and the model keeps its native input size (``native_image_size``), so
+    its embeddings equal open_clip's own loading; ``spec.precision`` (torch.autocast),
+    ``spec.image_size`` and ``spec.feature_layers`` are applied by the feature extractor.
     """
     device = resolve_device(spec.device)
     resolved = resolve_weights(spec.name, spec.pretrained, model_dir)
@@ -587,10 +601,10 @@ def load_backbone(spec: ModelSpec, model_dir: Path | None = None) -> LoadedBackb
     if quick_gelu:
         logger.info("%s/%s was trained with QuickGELU; building the model with it", spec.name, resolved.tag)
 
-    net = build_model(spec.name, precision=spec.precision, preprocess=tag_cfg or None, quick_gelu=quick_gelu)
+    net = build_model(spec.name, preprocess=tag_cfg or None, quick_gelu=quick_gelu)
     if resolved.path is not None:
         state_dict = read_state_dict(resolved.path)
-        apply_state_dict(net, state_dict, resolved.path)
+        apply_state_dict(net, state_dict, resolved.path, spec.name)
         del state_dict
     else:
         logger.warning("%s runs with RANDOM weights (seed %d): results are from an untrained backbone",

@@ -13,11 +13,13 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import open_clip
 
@@ -120,6 +122,27 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return tuple(out)
 
 
+def _hub_host_resolves(endpoint: str) -> bool:
+    """Whether the hub's host name resolves (a fast no-network check; skipped behind a proxy)."""
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    host = urlsplit(endpoint).hostname
+    if not host:
+        return True
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        return False
+    return True
+
+
+def _offline_message(model: str, tag: str, repo_id: str, why: str) -> str:
+    return (f"Cannot download {model} / {tag} from the Hugging Face hub (repo {repo_id}): this machine has "
+            f"no network access ({why}).\n"
+            f" Fix: run `inspector weights fetch {model} {tag}` on a machine with internet, copy the printed "
+            f"file here and run `inspector weights import FILE --model {model} --name {tag}`.")
+
+
 def fetch_weights(model: str, tag: str, progress: bool = True) -> Path:
     """Download a tag's weights into the HF hub cache (the only networked operation); the file path.
 
@@ -143,10 +166,16 @@ def fetch_weights(model: str, tag: str, progress: bool = True) -> Path:
         msg = f"{model} / {tag} has no Hugging Face hub source in open_clip {open_clip.__version__}"
         raise WeightsNotFoundError(msg)
     repo_id, names = cand
+    if not _hub_host_resolves(huggingface_hub.constants.ENDPOINT):
+        why = f"cannot resolve {urlsplit(huggingface_hub.constants.ENDPOINT).hostname}"
+        raise WeightsNotFoundError(_offline_message(model, tag, repo_id, why))
 
     was_disabled = are_progress_bars_disabled()
     if not progress:
         disable_progress_bars()
+    # `inspector` sets HF_HUB_OFFLINE=1 for everything else; an explicit fetch is the one exception.
+    was_offline = huggingface_hub.constants.HF_HUB_OFFLINE
+    huggingface_hub.constants.HF_HUB_OFFLINE = False
     try:
         for name in names:
             try:
@@ -164,16 +193,12 @@ def fetch_weights(model: str, tag: str, progress: bool = True) -> Path:
                 msg = f"huggingface.co refused {repo_id}/{name} for {model} / {tag}: {exc}"
                 raise WeightsNotFoundError(msg) from None
             except (hf_errors.LocalEntryNotFoundError, ConnectionError, OSError, *_transport_errors()) as exc:
-                msg = (f"Cannot download {model} / {tag} from huggingface.co (repo {repo_id}): this machine "
-                       f"has no network access (or HF_HUB_OFFLINE=1 is set) - {type(exc).__name__}: "
-                       f"{str(exc).splitlines()[0] if str(exc) else ''}\n"
-                       f" Fix: run `inspector weights fetch {model} {tag}` on a machine with internet, copy "
-                       f"the printed file here and run `inspector weights import FILE --model {model} "
-                       f"--name {tag}`.")
-                raise WeightsNotFoundError(msg) from None
+                why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                raise WeightsNotFoundError(_offline_message(model, tag, repo_id, why)) from None
             logger.info("fetched %s / %s: %s", model, tag, path)
             return Path(path)
     finally:
+        huggingface_hub.constants.HF_HUB_OFFLINE = was_offline
         if not progress and not was_disabled:
             enable_progress_bars()
     msg = f"Hugging Face hub repo {repo_id} has none of {names} for {model} / {tag}"
@@ -260,7 +285,7 @@ def import_weights(file: Path, model: str, model_dir: Path, name: str | None = N
     # Strict load into the architecture (random init, CPU, fp32): proves the file fits.
     state_dict = loading.read_state_dict(file)
     net = loading.build_model(model)
-    loading.apply_state_dict(net, state_dict, file)
+    loading.apply_state_dict(net, state_dict, file, model)
     del state_dict, net
 
     dest = model_dir / model / target

@@ -32,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-dir", type=Path, default=Path("models"))
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--save-maps", action="store_true", help="write maps.h5 (one map per test image)")
-    p.add_argument("--max-images", type=int, default=None, help="evaluate only the first N test images")
+    p.add_argument("--max-images", type=int, default=None,
+                   help="smoke test: N evenly spaced test images (both classes needed)")
     p.set_defaults(func=run)
 
 

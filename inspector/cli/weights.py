@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from inspector.errors import InspectorError
+
+if TYPE_CHECKING:
+    from inspector.backbone.weights import WeightsEntry
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +75,10 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def _label(entry: WeightsEntry) -> str:
+    return entry.name if not entry.tag or entry.tag == entry.name else f"{entry.name} ({entry.tag})"
+
+
 def _run_list(args: argparse.Namespace) -> int:
     from inspector.backbone.weights import list_weights
 
@@ -87,18 +95,24 @@ def _run_list(args: argparse.Namespace) -> int:
                       "`inspector weights import FILE --model MODEL --name TAG` here.",
                       markup=False, highlight=False, soft_wrap=True)
         return 0
+    # Paths are long: a column on wide terminals, one line per file below the table otherwise.
+    wide = console.width >= 150
     table = Table(title=f"Backbone weights (model dir: {escape(str(args.model_dir))})")
-    table.add_column("model")
-    table.add_column("pretrained")
-    table.add_column("source")
-    table.add_column("size", justify="right")
-    table.add_column("sha256")
-    table.add_column("path", overflow="fold")
-    for e in entries:
-        name = e.name if not e.tag or e.tag == e.name else f"{e.name} ({e.tag})"
-        table.add_row(escape(e.model), escape(name), e.source, _size(e.size),
-                      (e.sha256 or "")[:12], escape(str(e.path)))
+    table.add_column("#" if not wide else "", justify="right", no_wrap=True)
+    table.add_column("model", no_wrap=True)
+    table.add_column("pretrained", overflow="fold")
+    table.add_column("source", no_wrap=True)
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("sha256", no_wrap=True)
+    if wide:
+        table.add_column("path", overflow="fold")
+    for i, e in enumerate(entries, 1):
+        row = [str(i), escape(e.model), escape(_label(e)), e.source, _size(e.size), (e.sha256 or "")[:12]]
+        table.add_row(*row, *([escape(str(e.path))] if wide else []))
     console.print(table)
+    if not wide:
+        for i, e in enumerate(entries, 1):
+            console.print(f"{i:>3}: {e.path}", markup=False, highlight=False, soft_wrap=True)
     return 0
 
 

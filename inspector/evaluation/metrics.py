@@ -201,7 +201,7 @@ class PixelAccumulator:
             if len(self._neg) == 1:
                 neg = self._neg[0]
             else:
-                # Move the pieces into one array, freeing each as it goes (~1 copy at peak).
+                # Move the pieces into one array, releasing each piece once copied.
                 neg = np.empty(n_neg, dtype=np.float32)
                 pieces, start = self._neg[::-1], 0
                 self._neg.clear()
@@ -257,7 +257,7 @@ class PixelAccumulator:
         """Area under the PRO curve for FPR in [0, fpr_limit], divided by fpr_limit."""
         fpr_limit = _check_fpr_limit(fpr_limit)
         fpr, pro = self.pro_curve()
-        return trapezoid_limited(fpr, pro, fpr_limit) / fpr_limit
+        return float(trapezoid_limited(fpr, pro, fpr_limit) / fpr_limit)
 
 
 def trapezoid_limited(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
@@ -273,12 +273,16 @@ def trapezoid_limited(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
     if 0 < k < x.size and x[k - 1] < x_max:
         y_max = y[k - 1] + (y[k] - y[k - 1]) * (x_max - x[k - 1]) / (x[k] - x[k - 1])
         area += 0.5 * (y_max + y[k - 1]) * (x_max - x[k - 1])
-    return area
+    return float(area)
 
 
 def _accumulate(masks: Iterable[Any], maps: Iterable[Any]) -> PixelAccumulator:
-    masks = list(masks) if not isinstance(masks, np.ndarray) else masks
-    maps = list(maps) if not isinstance(maps, np.ndarray) else maps
+    def as_images(x: Any) -> Any:  # a list of (H, W) arrays, an (N, H, W) array or one (H, W) array
+        if isinstance(x, np.ndarray):
+            return [x] if x.ndim == 2 else x
+        return list(x)
+
+    masks, maps = as_images(masks), as_images(maps)
     if len(masks) != len(maps):
         msg = f"masks and maps differ in number: {len(masks)} masks, {len(maps)} maps"
         raise ValueError(msg)

@@ -14,10 +14,9 @@ from typing import Any, Protocol
 
 import cv2
 import numpy as np
-from inspector.evaluation.report import HeatmapExample, write_report
 from tqdm import tqdm
 
-from inspector.evaluation.datasets import EvalDataset, Sample, open_dataset, select_shots
+from inspector.evaluation.datasets import DatasetError, EvalDataset, Sample, open_dataset, select_shots
 from inspector.evaluation.metrics import (
     DEFAULT_FPR_LIMIT,
     METRIC_KEYS,
@@ -25,6 +24,7 @@ from inspector.evaluation.metrics import (
     f1_max,
     summarize,
 )
+from inspector.evaluation.report import HeatmapExample, write_report
 
 _logger = logging.getLogger(__name__)
 
@@ -51,11 +51,13 @@ class Predictor(Protocol):
 
 def _subset(test: list[Sample], max_images: int | None) -> list[Sample]:
     """Evenly spaced subset of the sorted test list (smoke runs), keeping its order."""
-    if max_images is None or max_images >= len(test):
+    if max_images is None:
         return test
     if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
         msg = f"max_images must be a whole number >= 1 or None; got {max_images!r}"
         raise ValueError(msg)
+    if max_images >= len(test):
+        return test
     idx = np.unique(np.linspace(0, len(test) - 1, max_images).round().astype(int))
     return [test[i] for i in idx]
 
@@ -69,6 +71,9 @@ def _check_prediction(sample: Sample, out: Any) -> tuple[float, np.ndarray]:
         raise TypeError(msg) from exc
     if not math.isfinite(score):
         msg = f"{sample.path}: predictor returned a non-finite score {score}"
+        raise ValueError(msg)
+    if amap is None:
+        msg = f"{sample.path}: predictor returned no anomaly map (None); the protocol needs one per image"
         raise ValueError(msg)
     amap = np.asarray(amap)
     if amap.ndim == 3 and 1 in (amap.shape[0], amap.shape[-1]):
@@ -117,6 +122,9 @@ def run_evaluation(root: str | Path, category: str, shots: int, seed: int, predi
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        msg = f"seed must be a whole number; got {seed!r}"
+        raise ValueError(msg)
     meta = dict(meta or {})
     clash = sorted(set(meta) & _PROTOCOL_KEYS)
     if clash:
@@ -130,6 +138,12 @@ def run_evaluation(root: str | Path, category: str, shots: int, seed: int, predi
     ds: EvalDataset = open_dataset(root, category, dataset, split_csv)
     shot_samples = select_shots(ds.train, shots, seed)
     test = _subset(ds.test, max_images)
+    n_defect = sum(s.label for s in test)
+    if n_defect in (0, len(test)):
+        missing = "defect" if n_defect == 0 else "good"
+        msg = (f"{ds.name}/{category}: the {len(test)} test image(s) include no {missing} image; "
+               "image metrics need both (raise max_images?)")
+        raise DatasetError(msg)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     _logger.info("fitting on %d shot(s) (seed %s)", len(shot_samples), seed)

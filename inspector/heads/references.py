@@ -26,12 +26,15 @@ def greedy_coreset(tokens: Tensor, size: int, seed: int = 0, proj_dim: int = 128
         proj = torch.randn(x.shape[1], proj_dim, generator=gen) / proj_dim**0.5
         x = x @ proj.to(x)
     chosen = torch.empty(size, dtype=torch.long)
-    chosen[0] = int(torch.randint(n, (1,), generator=gen))
-    min_dist = torch.cdist(x, x[chosen[:1]]).squeeze(1)
+    sq = x.pow(2).sum(dim=1)
+    idx = int(torch.randint(n, (1,), generator=gen))
+    # Squared distances through one mat-vec per step: ||a||^2 - 2 a.b + ||b||^2.
+    min_dist = sq - 2.0 * (x @ x[idx]) + sq[idx]
+    chosen[0] = idx
     for i in range(1, size):
         idx = int(torch.argmax(min_dist))
         chosen[i] = idx
-        torch.minimum(min_dist, torch.cdist(x, x[idx : idx + 1]).squeeze(1), out=min_dist)
+        torch.minimum(min_dist, sq - 2.0 * (x @ x[idx]) + sq[idx], out=min_dist)
     return chosen
 
 
@@ -60,16 +63,26 @@ class ReferenceHead(FittedModule):
     def memory(self, layer: int) -> Tensor:
         return getattr(self, f"memory_{layer}")
 
-    def setup(self, features: Features, coreset_size: int, seed: int = 0, shots: int = 0) -> None:
-        """Fill the memory from good-image features (all views), coreset-subsampled per layer."""
+    def setup(self, features: Features, coreset_size: int, seed: int = 0, shots: int = 0,
+              groups: Tensor | None = None) -> None:
+        """Fill the memory from good-image features (all views), coreset-subsampled per layer.
+
+        ``groups`` gives the source image of each view; it is kept (in memory, not in the state)
+        for :meth:`leave_one_out`.
+        """
         if not features.patches:
             msg = "the few-shot reference head needs patch tokens; this backbone gives image-level features only"
             raise ValueError(msg)
         self.layers = tuple(sorted(features.patches))
+        groups = torch.arange(features.batch_size) if groups is None else groups
+        n_tokens = features.patches[self.layers[0]].shape[1]
+        token_groups = groups.repeat_interleave(n_tokens)
+        self._memory_groups: dict[int, Tensor] = {}
         for layer in self.layers:
             tokens = features.patches[layer].reshape(-1, features.patches[layer].shape[-1])
             keep = greedy_coreset(tokens, coreset_size, seed=seed + layer)
             self.register_buffer(f"memory_{layer}", tokens[keep].contiguous())
+            self._memory_groups[layer] = token_groups[keep]
         self.shots = torch.tensor(shots)
 
     def distance_map(self, features: Features, memories: dict[int, Tensor] | None = None) -> Tensor:
@@ -88,31 +101,23 @@ class ReferenceHead(FittedModule):
         return HeadOutput(dist.amax(dim=1), dist.reshape(-1, *features.grid))
 
     @torch.inference_mode()
-    def leave_one_out(self, features: Features, groups: Tensor, coreset_size: int, seed: int = 0) -> HeadOutput:
-        """Scores of each good view against a memory built without its own image (group).
+    def leave_one_out(self, features: Features, groups: Tensor) -> HeadOutput:
+        """Scores of each good view (the ones given to setup) against the memory minus its own image.
 
         Used for fusion statistics and threshold calibration, so the threshold is set on scores
         the head produced for parts it had not memorised.
         """
-        layers = tuple(sorted(features.patches))
-        n_tokens = features.patches[layers[0]].shape[1]
-        token_groups = groups.repeat_interleave(n_tokens)
-        kept: dict[int, tuple[Tensor, Tensor]] = {}
-        for layer in layers:
-            tokens = features.patches[layer].reshape(-1, features.patches[layer].shape[-1])
-            keep = greedy_coreset(tokens, coreset_size, seed=seed + layer)
-            kept[layer] = (tokens[keep], token_groups[keep])
+        self._require(self.fitted and hasattr(self, "_memory_groups"), "leave_one_out needs the setup() data")
+        n_tokens = features.patches[self.layers[0]].shape[1]
         maps = torch.empty(features.batch_size, n_tokens)
         for g in groups.unique():
             rows = (groups == g).nonzero().squeeze(1)
-            sub = features.index(rows)
             total = torch.zeros(len(rows), n_tokens)
-            for layer in layers:
-                mem, mem_groups = kept[layer]
-                other = mem[mem_groups != g]
+            for layer in self.layers:
+                other = self.memory(layer)[self._memory_groups[layer] != g]
                 if other.shape[0] == 0:
                     msg = "leave-one-out needs at least two reference groups"
                     raise ValueError(msg)
-                total += 1.0 - nearest_similarity(sub.patches[layer], other)
-            maps[rows] = total / len(layers)
+                total += 1.0 - nearest_similarity(features.patches[layer][rows], other)
+            maps[rows] = total / len(self.layers)
         return HeadOutput(maps.amax(dim=1), maps.reshape(-1, *features.grid))

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from inspector.heads.references import ReferenceHead, greedy_coreset, nearest_similarity
+from tests.heads.conftest import random_features
+
+
+def test_coreset_covers_the_set_better_than_random() -> None:
+    gen = torch.Generator().manual_seed(0)
+    clusters = torch.randn(20, 32, generator=gen) * 5
+    points = clusters.repeat_interleave(50, dim=0) + 0.1 * torch.randn(1000, 32, generator=gen)
+    keep = greedy_coreset(points, 20, seed=0)
+    assert keep.unique().numel() == 20
+    covered = torch.cdist(points, points[keep]).amin(dim=1).max()
+    rand = torch.randperm(1000, generator=gen)[:20]
+    assert covered < torch.cdist(points, points[rand]).amin(dim=1).max()
+    assert covered < 1.5  # every cluster got a representative
+    assert torch.equal(greedy_coreset(points, 2000), torch.arange(1000))
+
+
+def test_nearest_similarity_chunked_equals_dense() -> None:
+    q = F.normalize(torch.randn(3, 7, 8), dim=-1)
+    mem = F.normalize(torch.randn(100, 8), dim=-1)
+    assert torch.allclose(nearest_similarity(q, mem, chunk=9), (q @ mem.T).amax(-1))
+
+
+def test_planted_patch_anomaly_is_found_and_localised() -> None:
+    head = ReferenceHead()
+    good = random_features(6, seed=1)
+    head.setup(good, coreset_size=64, shots=6)
+    assert head.fitted and head.memory(0).shape[0] == 64
+    test = random_features(4, seed=2)
+    test.patches = {k: v.clone() for k, v in test.patches.items()}
+    for k in test.patches:
+        test.patches[k][2, 5] = F.normalize(torch.randn(16), dim=-1)  # one foreign patch in image 2
+    out = head(test)
+    assert out.map.shape == (4, 4, 4)
+    assert int(out.score.argmax()) == 2
+    assert int(out.map[2].flatten().argmax()) == 5
+    assert out.score[2] > 3 * out.score[[0, 1, 3]].max()
+
+
+def test_leave_one_out_excludes_own_image() -> None:
+    head = ReferenceHead()
+    good = random_features(6, seed=3)
+    groups = torch.tensor([0, 0, 1, 1, 2, 2])
+    good.patches = {k: v.clone() for k, v in good.patches.items()}
+    # Image (group) 2 carries a unique pattern at patch 0: only visible when its own tokens are excluded.
+    odd = F.normalize(torch.randn(16), dim=-1)
+    for k in good.patches:
+        good.patches[k][4:, 0] = odd
+    head.setup(good, coreset_size=1000, groups=groups)
+    assert head(good).score.max() < 0.05  # memorised: in-sample scores hide it
+    loo = head.leave_one_out(good, groups)
+    assert loo.score[4:].min() > 0.5 and loo.score[:4].max() < 0.2
+
+
+def test_state_travels_in_state_dict() -> None:
+    head = ReferenceHead()
+    head.setup(random_features(2), coreset_size=8)
+    keys = set(head.state_dict())
+    assert {"memory_0", "memory_1", "shots"} <= keys
