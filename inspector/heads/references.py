@@ -102,22 +102,37 @@ class ReferenceHead(FittedModule):
 
     @torch.inference_mode()
     def leave_one_out(self, features: Features, groups: Tensor) -> HeadOutput:
-        """Scores of each good view (the ones given to setup) against the memory minus its own image.
+        """Held-out scores of each good view (those given to setup), as the full memory would give them.
 
-        Used for fusion statistics and threshold calibration, so the threshold is set on scores
-        the head produced for parts it had not memorised.
+        A view scored against the memory minus its own image (leave-one-out) sees K-1 references,
+        while the station searches K, so raw leave-one-out scores run high and a threshold set on
+        them rejects fewer good parts than targeted. With three or more groups we also score each
+        view with one more image left out and extrapolate the per-patch distance from K-2 and K-1
+        references to K. Nearest-neighbour distance in a d-dimensional memory of n samples falls
+        like n^(-1/d), so successive gains shrink by (K-2)/(K-1) for the large d of CLIP tokens.
         """
         self._require(self.fitted and hasattr(self, "_memory_groups"), "leave_one_out needs the setup() data")
         n_tokens = features.patches[self.layers[0]].shape[1]
+        unique = groups.unique()
+        k = len(unique)
+        if k < 2:
+            msg = "leave-one-out needs at least two reference groups"
+            raise ValueError(msg)
         maps = torch.empty(features.batch_size, n_tokens)
-        for g in groups.unique():
+        for pos, g in enumerate(unique):
             rows = (groups == g).nonzero().squeeze(1)
-            total = torch.zeros(len(rows), n_tokens)
+            one = torch.zeros(len(rows), n_tokens)
+            two = torch.zeros(len(rows), n_tokens)
+            partner = unique[(pos + 1) % k]
             for layer in self.layers:
-                other = self.memory(layer)[self._memory_groups[layer] != g]
-                if other.shape[0] == 0:
-                    msg = "leave-one-out needs at least two reference groups"
-                    raise ValueError(msg)
-                total += 1.0 - nearest_similarity(features.patches[layer][rows], other)
-            maps[rows] = total / len(self.layers)
+                q = features.patches[layer][rows]
+                mem_groups = self._memory_groups[layer]
+                one += 1.0 - nearest_similarity(q, self.memory(layer)[mem_groups != g])
+                if k >= 3:
+                    two += 1.0 - nearest_similarity(q, self.memory(layer)[(mem_groups != g) & (mem_groups != partner)])
+            one /= len(self.layers)
+            if k >= 3:
+                two /= len(self.layers)
+                one = one - (k - 2) / (k - 1) * (two - one)
+            maps[rows] = one
         return HeadOutput(maps.amax(dim=1), maps.reshape(-1, *features.grid))
