@@ -20,6 +20,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from inspector.errors import ConfigError
+from inspector.plc.settings import PlcSpec
+from inspector.station.settings import CameraSpec, LogSpec, TriggerSpec
+from inspector.training.settings import TrainingSpec
 
 _NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -103,6 +106,8 @@ class HeadWeights(_Strict):
     zero_shot: float = Field(default=1.0, ge=0)
     references: float = Field(default=1.0, ge=0)
     probe: float = Field(default=1.0, ge=0)
+    # A trained adapter (inspector train) once one is promoted for the line.
+    adapter: float = Field(default=1.0, ge=0)
 
 
 class CalibrationSpec(_Strict):
@@ -136,6 +141,7 @@ class LineConfig(_Strict):
     fewshot: FewShotSpec = FewShotSpec()
     heads: HeadWeights = HeadWeights()
     decision: DecisionSpec = DecisionSpec()
+    training: TrainingSpec = TrainingSpec()
 
     @field_validator("roi")
     @classmethod
@@ -158,6 +164,11 @@ class StationConfig(_Strict):
     cache_dir: Path = Path(".cache/inspector")
     lines: tuple[LineConfig, ...] = Field(min_length=1)
     default_line: str | None = None
+    camera: CameraSpec = CameraSpec()
+    trigger: TriggerSpec = TriggerSpec()
+    log: LogSpec = LogSpec()
+    # None = no PLC link (free-run or software triggers only).
+    plc: PlcSpec | None = None
     # Set by the loader: the file this config came from (not part of the YAML).
     source: Path | None = Field(default=None, exclude=True)
 

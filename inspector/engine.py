@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,9 +30,10 @@ from inspector.calibrate import (
     threshold_for_false_reject,
     threshold_min_cost,
 )
-from inspector.config import LineConfig, StationConfig
+from inspector.config import LineConfig, StationConfig, config_hash
 from inspector.errors import ImageDecodeError
 from inspector.heads import Fusion, HeadOutput, LinearProbeHead, ReferenceHead, ZeroShotHead
+from inspector.heads.fusion import HEAD_NAMES
 from inspector.imaging import list_images, load_image, validate_frame
 from inspector.preprocess import Preprocessor, crop_roi
 from inspector.prompts import build_prompt_set
@@ -140,6 +142,13 @@ class Inspector:
         self.good_scores: np.ndarray = np.empty(0)
         self.defect_scores: np.ndarray = np.empty(0)
         self._last_fit: FitReport | None = None
+        self.config_hash = config_hash(line)
+        self.adapter: torch.nn.Module | None = None
+        self.model_version = "base"
+        self._score_stats: dict[str, tuple[float, float]] | None = None
+        self._map_stats: dict[str, tuple[float, float]] | None = None
+        # Held by inspect_batch and by model swaps, so a swap lands between two frames.
+        self._lock = threading.RLock()
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -167,6 +176,8 @@ class Inspector:
             active.append("references")
         if self.probe.fitted and self.line.heads.probe > 0:
             active.append("probe")
+        if self.adapter is not None and self.line.heads.adapter > 0:
+            active.append("adapter")
         return tuple(active)
 
     @property
@@ -255,14 +266,13 @@ class Inspector:
         if defect_feats is not None and self.line.heads.probe > 0:
             self._fit_probe(good_feats, identity_idx, defect_feats, defect_labels, good_out, defect_out)
 
-        weights = {h: getattr(self.line.heads, h) for h in ("zero_shot", "references", "probe")}
-        weights = {h: w for h, w in weights.items() if h == "zero_shot" or h in good_out or h in defect_out}
         if good_feats is not None:
-            score_stats = {h: _mean_std(o.score) for h, o in good_out.items()}
-            map_stats = {h: _mean_std(o.map) for h, o in good_out.items() if o.map is not None}
-            self.fusion.setup(weights, score_stats, map_stats)
+            self._score_stats = {h: _mean_std(o.score) for h, o in good_out.items()}
+            self._map_stats = {h: _mean_std(o.map) for h, o in good_out.items() if o.map is not None}
         else:
-            self.fusion.setup(weights)
+            self._score_stats = self._map_stats = None
+        self.adapter, self.model_version = None, "base"
+        self._setup_fusion(active=set(good_out) | set(defect_out))
 
         # Fused scores of the fitting data: the calibration set.
         self.good_scores = np.empty(0)
@@ -318,6 +328,41 @@ class Inspector:
             good_out["probe"] = HeadOutput(loo_scores[:n_good].repeat_interleave(per_view), None)
         defect_out["probe"] = HeadOutput(loo_scores[n_good:], None)
 
+    def _setup_fusion(self, active: set[str], extra: dict[str, tuple[float, float]] | None = None,
+                      extra_map: dict[str, tuple[float, float]] | None = None) -> None:
+        weights = {h: getattr(self.line.heads, h) for h in HEAD_NAMES}
+        weights = {h: w for h, w in weights.items() if h == "zero_shot" or h in active}
+        if self._score_stats is None:
+            self.fusion.setup(weights)
+            return
+        score_stats = {**self._score_stats, **(extra or {})}
+        self.fusion.setup(weights, score_stats, {**(self._map_stats or {}), **(extra_map or {})})
+
+    def install_adapter(self, adapter: torch.nn.Module, version: str, score_stats: tuple[float, float],
+                        map_stats: tuple[float, float] | None = None, threshold: float | None = None) -> None:
+        """Hot-swap a trained adapter head (``forward(Features) -> HeadOutput``) between two frames.
+
+        ``score_stats`` / ``map_stats`` are the adapter's mean / std on held-out good parts, and
+        ``threshold`` the fused threshold validated with it (the registry version's calibration).
+        """
+        adapter = adapter.eval().to(self.device)
+        with self._lock:
+            active = {h for h in self.heads if h != "adapter"} | {"adapter"}
+            self.adapter = adapter
+            self._setup_fusion(active, {"adapter": score_stats}, {"adapter": map_stats} if map_stats else None)
+            self.model_version = version
+            if threshold is not None:
+                self.set_threshold(threshold)
+
+    def remove_adapter(self, threshold: float | None = None) -> None:
+        """Back to the base heads (rollback), between two frames."""
+        with self._lock:
+            self.adapter = None
+            self._setup_fusion({h for h in self.heads if h != "adapter"})
+            self.model_version = "base"
+            if threshold is not None:
+                self.set_threshold(threshold)
+
     def calibrate(self, method: str | None = None) -> Calibration:
         """Threshold from the fitting data's held-out fused scores with the line's (or given) method."""
         spec = self.line.decision.calibration
@@ -341,9 +386,13 @@ class Inspector:
     def inspect(self, frame: np.ndarray) -> InspectionResult:
         return self.inspect_batch([frame])[0]
 
-    @torch.inference_mode()
     def inspect_batch(self, frames: Sequence[np.ndarray]) -> list[InspectionResult]:
         """Inspect frames in one batched backbone pass; timings are per frame (batch time / B)."""
+        with self._lock:
+            return self._inspect_batch(frames)
+
+    @torch.inference_mode()
+    def _inspect_batch(self, frames: Sequence[np.ndarray]) -> list[InspectionResult]:
         sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
         timings: dict[str, float] = {}
         t = time.perf_counter()
@@ -417,6 +466,8 @@ class Inspector:
             head_scores={h: float(o.score[i]) for h, o in outputs.items()},
             line=self.line.name,
             model=ident.label(),
+            model_version=self.model_version,
+            config_hash=self.config_hash,
             untrained_backbone=ident.untrained,
             embedding=feats.global_emb[i].float().cpu().numpy(),
         )

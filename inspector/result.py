@@ -33,7 +33,9 @@ class InspectionResult:
     head_scores: dict[str, float] = field(default_factory=dict)  # raw per-head scores
     timings_ms: dict[str, float] = field(default_factory=dict)
     line: str = ""
-    model: str = ""
+    model: str = ""  # backbone identity label
+    model_version: str = "base"  # adapter version from the registry, "base" = no adapter
+    config_hash: str = ""
     untrained_backbone: bool = False
     embedding: np.ndarray | None = None  # float32 [D] global CLIP image embedding
 

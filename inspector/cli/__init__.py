@@ -26,23 +26,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (predict, eval_cmd, calibrate, config_cmd, weights):
         module.add_parser(sub)
-    for name in ("bench", "run", "gui", "log", "train"):
-        module = _optional_command(name)
-        if module is not None:
-            module.add_parser(sub)
+    for module in _subsystem_commands():
+        module.add_parser(sub)
     return parser
 
 
-def _optional_command(name: str):
-    """Commands of other subsystems register themselves when their module exists."""
+def _subsystem_commands() -> list:
+    """Every ``inspector/cli/*_cmd.py`` module registers its own command (run, log, train, ...)."""
     import importlib
+    import pkgutil
 
-    try:
-        return importlib.import_module(f"inspector.cli.{name}_cmd")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"inspector.cli.{name}_cmd":
-            raise
-        return None
+    import inspector.cli as package
+
+    core = {"eval_cmd", "config_cmd"}
+    names = sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.name.endswith("_cmd"))
+    return [importlib.import_module(f"inspector.cli.{name}") for name in names if name not in core]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from inspector.heads.base import FittedModule, HeadOutput
 
-HEAD_NAMES: tuple[str, ...] = ("zero_shot", "references", "probe")
+HEAD_NAMES: tuple[str, ...] = ("zero_shot", "references", "probe", "adapter")
 # Scores live in [0, ~2]; a floor keeps a head that is constant on good parts from exploding.
 STD_FLOOR = 0.01
 

@@ -1,0 +1,1 @@
+"""HDF5 audit log: crash-safe writer, reader, exports."""

@@ -1,0 +1,1 @@
+"""PLC integration: pure protocol framing, serial link, Modbus RTU server, simulator."""

@@ -1,0 +1,1 @@
+"""Station runtime: frame sources, triggers, the inspection loop and its sinks."""

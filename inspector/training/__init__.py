@@ -1,0 +1,1 @@
+"""Few-shot adapter training (Lightning + albumentations), feature cache, model registry."""
