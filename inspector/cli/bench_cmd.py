@@ -1,0 +1,57 @@
+"""`inspector bench`: per-stage p50/p99 of the core vs the bare backbone, in one run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="measure the core's per-frame time against bare encode_image")
+    p.add_argument("--model", default="ViT-B-16")
+    p.add_argument("--pretrained", default="random")
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--shots", type=int, default=4)
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p.add_argument("--frames", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--layers", type=int, nargs="+", default=[6, 9])
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from inspector.bench import BenchConfig, run_bench, write_json
+
+    console = Console(stderr=True)
+    cfg = BenchConfig(model=args.model, pretrained=args.pretrained, image_size=args.image_size, shots=args.shots,
+                      device=args.device, frames=args.frames, warmup=args.warmup, batch=args.batch,
+                      precision=args.precision, feature_layers=tuple(args.layers), threads=args.threads)
+    result = run_bench(cfg, progress=lambda msg: console.log(msg))
+    table = Table(title=f"{result.model} @{result.image_size}, {result.shots}-shot, batch {result.batch}, "
+                        f"{result.device}, {result.precision}")
+    table.add_column("stage")
+    table.add_column("p50 ms", justify="right")
+    table.add_column("p99 ms", justify="right")
+    for stage, p50 in result.stages_p50_ms.items():
+        table.add_row(stage, f"{p50:.2f}", f"{result.stages_p99_ms[stage]:.2f}")
+    table.add_row("[bold]end to end", f"{result.end_to_end_p50_ms:.2f}", f"{result.end_to_end_p99_ms:.2f}")
+    table.add_row("[bold]bare encode_image", f"{result.backbone_p50_ms:.2f}", f"{result.backbone_p99_ms:.2f}")
+    Console().print(table)
+    search = result.memory_search_fraction_of_backbone
+    Console().print(
+        f"ratio (end-to-end p50 / encode_image p50): [bold]{result.ratio_p50:.3f}[/]  | "
+        f"memory search {100 * search:.1f}% of backbone ({result.memory_bank_tokens} tokens)  | " if search is not None
+        else f"ratio (end-to-end p50 / encode_image p50): [bold]{result.ratio_p50:.3f}[/]  | ",
+        f"startup {result.startup_s:.2f} s | changeover {result.changeover_s:.2f} s | "
+        f"peak RSS {result.peak_rss_mb:.0f} MB" + (f" | peak GPU {result.peak_gpu_mb:.0f} MB" if result.peak_gpu_mb else ""),
+    )
+    if args.json:
+        write_json(result, args.json)
+    return 0
