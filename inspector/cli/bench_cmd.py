@@ -45,13 +45,14 @@ def run(args: argparse.Namespace) -> int:
     table.add_row("[bold]bare encode_image", f"{result.backbone_p50_ms:.2f}", f"{result.backbone_p99_ms:.2f}")
     Console().print(table)
     search = result.memory_search_fraction_of_backbone
-    Console().print(
-        f"ratio (end-to-end p50 / encode_image p50): [bold]{result.ratio_p50:.3f}[/]  | "
-        f"memory search {100 * search:.1f}% of backbone ({result.memory_bank_tokens} tokens)  | " if search is not None
-        else f"ratio (end-to-end p50 / encode_image p50): [bold]{result.ratio_p50:.3f}[/]  | ",
-        f"startup {result.startup_s:.2f} s | changeover {result.changeover_s:.2f} s | "
-        f"peak RSS {result.peak_rss_mb:.0f} MB" + (f" | peak GPU {result.peak_gpu_mb:.0f} MB" if result.peak_gpu_mb else ""),
-    )
+    parts = [f"ratio (end-to-end p50 / encode_image p50): [bold]{result.ratio_p50:.3f}[/]"]
+    if search is not None:
+        parts.append(f"memory search {100 * search:.1f}% of backbone ({result.memory_bank_tokens} tokens)")
+    parts += [f"startup {result.startup_s:.2f} s", f"changeover {result.changeover_s:.2f} s",
+              f"peak RSS {result.peak_rss_mb:.0f} MB"]
+    if result.peak_gpu_mb:
+        parts.append(f"peak GPU {result.peak_gpu_mb:.0f} MB")
+    Console().print(" | ".join(parts))
     if args.json:
         write_json(result, args.json)
     return 0
