@@ -23,6 +23,7 @@ from torch import Tensor
 
 from inspector.backbone.dense import DenseFeatureExtractor, Features
 from inspector.backbone.loading import LoadedBackbone, load_backbone
+from inspector.backbone.text import encode_text
 from inspector.calibrate import (
     Calibration,
     fit_temperature,
@@ -167,7 +168,7 @@ class Inspector:
 
     def _encode_text(self, texts: list[str]) -> Tensor:
         tokens = self.backbone.tokenizer(texts).to(self.device)
-        return self.backbone.model.encode_text(tokens)
+        return encode_text(self.backbone.model, tokens)
 
     @property
     def heads(self) -> tuple[str, ...]:

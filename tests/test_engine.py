@@ -214,3 +214,32 @@ def test_fewshot_folder_skips_unreadable_files(tmp_path: Path, tiny_backbone) ->
     insp = make_inspector(tiny_backbone)
     report = insp.fit_folder(tmp_path)
     assert report.shots == 3 and report.skipped and len(report.files) == 4
+
+
+class _ConstantAdapter(torch.nn.Module):
+    """A stand-in adapter head: scores every frame with a fixed value."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.register_buffer("value", torch.tensor(value))
+
+    def forward(self, features):  # noqa: ANN001, ANN201
+        from inspector.heads import HeadOutput
+
+        return HeadOutput(self.value.expand(features.batch_size), None)
+
+
+def test_adapter_hot_swap_and_rollback(tiny_backbone, goods, test_set) -> None:
+    insp = make_inspector(tiny_backbone)
+    insp.fit(goods)
+    frame = test_set[0][0]
+    base = insp.inspect(frame)
+    assert base.model_version == "base" and "adapter" not in base.head_scores
+    insp.install_adapter(_ConstantAdapter(5.0), "v0003", score_stats=(0.0, 1.0), threshold=2.0)
+    swapped = insp.inspect(frame)
+    assert swapped.model_version == "v0003" and swapped.head_scores["adapter"] == 5.0
+    assert swapped.threshold == 2.0
+    assert swapped.score > base.score  # the adapter's z of 5 pulls the fused score up
+    insp.remove_adapter(threshold=base.threshold)
+    back = insp.inspect(frame)
+    assert back.model_version == "base" and back.score == pytest.approx(base.score, abs=1e-5)
