@@ -159,7 +159,7 @@ class Inspector:
         backbone = load_backbone(line.model, station.resolve(station.model_dir))
         inspector = cls(line, backbone, TextEmbeddingCache(station.resolve(station.cache_dir)))
         if fit and line.fewshot.folder is not None:
-            inspector.fit_folder(station.resolve(line.fewshot.folder))
+            inspector.fit_folder(station.resolve(line.fewshot.folder), station.resolve(station.cache_dir))
         return inspector
 
     def _model_key(self) -> str:
@@ -213,16 +213,35 @@ class Inspector:
         return self.encode_tensor(self._prepare(frames))
 
     # ---------------------------------------------------------------- fitting
-    def fit_folder(self, folder: Path) -> FitReport:
+    def fit_folder(self, folder: Path, cache_dir: Path | None = None) -> FitReport:
+        """Fit from a few-shot folder; with ``cache_dir``, reuse a fitted state whose inputs are unchanged."""
+        from inspector.fitted_cache import cache_path, fitted_key, load_fitted, save_fitted
+
+        path = key = None
+        if cache_dir is not None and folder.is_dir():
+            key = fitted_key(self, folder)
+            path = cache_path(cache_dir, self.line.name, key)
+            with self._lock:
+                report = load_fitted(self, path, key)
+            if report is not None:
+                _logger.info("line %s: fitted state restored from %s", self.line.name, path)
+                self._last_fit = report
+                return report
         data = FewShotSet.from_folder(folder, self.line.fewshot.max_shots)
         report = self.fit(data.good, data.defects)
         report.skipped = data.skipped
         report.files = data.file_record(folder)
+        if path is not None and key is not None:
+            save_fitted(self, path, key, report)
         return report
 
-    @torch.no_grad()
     def fit(self, good: Sequence[np.ndarray], defects: dict[str, Sequence[np.ndarray]] | None = None) -> FitReport:
         """Fit references, probe, temperature, fusion statistics and (if not fixed) the threshold."""
+        with self._lock:
+            return self._fit(good, defects)
+
+    @torch.no_grad()
+    def _fit(self, good: Sequence[np.ndarray], defects: dict[str, Sequence[np.ndarray]] | None = None) -> FitReport:
         t0 = time.perf_counter()
         spec = self.line.fewshot
         defects = {k: list(v) for k, v in (defects or {}).items() if len(v)}

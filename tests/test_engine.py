@@ -223,7 +223,7 @@ class _ConstantAdapter(torch.nn.Module):
         super().__init__()
         self.register_buffer("value", torch.tensor(value))
 
-    def forward(self, features):  # noqa: ANN001, ANN201
+    def forward(self, features):
         from inspector.heads import HeadOutput
 
         return HeadOutput(self.value.expand(features.batch_size), None)
@@ -243,3 +243,27 @@ def test_adapter_hot_swap_and_rollback(tiny_backbone, goods, test_set) -> None:
     insp.remove_adapter(threshold=base.threshold)
     back = insp.inspect(frame)
     assert back.model_version == "base" and back.score == pytest.approx(base.score, abs=1e-5)
+
+
+def test_fitted_state_cache_round_trip(tmp_path: Path, tiny_backbone, repo_root: Path, test_set) -> None:
+    folder = repo_root / "fewshot_data" / "demo"
+    cache = tmp_path / "cache"
+    first = make_inspector(tiny_backbone, fewshot={"max_shots": 3})
+    report = first.fit_folder(folder, cache)
+    files = list(cache.glob("fitted-*.safetensors"))
+    assert len(files) == 1
+    second = make_inspector(tiny_backbone, fewshot={"max_shots": 3})
+    restored = second.fit_folder(folder, cache)
+    assert restored.heads == report.heads and restored.files == report.files
+    frame = test_set[0][1]
+    a, b = first.inspect(frame), second.inspect(frame)
+    assert a.score == pytest.approx(b.score, abs=1e-6) and a.threshold == b.threshold
+    assert b.defect == a.defect
+    # Another configuration is another key: a fresh fit, a second file.
+    third = make_inspector(tiny_backbone, fewshot={"max_shots": 2})
+    third.fit_folder(folder, cache)
+    assert len(list(cache.glob("fitted-*.safetensors"))) == 2
+    # A corrupt cache file is ignored, not trusted.
+    files[0].write_bytes(b"garbage")
+    fourth = make_inspector(tiny_backbone, fewshot={"max_shots": 3})
+    assert fourth.fit_folder(folder, cache).shots == 3

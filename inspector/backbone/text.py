@@ -25,10 +25,7 @@ def encode_text(model: nn.Module, tokens: Tensor) -> Tensor:
     if not _can_truncate(model):
         return model.encode_text(tokens)
     pool = getattr(model, "text_pool_type", "argmax")
-    if pool == "argmax":
-        ends = tokens.argmax(dim=-1)
-    else:
-        ends = (tokens == model.text_eos_id).int().argmax(dim=-1)
+    ends = tokens.argmax(dim=-1) if pool == "argmax" else (tokens == model.text_eos_id).int().argmax(dim=-1)
     length = int(ends.max()) + 1
     cast = model.transformer.get_cast_dtype()
     x = model.token_embedding(tokens[:, :length]).to(cast) + model.positional_embedding[:length].to(cast)
