@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     parts = [f"ratio (end-to-end p50 / encode_image p50): [bold]{result.ratio_p50:.3f}[/]"]
     if search is not None:
         parts.append(f"memory search {100 * search:.1f}% of backbone ({result.memory_bank_tokens} tokens)")
-    parts += [f"startup {result.startup_s:.2f} s", f"changeover {result.changeover_s:.2f} s",
+    parts += [f"startup {result.startup_s:.2f} s (cold {result.startup_cold_s:.1f} s)",
+              f"changeover {result.changeover_s:.2f} s (cold {result.changeover_cold_s:.1f} s)",
               f"peak RSS {result.peak_rss_mb:.0f} MB"]
     if result.peak_gpu_mb:
         parts.append(f"peak GPU {result.peak_gpu_mb:.0f} MB")
