@@ -29,8 +29,17 @@ test: lint
 test-fast: $(VENV)
 	$(BIN)/pytest -q -m "not slow"
 
+# The demo line: synthetic camera, ViT-B-16 with random weights, HDF5 audit log in out/demo-logs.
+# With a display the operator GUI opens; without one, the terminal dashboard.
+DEMO_RUN := $(BIN)/inspector run --config station_configs/demo.yaml --headless --frames 60 --log-dir out/demo-logs
+# The GUI needs the real display, not the offscreen platform exported above for tests.
+DEMO_GUI := env -u QT_QPA_PLATFORM $(BIN)/inspector gui --config station_configs/demo.yaml --log-dir out/demo-logs
 demo: $(VENV)
-	$(BIN)/inspector predict fewshot_data/demo/test/*.png --config station_configs/demo.yaml --out out/demo
+ifeq ($(DISPLAY),)
+	$(DEMO_RUN)
+else
+	$(DEMO_GUI)
+endif
 
 bench: $(VENV)
 	$(BIN)/inspector bench --model ViT-B-16 --pretrained random --image-size 224 --shots 4 --device cpu --frames 30

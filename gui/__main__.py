@@ -1,0 +1,7 @@
+"""``python -m gui --config FILE``."""
+
+import sys
+
+from gui.app import main
+
+sys.exit(main())

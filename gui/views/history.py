@@ -1,0 +1,397 @@
+"""History: browse the audit log (filter by time, verdict, line, defect), view image + heatmap, export CSV,
+and search it with CLIP by text or by example."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PySide6.QtCore import QAbstractTableModel, QDateTime, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDateTimeEdit,
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui import theme
+from gui.history_data import (
+    ALL,
+    History,
+    HistoryFilter,
+    HistoryRow,
+    apply_filter,
+    export_rows,
+    image_embedding,
+    load_history,
+    rank,
+    record_media,
+    text_embedding,
+)
+from gui.station import StationHandle
+from gui.widgets.frame_view import FrameView
+from gui.workers import TaskWorker, heat_rgba, run_task
+from inspector.imaging import load_image
+
+COLUMNS = ("Time", "Part", "Line", "Verdict", "Score", "Threshold", "Defect", "Model", "Match")
+
+
+class RecordModel(QAbstractTableModel):
+    """Rows of a History (by index), with the search similarity when a search ranked them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history = History()
+        self.rows: list[int] = []
+        self.similarity: dict[int, float] = {}
+
+    def set_rows(self, history: History, rows: list[int], similarity: dict[int, float] | None = None) -> None:
+        self.beginResetModel()
+        self.history, self.rows, self.similarity = history, rows, similarity or {}
+        self.endResetModel()
+
+    def row_at(self, r: int) -> HistoryRow:
+        return self.history.rows[self.rows[r]]
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return COLUMNS[section]
+        return None
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        i = self.rows[index.row()]
+        row = self.history.rows[i]
+        rec = row.record
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == 0:
+                return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(rec["time_ns"]) / 1e9))
+            if col == 1:
+                return rec["part_id"]
+            if col == 2:
+                return rec["line"]
+            if col == 3:
+                return row.verdict_class
+            if col in (4, 5):
+                v = rec["score"] if col == 4 else rec["threshold"]
+                return "-" if v is None or not math.isfinite(v) else f"{v:.3f}"
+            if col == 6:
+                return rec.get("defect") or ""
+            if col == 7:
+                return rec.get("model_version") or ""
+            if col == 8:
+                return f"{self.similarity[i]:.3f}" if i in self.similarity else ""
+        if role == Qt.ItemDataRole.ForegroundRole and col == 3:
+            return theme.qcolor(theme.VERDICT_COLOURS.get(row.verdict_class, theme.TEXT))
+        if role == Qt.ItemDataRole.FontRole and col == 3:
+            return theme.font(theme.BASE_PT, bold=True)
+        return None
+
+
+class HistoryView(QWidget):
+    """``loaded`` after each (re)load, ``searched`` after each search (rows shown, best first)."""
+
+    loaded = Signal()
+    searched = Signal(object)
+
+    def __init__(self, handle: StationHandle, notify: Callable[[str, str], None],
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.handle = handle
+        self.notify = notify
+        self.history = History()
+        self.rows: list[int] = []
+        self._loaded = False
+        self._worker: TaskWorker | None = None
+        self.search_result = None
+
+        now = QDateTime.currentDateTime()
+        self.start = QDateTimeEdit(now.addDays(-7))
+        self.end = QDateTimeEdit(now.addDays(1))
+        for w in (self.start, self.end):
+            w.setCalendarPopup(True)
+            w.setDisplayFormat("yyyy-MM-dd HH:mm")
+            w.dateTimeChanged.connect(lambda _d: self.apply_filters())
+        self.verdict = QComboBox()
+        self.verdict.addItems([ALL, "OK", "NG", "FAULT"])
+        self.line = QComboBox()
+        self.defect = QComboBox()
+        for combo in (self.verdict, self.line, self.defect):
+            combo.currentIndexChanged.connect(lambda _i: self.apply_filters())
+        self.reload_button = QPushButton("⟳ Reload")
+        self.reload_button.clicked.connect(self.reload)
+        self.export_button = QPushButton("Export CSV …")
+        self.export_button.clicked.connect(self.export_dialog)
+        filters = QHBoxLayout()
+        for label, w in (("From", self.start), ("To", self.end), ("Verdict", self.verdict), ("Line", self.line),
+                         ("Defect", self.defect)):
+            cap = QLabel(label)
+            cap.setObjectName("caption")
+            filters.addWidget(cap)
+            filters.addWidget(w)
+        filters.addStretch(1)
+        filters.addWidget(self.reload_button)
+        filters.addWidget(self.export_button)
+
+        self.query = QLineEdit()
+        self.query.setPlaceholderText("search with CLIP: describe what you look for, e.g. scratch near the hole")
+        self.query.returnPressed.connect(self.search_text)
+        self.text_button = QPushButton("Search text")
+        self.text_button.setObjectName("primary")
+        self.text_button.clicked.connect(self.search_text)
+        self.like_button = QPushButton("Parts like the selected one")
+        self.like_button.clicked.connect(self.search_like_selected)
+        self.file_button = QPushButton("Like an image file …")
+        self.file_button.clicked.connect(self.search_file_dialog)
+        self.clear_button = QPushButton("Clear search")
+        self.clear_button.clicked.connect(self.clear_search)
+        search = QHBoxLayout()
+        search.addWidget(self.query, 1)
+        for b in (self.text_button, self.like_button, self.file_button, self.clear_button):
+            search.addWidget(b)
+
+        self.model = RecordModel()
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.selectionModel().currentRowChanged.connect(lambda cur, _prev: self.show_row(cur.row()))
+        self.summary = QLabel("")
+        self.summary.setObjectName("hint")
+        left = QWidget()
+        l_lay = QVBoxLayout(left)
+        l_lay.setContentsMargins(0, 0, 0, 0)
+        l_lay.addWidget(self.table, 1)
+        l_lay.addWidget(self.summary)
+
+        self.view = FrameView("select a record")
+        self.detail = QLabel("")
+        self.detail.setWordWrap(True)
+        self.detail.setTextFormat(Qt.TextFormat.RichText)
+        right = QGroupBox("RECORD")
+        r_lay = QVBoxLayout(right)
+        r_lay.addWidget(self.view, 3)
+        r_lay.addWidget(self.detail, 1)
+        split = QSplitter()
+        split.addWidget(left)
+        split.addWidget(right)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(12, 12, 12, 12)
+        lay.addLayout(filters)
+        lay.addLayout(search)
+        lay.addWidget(split, 1)
+
+    # ------------------------------------------------------------------ loading
+    def ensure_loaded(self) -> None:
+        if not self._loaded:
+            self.reload()
+
+    def reload(self) -> None:
+        if self._worker is not None:
+            return
+        folder = self.handle.log_dir
+        self.summary.setText(f"reading {folder} ...")
+        self._worker = run_task(load_history, folder, name="history-load", on_done=self._loaded_history,
+                                on_error=self._failed)
+
+    def _loaded_history(self, history: History) -> None:
+        self._worker = None
+        self._loaded = True
+        self.history = history
+        for combo, key in ((self.line, "line"), (self.defect, "defect")):
+            current = combo.currentText()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems([ALL, *history.values(key)])
+            combo.setCurrentText(current or ALL)
+            combo.blockSignals(False)
+        if history.rows:  # the time filter starts at the oldest record and ends after the newest
+            first = int(history.rows[0].record["time_ns"]) // 10**9
+            last = int(history.rows[-1].record["time_ns"]) // 10**9
+            for w, secs in ((self.start, first - 60), (self.end, last + 3600)):
+                w.blockSignals(True)
+                w.setDateTime(QDateTime.fromSecsSinceEpoch(secs))
+                w.blockSignals(False)
+        self.search_result = None
+        self.apply_filters()
+        if history.unreadable:
+            self.notify(f"{len(history.unreadable)} log file(s) unreadable: {history.unreadable[0]}", "warn")
+        self.loaded.emit()
+
+    def _failed(self, error: str) -> None:
+        self._worker = None
+        self.summary.setText(f"failed: {error}")
+        self.notify(f"history: {error}", "error")
+
+    # ------------------------------------------------------------------ filters
+    def current_filter(self) -> HistoryFilter:
+        start = dt.datetime.fromtimestamp(self.start.dateTime().toSecsSinceEpoch())
+        end = dt.datetime.fromtimestamp(self.end.dateTime().toSecsSinceEpoch())
+        return HistoryFilter(start, end, self.verdict.currentText() or ALL, self.line.currentText() or ALL,
+                             self.defect.currentText() or ALL)
+
+    def apply_filters(self) -> None:
+        self.rows = apply_filter(self.history, self.current_filter())
+        if self.search_result is not None:
+            keep = set(self.rows)
+            ranked = [(i, s) for i, s in self.search_result.ranked if i in keep]
+            self.model.set_rows(self.history, [i for i, _ in ranked], dict(ranked))
+        else:
+            self.model.set_rows(self.history, list(reversed(self.rows)))  # newest first
+        n = len(self.model.rows)
+        ok = sum(self.history.rows[i].verdict_class == "OK" for i in self.model.rows)
+        ng = sum(self.history.rows[i].verdict_class == "NG" for i in self.model.rows)
+        self.summary.setText(f"{n} of {len(self.history.rows)} records · {ok} OK · {ng} NG · "
+                             f"{n - ok - ng} not inspected" + (" · ranked by CLIP similarity"
+                                                                if self.search_result is not None else ""))
+
+    def shown_rows(self) -> list[HistoryRow]:
+        return [self.history.rows[i] for i in self.model.rows]
+
+    # ------------------------------------------------------------------ detail
+    def show_row(self, r: int) -> None:
+        if r < 0 or r >= len(self.model.rows):
+            return
+        row = self.model.row_at(r)
+        try:
+            image, heat = record_media(row)
+        except Exception as exc:
+            self.view.set_placeholder(f"cannot read the record: {exc}")
+            return
+        rec = row.record
+        if image is None:
+            self.view.set_placeholder("no image stored for this record (log.thumbnail_px / save_full_frames)")
+        else:
+            overlay, roi = None, None
+            if heat is not None:
+                x, y, w, h = rec["roi"]
+                frame_w = max(x + w, 1)
+                s = image.shape[1] / frame_w
+                roi = (round(x * s), round(y * s), max(1, round(w * s)), max(1, round(h * s)))
+                big = cv2.resize(heat, (roi[2], roi[3]), interpolation=cv2.INTER_LINEAR)
+                overlay = heat_rgba(big, float(rec["threshold"]))
+            self.view.set_frame(image, overlay, roi)
+        colour = theme.VERDICT_COLOURS.get(row.verdict_class, theme.TEXT)
+        ms = rec["ms"].get("total")
+        self.detail.setText(
+            f"<span style='color:{colour}; font-size:22pt; font-weight:bold'>{row.verdict_class}</span> "
+            f"<span style='font-size:15pt'>{rec.get('defect') or ''}</span><br>"
+            f"part <b>{rec['part_id']}</b> · seq {rec['seq']} · {rec['timestamp']}<br>"
+            f"score {rec['score']:.4f} / threshold {rec['threshold']:.4f} · {rec['n_regions']} region(s)<br>"
+            f"line {rec['line']} · model {rec['model']} {rec['model_version']} · "
+            + (f"{ms:.0f} ms" if ms is not None else "")
+            + (f"<br><span style='color:{theme.FAULT}'>{rec['fault']}</span>" if rec.get("fault") else "")
+            + f"<br><span style='color:{theme.MUTED}'>{row.file.name} #{row.index}</span>")
+
+    # ------------------------------------------------------------------ export
+    def export_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export CSV", str(Path.home() / "inspections.csv"),
+                                              "CSV (*.csv)")
+        if path:
+            self.export(Path(path))
+
+    def export(self, path: Path) -> int:
+        """Write the rows shown (filtered, in display order) to CSV."""
+        n = export_rows(self.shown_rows(), path)
+        self.notify(f"exported {n} record(s) to {path}", "ok")
+        return n
+
+    # ------------------------------------------------------------------ CLIP search
+    def search_text(self) -> None:
+        text = self.query.text().strip()
+        inspector = self.handle.inspector
+        if not text or inspector is None:
+            self.notify("type a description (the line must have been started once)", "warn")
+            return
+        self._search(lambda: text_embedding(inspector, text), f"“{text}”")
+
+    def search_like_selected(self) -> None:
+        idx = self.table.currentIndex()
+        if not idx.isValid():
+            self.notify("select a record first", "warn")
+            return
+        row = self.model.row_at(idx.row())
+        if row.embedding is None:
+            self.notify("this record has no embedding (the part was not inspected)", "warn")
+            return
+        vec = row.embedding
+        self._search(lambda: vec, f"parts like {row.record['part_id']}", model=row.record.get("model"))
+
+    def search_file_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Example image", str(Path.home()),
+                                              "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff)")
+        if path:
+            self.search_image_file(Path(path))
+
+    def search_image_file(self, path: Path) -> None:
+        inspector = self.handle.inspector
+        if inspector is None:
+            self.notify("start the line once to search by image", "warn")
+            return
+        self._search(lambda: image_embedding(inspector, load_image(path)), f"parts like {path.name}")
+
+    def _search(self, query_fn: Callable[[], np.ndarray], label: str, model: str | None = None) -> None:
+        if self._worker is not None:
+            return
+        inspector = self.handle.inspector
+        if model is None and inspector is not None:
+            model = inspector.backbone.identity.label()
+        history = self.history
+        candidates = list(range(len(history.rows)))
+
+        def work() -> object:
+            return rank(history, candidates, query_fn(), model)
+
+        def done(result: object) -> None:
+            self._worker = None
+            self.search_result = result
+            self.apply_filters()
+            skipped = result.skipped_other_model  # type: ignore[attr-defined]
+            self.notify(f"search {label}: {len(self.model.rows)} match(es) shown"
+                        + (f", {skipped} record(s) of another model left out" if skipped else ""), "ok")
+            self.searched.emit(result)
+
+        def failed(error: str) -> None:
+            self._worker = None
+            self.notify(f"search failed: {error}", "error")
+
+        self.summary.setText(f"searching {label} ...")
+        self._worker = run_task(work, name="history-search", on_done=done, on_error=failed)
+
+    def clear_search(self) -> None:
+        self.search_result = None
+        self.apply_filters()
+
+    def shutdown(self) -> None:
+        if self._worker is not None:
+            self._worker.wait(10_000)

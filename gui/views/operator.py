@@ -1,0 +1,132 @@
+"""Operator screen: live image with overlay, the big verdict, shift counters, recent NG parts, start / stop."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui import theme
+from gui.widgets.counters import Counters
+from gui.widgets.frame_view import FrameView
+from gui.widgets.ng_strip import NgStrip, PartDialog
+from gui.widgets.verdict_banner import VerdictBanner
+from gui.workers import DisplayItem, StationSnapshot
+
+
+class OperatorView(QWidget):
+    """Shows what the station publishes; Start / Stop are requests the main window carries out."""
+
+    start_requested = Signal()
+    stop_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.last_item: DisplayItem | None = None
+        self.view = FrameView("starting the station ...")
+        self.heat_box = QCheckBox("Heatmap")
+        self.heat_box.setChecked(True)
+        self.heat_box.toggled.connect(self.view.set_show_heatmap)
+        self.boxes_box = QCheckBox("Defect boxes")
+        self.boxes_box.setChecked(True)
+        self.boxes_box.toggled.connect(self.view.set_show_boxes)
+        self.display_note = QLabel("")
+        self.display_note.setObjectName("hint")
+        toggles = QHBoxLayout()
+        toggles.addWidget(self.heat_box)
+        toggles.addSpacing(16)
+        toggles.addWidget(self.boxes_box)
+        toggles.addStretch(1)
+        toggles.addWidget(self.display_note)
+        camera = QFrame()
+        camera.setObjectName("panel")
+        cam_lay = QVBoxLayout(camera)
+        cam_lay.setContentsMargins(8, 8, 8, 8)
+        cam_lay.addWidget(self.view, 1)
+        cam_lay.addLayout(toggles)
+
+        self.banner = VerdictBanner()
+        self.counters = Counters()
+        self.start_button = QPushButton("▶  START")
+        self.start_button.setObjectName("start")
+        self.start_button.setMinimumHeight(64)
+        self.start_button.clicked.connect(self.start_requested)
+        self.stop_button = QPushButton("■  STOP")
+        self.stop_button.setObjectName("stop")
+        self.stop_button.setMinimumHeight(64)
+        self.stop_button.clicked.connect(self.stop_requested)
+        run_row = QHBoxLayout()
+        run_row.addWidget(self.start_button)
+        run_row.addWidget(self.stop_button)
+        self.state_note = QLabel("")
+        self.state_note.setObjectName("hint")
+        self.state_note.setWordWrap(True)
+        right = QVBoxLayout()
+        right.setSpacing(12)
+        right.addWidget(self.banner, 3)
+        right.addWidget(self.counters, 2)
+        right.addLayout(run_row)
+        right.addWidget(self.state_note)
+        right_w = QWidget()
+        right_w.setLayout(right)
+        right_w.setFixedWidth(620)
+
+        top = QHBoxLayout()
+        top.setSpacing(12)
+        top.addWidget(camera, 1)
+        top.addWidget(right_w)
+
+        ng_caption = QLabel("RECENT NG  ·  click to enlarge")
+        ng_caption.setObjectName("caption")
+        self.ng_strip = NgStrip()
+        self.ng_strip.opened.connect(self.open_part)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(12, 12, 12, 12)
+        lay.addLayout(top, 1)
+        lay.addWidget(ng_caption)
+        lay.addWidget(self.ng_strip)
+        self.set_running(False, busy=True)
+        self.dialog: PartDialog | None = None
+
+    # ------------------------------------------------------------------ feed
+    def show_part(self, item: DisplayItem, ngs: list[DisplayItem]) -> None:
+        """Paint the newest part (called on the GUI thread with what the feed kept)."""
+        self.last_item = item
+        colour = theme.NG if item.verdict == "NG" else theme.FAULT
+        self.view.set_frame(item.frame, item.heat, item.roi, item.regions if item.verdict == "NG" else [], colour)
+        if item.frame is None:
+            self.view.set_placeholder(item.fault or "no frame")
+        self.banner.show_part(item.verdict, item.part_id, item.score, item.threshold, item.defect, item.confidence,
+                              item.fault)
+        self.ng_strip.add_parts(ngs)
+
+    def update_status(self, snap: StationSnapshot, dropped: int) -> None:
+        rate = snap.stats.rate_fps if (snap.stats is not None and snap.running) else 0.0
+        self.counters.update_counts(snap.counts, rate)
+        self.display_note.setText(f"display skipped {dropped} frame(s) under load (every part inspected)"
+                                  if dropped else "")
+        if snap.stats is not None and snap.running and snap.stats.detail:
+            self.state_note.setText(f"{snap.stats.state.value}: {snap.stats.detail}")
+        elif not snap.running:
+            self.state_note.setText("Station stopped: no part is inspected. Press START.")
+        else:
+            self.state_note.setText("")
+
+    def set_running(self, running: bool, busy: bool = False) -> None:
+        self.start_button.setEnabled(not running and not busy)
+        self.stop_button.setEnabled(running and not busy)
+        if not running and not busy and self.last_item is None:
+            self.view.set_placeholder("station stopped")
+            self.banner.show_idle("station stopped")
+
+    def open_part(self, part: DisplayItem) -> None:
+        self.dialog = PartDialog(part, self)
+        self.dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.dialog.show()

@@ -1,0 +1,290 @@
+"""Background work for the GUI: one-off tasks, the status poller and the display feed.
+
+Rules (see ../shared/STYLE.md, napari's StatusChecker): capture and inspection run in the station's own
+threads, never here and never on the GUI thread; every worker catches every exception and reports it
+as a signal instead of dying; a worker stops by flag + event. The display feed keeps only the newest
+frame for the screen, so a slow GUI drops display frames, never inspections.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal
+
+from gui.station import ShiftCounts, StationHandle
+from inspector.overlay import colorize
+from inspector.result import Region
+from inspector.station.sinks import StationResult
+from inspector.station.stats import LoopStats
+
+_logger = logging.getLogger(__name__)
+
+# Workers alive (started, not finished): referenced here so Python never collects a running QThread,
+# and so tests can check that none is left behind.
+_LIVE: set[QThread] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def live_workers() -> list[QThread]:
+    with _LIVE_LOCK:
+        return list(_LIVE)
+
+
+def _track(worker: QThread) -> None:
+    with _LIVE_LOCK:
+        _LIVE.add(worker)
+
+    def forget() -> None:
+        with _LIVE_LOCK:
+            _LIVE.discard(worker)
+
+    worker.finished.connect(forget)
+
+
+class TaskWorker(QThread):
+    """Runs ``fn(*args, progress=..., cancel=...)`` once on its own thread; reports, never raises.
+
+    ``fn`` receives ``progress`` (a callable emitting :attr:`progress`) and ``cancel`` (a
+    ``threading.Event``) when it accepts them as keywords (``pass_control=True``).
+    """
+
+    progress = Signal(object)
+    done = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, name: str = "task", pass_control: bool = False,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName(name)
+        self._fn = fn
+        self._args = args
+        self._pass_control = pass_control
+        self.cancel = threading.Event()
+        self.error: str | None = None
+        self.result: Any = None
+
+    def run(self) -> None:
+        try:
+            if self._pass_control:
+                self.result = self._fn(*self._args, progress=self.progress.emit, cancel=self.cancel)
+            else:
+                self.result = self._fn(*self._args)
+        except Exception as exc:  # report, never die: the GUI shows it
+            _logger.exception("%s failed", self.objectName())
+            self.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            self.failed.emit(self.error)
+            return
+        self.done.emit(self.result)
+
+
+def run_task(fn: Callable[..., Any], *args: Any, name: str = "task", on_done: Callable[[Any], None] | None = None,
+             on_error: Callable[[str], None] | None = None, on_progress: Callable[[Any], None] | None = None,
+             pass_control: bool = False) -> TaskWorker:
+    """Start a :class:`TaskWorker` (kept alive until it finishes) with its callbacks connected."""
+    worker = TaskWorker(fn, *args, name=name, pass_control=pass_control)
+    if on_done is not None:
+        worker.done.connect(on_done)
+    if on_error is not None:
+        worker.failed.connect(on_error)
+    if on_progress is not None:
+        worker.progress.connect(on_progress)
+    _track(worker)
+    worker.finished.connect(worker.deleteLater)
+    worker.start()
+    return worker
+
+
+def wait_workers(timeout_s: float = 30.0) -> bool:
+    """Wait for every task to finish (application exit, tests); False if some are still running."""
+    deadline = time.monotonic() + timeout_s
+    for worker in live_workers():
+        worker.cancel.set() if isinstance(worker, TaskWorker) else None
+        left_ms = max(1, int((deadline - time.monotonic()) * 1000))
+        try:
+            worker.wait(left_ms)
+        except RuntimeError:  # already deleted on the C++ side: it has finished
+            continue
+    return not any(_running(w) for w in live_workers())
+
+
+def _running(worker: QThread) -> bool:
+    try:
+        return worker.isRunning()
+    except RuntimeError:
+        return False
+
+
+# ------------------------------------------------------------------------------------ status
+@dataclass
+class StationSnapshot:
+    """What the header and counters show, read off the GUI thread."""
+
+    running: bool
+    line: str
+    stats: LoopStats | None
+    counts: ShiftCounts
+    plc: tuple[str, str]
+    error: str = ""
+    time: float = field(default_factory=time.time)
+
+
+class StatusPoller(QThread):
+    """Reads the station's figures every ``interval_s`` and emits them (napari StatusChecker pattern)."""
+
+    snapshot = Signal(object)
+
+    def __init__(self, handle: StationHandle, interval_s: float = 0.5, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("status-poller")
+        self._handle = weakref.ref(handle)
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            handle = self._handle()
+            if handle is None:
+                return
+            try:
+                snap = StationSnapshot(handle.running, handle.line, handle.stats(), handle.counts(),
+                                       handle.plc_state())
+            except Exception as exc:  # report, keep polling
+                _logger.exception("status poll failed")
+                snap = StationSnapshot(False, "", None, ShiftCounts(), ("?", ""), f"{type(exc).__name__}: {exc}")
+            del handle
+            self.snapshot.emit(snap)
+            self._wake.wait(self._interval)
+            self._wake.clear()
+
+    def poke(self) -> None:
+        """Poll now (after a start, stop or changeover)."""
+        self._wake.set()
+
+    def start(self, *args: Any) -> None:  # type: ignore[override]
+        _track(self)
+        super().start(*args)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self.wait(5000)
+
+
+# ------------------------------------------------------------------------------------ display
+@dataclass
+class DisplayItem:
+    """One published part, ready to paint (prepared on the observer's thread, not the GUI's)."""
+
+    seq: int
+    part_id: str
+    verdict: str  # OK | NG | FAULT
+    score: float
+    threshold: float
+    defect: str | None
+    confidence: float | None
+    fault: str | None
+    line: str
+    time_ns: int
+    frame: np.ndarray | None  # RGB uint8
+    heat: np.ndarray | None  # RGBA uint8 over the ROI, alpha ~ anomaly
+    roi: tuple[int, int, int, int] | None
+    regions: list[Region]
+    untrained: bool
+    model_version: str
+    thumb: np.ndarray | None = None  # RGB uint8, set for NG parts
+
+
+def heat_rgba(anomaly_map: np.ndarray, threshold: float) -> np.ndarray:
+    """Anomaly map -> RGBA (jet), transparent well below the threshold, opaque at and above it."""
+    amap = np.asarray(anomaly_map, np.float32)
+    low = float(np.nanmin(amap))
+    high = max(float(np.nanmax(amap)), threshold * 2 - low if np.isfinite(threshold) else low + 1)
+    rgb = colorize(amap, low, high)
+    ref = threshold if np.isfinite(threshold) and threshold > low else high
+    alpha = np.clip((amap - low) / max(ref - low, 1e-9), 0.0, 1.0) ** 2 * 200 + 30
+    return np.dstack([rgb, alpha.astype(np.uint8)])
+
+
+def make_display_item(sr: StationResult, thumb_px: int = 160) -> DisplayItem:
+    r = sr.result
+    v = sr.verdict
+    verdict = "FAULT" if v.fault else v.verdict
+    heat = None
+    if r is not None and r.anomaly_map is not None:
+        heat = heat_rgba(r.anomaly_map, r.threshold)
+    thumb = None
+    if verdict != "OK" and sr.frame is not None:
+        h, w = sr.frame.shape[:2]
+        s = thumb_px / max(h, w)
+        thumb = cv2.resize(sr.frame, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    return DisplayItem(
+        seq=sr.seq, part_id=sr.part_id, verdict=verdict, score=v.score,
+        threshold=r.threshold if r is not None else float("nan"), defect=v.defect,
+        confidence=r.defect_confidence if r is not None else None, fault=v.fault, line=sr.line,
+        time_ns=sr.time_ns, frame=sr.frame, heat=heat, roi=tuple(r.roi) if r is not None else None,  # type: ignore[arg-type]
+        regions=list(r.regions) if r is not None else [], untrained=sr.untrained,
+        model_version=sr.model_version, thumb=thumb)
+
+
+class DisplayFeed(QObject):
+    """Observer of the station -> GUI: keeps the newest part (and every NG) and signals once per batch.
+
+    ``push`` runs on the station's observer thread; ``take`` on the GUI thread. While the GUI has not
+    taken the last update, newer parts overwrite it: display frames are dropped, inspections never.
+    """
+
+    updated = Signal()
+
+    def __init__(self, ng_keep: int = 24, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._lock = threading.Lock()
+        self._latest: DisplayItem | None = None
+        self._ng: deque[DisplayItem] = deque(maxlen=ng_keep)
+        self._pending = False
+        self.pushed = 0
+        self.shown = 0
+        self.errors = 0
+
+    @property
+    def dropped(self) -> int:
+        """Parts published but never painted (the GUI was busy)."""
+        return max(0, self.pushed - self.shown)
+
+    def push(self, sr: StationResult) -> None:
+        try:
+            item = make_display_item(sr)
+        except Exception:  # a bad frame must not stop the feed
+            self.errors += 1
+            _logger.exception("display item for part %s failed", sr.part_id)
+            return
+        with self._lock:
+            self.pushed += 1
+            self._latest = item
+            if item.verdict != "OK":
+                self._ng.append(item)
+            emit = not self._pending
+            self._pending = True
+        if emit:
+            self.updated.emit()
+
+    def take(self) -> tuple[DisplayItem | None, list[DisplayItem]]:
+        """The newest part and the NG parts since the last take."""
+        with self._lock:
+            item, ngs = self._latest, list(self._ng)
+            self._ng.clear()
+            self._pending = False
+            if item is not None:
+                self.shown += 1
+            self._latest = None
+        return item, ngs

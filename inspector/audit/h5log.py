@@ -1,0 +1,511 @@
+"""HDF5 audit log writer: one record per part, crash-safe (SWMR), rotating by day or size.
+
+Crash-safety guarantee
+----------------------
+A record is **published** when :meth:`AuditWriter.write` has returned for it: the writer has
+appended it to every dataset and called ``flush()`` in SWMR mode. From that moment the record is
+in the operating system's file cache, ordered so that the file is consistent, and it survives the
+station process dying in any way (``kill -9``, segfault, OOM killer): the file opens and holds
+every published record. A record being written when the process dies is either complete or absent.
+Power cuts additionally need the data on the disk: the writer fsyncs at most every
+``log.fsync_interval_s`` (default 1 s; 0 = every write), so a power cut loses at most that window
+on storage that honours fsync.
+
+In the station (:mod:`inspector.station.sinks`) the log writer runs on its own thread; the PLC
+reply is sent without waiting for it, and observers (dashboard, GUI) are told about a verdict only
+after it is published, so anything an operator saw is in the log. ``tests/audit/test_crash.py``
+kills writer subprocesses with SIGKILL at random moments and checks every acknowledged record.
+
+Files and readers
+-----------------
+Files are created with ``libver="latest"`` and written in SWMR mode: read a live file with
+``h5py.File(path, "r", swmr=True)`` (or :class:`inspector.audit.reader.AuditReader`). Closed files
+(rotated, or at a clean stop) open with any HDF5 tool (h5py, ``h5dump``). A file left open by a
+crash is sealed by the next writer on the same folder (:func:`inspector.audit.recovery.seal`,
+what ``h5clear -s`` does), and until then it is readable with ``swmr=True``. A folder has one
+writer at a time (lock file ``.writer.lock``). Files are never reopened for appending: a new run
+or a rotation always starts a new file, so a damaged file can never take earlier ones with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from inspector.audit import recovery
+from inspector.audit.schema import (
+    EMBEDDING_CHUNK,
+    EVENT_CHUNK,
+    EVENT_DTYPE,
+    EVENT_LIMITS,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    FRAME_CHUNK,
+    HEATMAP_CHUNK,
+    INSPECTION_DTYPE,
+    STAGES,
+    STR_LIMITS,
+    SUFFIX,
+    TABLE_CHUNK,
+    THUMB_CHUNK,
+    encode_str,
+)
+from inspector.errors import InspectorError
+from inspector.station.settings import LogSpec
+
+_logger = logging.getLogger(__name__)
+
+LOCK_NAME = ".writer.lock"
+_STAMP_RE = re.compile(r"_(\d{8}T\d{6}Z)(?:_(\d+))?$")
+_DISK_CHECK_S = 5.0
+
+
+class AuditLogError(InspectorError):
+    """The audit log cannot be written (folder, disk space, another writer, HDF5 error)."""
+
+
+@dataclass
+class AuditRecord:
+    """One part as it goes into the log; media are already encoded (see inspector.audit.media)."""
+
+    seq: int
+    time_ns: int  # UTC, ns since the epoch
+    part_id: str
+    line: str
+    verdict: str  # OK | NG
+    score: float
+    threshold: float = float("nan")
+    defect: str | None = None
+    defect_index: int = 0
+    defect_confidence: float | None = None
+    fault: str | None = None
+    trigger: str = ""
+    frame_ref: str = ""
+    truth: str | None = None
+    model: str = ""
+    model_name: str = ""
+    weights_sha256: str | None = None
+    model_version: str = ""
+    config_hash: str = ""
+    untrained: bool = False
+    n_regions: int = 0
+    roi: tuple[int, int, int, int] = (0, 0, 0, 0)
+    stage_ms: Mapping[str, float] = field(default_factory=dict)
+    embedding: np.ndarray | None = None  # [D]; stored as float16
+    heatmap: np.ndarray | None = None  # [P, P] float16 (media.downsample_heatmap)
+    thumbnail_jpeg: bytes = b""
+    frame_png: bytes = b""
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """A change or incident: who did what, when, old -> new."""
+
+    kind: str
+    who: str
+    what: str
+    old: str = ""
+    new: str = ""
+    time_ns: int = 0  # 0 = now
+
+
+class FolderLock:
+    """Exclusive advisory lock on ``folder/.writer.lock`` (POSIX flock; a no-op elsewhere)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / LOCK_NAME
+        self._fh = self.path.open("a+")
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no second-writer protection
+            _logger.warning("no file locking on this platform; run one station per log folder")
+            return
+        try:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._fh.seek(0)
+            owner = self._fh.read().strip() or "another process"
+            self._fh.close()
+            msg = (f"audit log folder {folder} is in use by {owner}; each station needs its own log "
+                   "folder (log.folder or --log-dir)")
+            raise AuditLogError(msg) from None
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        self._fh.flush()
+
+    def release(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()  # closing the descriptor releases the flock
+
+
+def log_files(folder: Path) -> list[Path]:
+    """Audit files in ``folder``, oldest first (names end with their UTC creation time)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    files = [p for p in folder.iterdir() if p.suffix == SUFFIX and p.is_file()]
+
+    def order(path: Path) -> tuple[str, int, str]:
+        m = _STAMP_RE.search(path.stem)
+        return (m.group(1), int(m.group(2) or 0), path.name) if m else ("", 0, path.name)
+
+    return sorted(files, key=order)
+
+
+def _utc_stamp(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _local_day(ns: int) -> dt.date:
+    return dt.datetime.fromtimestamp(ns / 1e9).date()
+
+
+class AuditWriter:
+    """Appends records and events to the current file of a log folder; not thread-safe (one owner).
+
+    ``embedding_dim`` is the embedding width of the first file; a record with another width (a
+    changeover to another backbone) starts a new file.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        spec: LogSpec | None = None,
+        *,
+        station: str = "station",
+        embedding_dim: int = 512,
+        software: str = "",
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.folder = Path(folder)
+        self.spec = spec or LogSpec()
+        self.station = station
+        self.software = software
+        self.run_id = uuid.uuid4().hex[:16]
+        self._clock_ns = clock_ns
+        self._emb_dim = int(embedding_dim)
+        self._file: h5py.File | None = None
+        self._ds: dict[str, h5py.Dataset] = {}
+        self._path: Path | None = None
+        self._day: dt.date | None = None
+        self._last_fsync = 0.0
+        self._last_disk_check = 0.0
+        self._previous: str = ""
+        self._pending_reason = "start"
+        self.records_written = 0
+        self.files: list[Path] = []  # files this writer created, oldest first
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._lock = FolderLock(self.folder)
+        except OSError as exc:
+            msg = (f"audit log folder {self.folder}: {exc.strerror or exc}; set log.folder or --log-dir to a "
+                   "writable folder")
+            raise AuditLogError(msg) from None
+        self.recovered: list[Path] = [p for p in log_files(self.folder) if recovery.seal(p)]
+        for path in self.recovered:
+            _logger.warning("audit file %s was left open by a crashed run; sealed it (no record lost)", path)
+        self.last_seq = self._scan_last_seq()
+        self._apply_retention()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def path(self) -> Path | None:
+        """The file being written (None before the first write and after close)."""
+        return self._path
+
+    @property
+    def embedding_dim(self) -> int:
+        return self._emb_dim
+
+    # ------------------------------------------------------------------ writing
+    def write(self, records: Sequence[AuditRecord], events: Iterable[AuditEvent] = ()) -> None:
+        """Append records (and events) and flush: on return they are published (see module doc)."""
+        events = list(events)
+        if not records and not events:
+            return
+        try:
+            start = 0
+            while start < len(records):
+                stop = start
+                dim = self._record_dim(records[start])
+                while stop < len(records) and self._record_dim(records[stop]) == dim:
+                    stop += 1
+                self._prepare(records[start].time_ns, dim)
+                self._append_records(records[start:stop])
+                start = stop
+            if events:
+                self._prepare(events[0].time_ns or self._clock_ns(), None)
+                self._append_events(events)
+            self._flush()
+        except AuditLogError:
+            self._abandon()
+            raise
+        except Exception as exc:  # h5py raises OSError / RuntimeError / ValueError / KeyError
+            where = self._path or self.folder
+            self._abandon()
+            msg = f"audit log {where}: write failed ({exc}); the next write starts a new file"
+            raise AuditLogError(msg) from exc
+        if self._file is not None and self._path is not None and self._path.stat().st_size > self.spec.max_mb * 1e6:
+            self.rotate("size")
+
+    def log_event(self, kind: str, who: str, what: str, old: object = "", new: object = "") -> None:
+        """Record a change (config, threshold, model, line) or an incident, and flush it."""
+        self.write((), [AuditEvent(kind, who, what, to_text(old), to_text(new), self._clock_ns())])
+
+    def rotate(self, reason: str = "manual") -> None:
+        """Close the current file; the next write starts a new one."""
+        if self._file is None:
+            return
+        self._close_file()
+        self._pending_reason = reason
+        self._apply_retention()
+
+    def close(self) -> None:
+        """Flush, fsync and close the file (it is then sealed), and release the folder."""
+        try:
+            self._close_file()
+        finally:
+            self._lock.release()
+
+    def __enter__(self) -> AuditWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ internals
+    def _record_dim(self, record: AuditRecord) -> int:
+        return int(record.embedding.shape[-1]) if record.embedding is not None else self._emb_dim
+
+    def _prepare(self, time_ns: int, dim: int | None) -> None:
+        """Make sure the right file is open for a record of this time and embedding width."""
+        if self._file is not None:
+            if self.spec.rotate == "daily" and _local_day(time_ns) != self._day:
+                self.rotate("daily")
+            elif dim is not None and dim != self._emb_dim:
+                self.rotate(f"embedding width {self._emb_dim} -> {dim}")
+        if dim is not None:
+            self._emb_dim = dim
+        now = time.monotonic()
+        if now - self._last_disk_check > _DISK_CHECK_S or self._file is None:
+            self._last_disk_check = now
+            self._check_disk()
+        if self._file is None:
+            self._open_file(time_ns)
+
+    def _check_disk(self) -> None:
+        free_mb = shutil.disk_usage(self.folder).free / 1e6
+        if free_mb < self.spec.min_free_mb:
+            msg = (f"audit log folder {self.folder}: only {free_mb:.0f} MB free (log.min_free_mb is "
+                   f"{self.spec.min_free_mb:.0f}); free disk space or move the log (log.folder / --log-dir)")
+            raise AuditLogError(msg)
+
+    def _new_path(self, time_ns: int) -> Path:
+        base = f"{self.station}_{_utc_stamp(time_ns)}"
+        path = self.folder / f"{base}{SUFFIX}"
+        k = 1
+        while path.exists():
+            path = self.folder / f"{base}_{k}{SUFFIX}"
+            k += 1
+        return path
+
+    def _open_file(self, time_ns: int) -> None:
+        path = self._new_path(time_ns)
+        spec = self.spec
+        f = h5py.File(path, "w-", libver="latest")
+        try:
+            f.attrs.update({
+                "format": FORMAT_NAME,
+                "format_version": FORMAT_VERSION,
+                "station": self.station,
+                "run_id": self.run_id,
+                "created_utc": dt.datetime.fromtimestamp(time_ns / 1e9, dt.UTC).isoformat(),
+                "host": socket.gethostname(),
+                "software": self.software,
+                "stages": np.array(STAGES, dtype=h5py.string_dtype()),
+                "embedding_dim": self._emb_dim,
+                "heatmap_px": spec.heatmap_px,
+                "previous_file": self._previous,
+                "opened_because": self._pending_reason,
+            })
+            gz = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+            ds = {
+                "inspections": f.create_dataset("inspections", (0,), INSPECTION_DTYPE, maxshape=(None,),
+                                                chunks=(TABLE_CHUNK,), **gz),
+                "events": f.create_dataset("events", (0,), EVENT_DTYPE, maxshape=(None,), chunks=(EVENT_CHUNK,),
+                                           **gz),
+                # Uncompressed on purpose: SWMR rewrites a compressed partial chunk at every flush
+                # (measured 2.6x file growth), and embeddings barely compress anyway.
+                "stage_ms": f.create_dataset("stage_ms", (0, len(STAGES)), np.float32, maxshape=(None, len(STAGES)),
+                                             chunks=(TABLE_CHUNK, len(STAGES)), fillvalue=np.nan),
+                "embedding": f.create_dataset("embedding", (0, self._emb_dim), np.float16,
+                                              maxshape=(None, self._emb_dim), chunks=(EMBEDDING_CHUNK, self._emb_dim),
+                                              fillvalue=np.nan),
+                "thumbnails": f.create_dataset("thumbnails", (0,), np.uint8, maxshape=(None,), chunks=(THUMB_CHUNK,)),
+                "frames": f.create_dataset("frames", (0,), np.uint8, maxshape=(None,), chunks=(FRAME_CHUNK,)),
+            }
+            if spec.heatmap_px > 0:
+                p = spec.heatmap_px
+                ds["heatmap"] = f.create_dataset("heatmap", (0, p, p), np.float16, maxshape=(None, p, p),
+                                                 chunks=(HEATMAP_CHUNK, p, p), fillvalue=np.nan)
+            ds["stage_ms"].attrs["stages"] = np.array(STAGES, dtype=h5py.string_dtype())
+            f.swmr_mode = True
+        except BaseException:
+            f.close()
+            path.unlink(missing_ok=True)
+            raise
+        self._file, self._ds, self._path = f, ds, path
+        self._day = _local_day(time_ns)
+        self.files.append(path)
+        _logger.info("audit log: writing %s", path)
+
+    def _append_records(self, records: Sequence[AuditRecord]) -> None:
+        n = len(records)
+        ds = self._ds
+        table = np.zeros(n, dtype=INSPECTION_DTYPE)
+        thumbs = [r.thumbnail_jpeg for r in records]
+        frames = [r.frame_png for r in records]
+        table["thumb_offset"], table["thumb_size"] = self._append_blobs(ds["thumbnails"], thumbs)
+        table["frame_offset"], table["frame_size"] = self._append_blobs(ds["frames"], frames)
+        start = ds["inspections"].shape[0]
+        emb = np.full((n, self._emb_dim), np.nan, dtype=np.float16)
+        stages = np.full((n, len(STAGES)), np.nan, dtype=np.float32)
+        for i, r in enumerate(records):
+            if r.embedding is not None:
+                emb[i] = np.asarray(r.embedding, dtype=np.float32).astype(np.float16)
+            for k, name in enumerate(STAGES):
+                if name in r.stage_ms:
+                    stages[i, k] = r.stage_ms[name]
+        _extend(ds["embedding"], start, emb)
+        _extend(ds["stage_ms"], start, stages)
+        if "heatmap" in ds:
+            p = self.spec.heatmap_px
+            heat = np.full((n, p, p), np.nan, dtype=np.float16)
+            for i, r in enumerate(records):
+                if r.heatmap is not None and r.heatmap.shape == (p, p):
+                    heat[i] = r.heatmap
+            _extend(ds["heatmap"], start, heat)
+        for i, r in enumerate(records):
+            row = table[i]
+            row["seq"], row["time_ns"] = r.seq, r.time_ns
+            for name in ("part_id", "line", "defect", "fault", "trigger", "frame_ref", "truth", "model", "model_name",
+                         "weights_sha256", "model_version", "config_hash"):
+                row[name] = encode_str(getattr(r, name), STR_LIMITS[name])
+            row["verdict"] = r.verdict.encode()
+            row["score"], row["threshold"] = r.score, r.threshold
+            row["defect_index"] = r.defect_index
+            row["defect_confidence"] = np.nan if r.defect_confidence is None else r.defect_confidence
+            row["untrained"], row["n_regions"] = int(r.untrained), r.n_regions
+            row["roi"] = r.roi
+        _extend(ds["inspections"], start, table)  # last: the table length is what readers trust
+        self.records_written += n
+        self.last_seq = max(self.last_seq, max(r.seq for r in records))
+
+    def _append_events(self, events: Sequence[AuditEvent]) -> None:
+        rows = np.zeros(len(events), dtype=EVENT_DTYPE)
+        for i, e in enumerate(events):
+            rows[i]["time_ns"] = e.time_ns or self._clock_ns()
+            rows[i]["after_seq"] = self.last_seq
+            for name in ("kind", "who", "what", "old", "new"):
+                rows[i][name] = encode_str(getattr(e, name), EVENT_LIMITS[name])
+        events_ds = self._ds["events"]
+        _extend(events_ds, events_ds.shape[0], rows)
+
+    @staticmethod
+    def _append_blobs(dataset: h5py.Dataset, blobs: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        sizes = np.array([len(b) for b in blobs], dtype=np.uint64)
+        start = dataset.shape[0]
+        offsets = start + np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.uint64)
+        total = int(sizes.sum())
+        if total:
+            data = np.frombuffer(b"".join(blobs), dtype=np.uint8)
+            _extend(dataset, start, data)
+        offsets[sizes == 0] = 0
+        return offsets, sizes.astype(np.uint32)
+
+    def _flush(self) -> None:
+        if self._file is None:
+            return
+        self._file.flush()
+        interval = self.spec.fsync_interval_s
+        now = time.monotonic()
+        if interval is not None and now - self._last_fsync >= interval:
+            os.fsync(self._file.id.get_vfd_handle())
+            self._last_fsync = now
+
+    def _close_file(self) -> None:
+        if self._file is None:
+            return
+        f, path = self._file, self._path
+        self._file, self._ds, self._path = None, {}, None
+        try:
+            f.flush()
+            os.fsync(f.id.get_vfd_handle())
+        finally:
+            f.close()
+        self._previous = path.name if path else ""
+        _logger.info("audit log: closed %s", path)
+
+    def _abandon(self) -> None:
+        """After a failed write: drop the file (what was published in it stays readable)."""
+        if self._file is not None:
+            with contextlib.suppress(Exception):
+                self._close_file()
+            self._file, self._ds, self._path = None, {}, None
+            self._pending_reason = "previous write failed"
+
+    def _scan_last_seq(self) -> int:
+        for path in reversed(log_files(self.folder)):
+            try:
+                with h5py.File(path, "r", swmr=True) as f:
+                    table = f["inspections"]
+                    if table.shape[0]:
+                        return int(table[table.shape[0] - 1]["seq"])
+            except (OSError, KeyError) as exc:
+                _logger.warning("audit file %s is unreadable (%s); skipped when resuming the sequence", path, exc)
+        return 0
+
+    def _apply_retention(self) -> None:
+        if self.spec.keep_days is None:
+            return
+        cutoff = time.time() - self.spec.keep_days * 86400
+        for path in log_files(self.folder):
+            if path != self._path and path.stat().st_mtime < cutoff:
+                try:
+                    path.unlink()
+                    _logger.info("audit log: deleted %s (older than log.keep_days)", path)
+                except OSError as exc:
+                    _logger.warning("audit log: cannot delete old file %s: %s", path, exc)
+
+
+def _extend(dataset: h5py.Dataset, start: int, data: np.ndarray) -> None:
+    dataset.resize(start + len(data), axis=0)
+    dataset[start : start + len(data)] = data
+
+
+def to_text(value: Any) -> str:
+    """An event's old / new value as text (JSON for structured values)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return str(value)

@@ -1,0 +1,258 @@
+"""Read audit files, also while the station writes them (SWMR) and after a crash.
+
+Plain h5py works too: ``h5py.File(path, "r", swmr=True)["inspections"][:]``; this module adds
+decoded strings, timestamps, media and summaries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from inspector.audit import recovery
+from inspector.audit.h5log import log_files
+from inspector.audit.media import decode_image
+from inspector.audit.schema import FORMAT_NAME, STAGES, decode_str
+from inspector.errors import InspectorError
+
+_logger = logging.getLogger(__name__)
+
+_STRING_FIELDS = ("part_id", "line", "verdict", "defect", "fault", "trigger", "frame_ref", "truth", "model",
+                  "model_name", "weights_sha256", "model_version", "config_hash")
+
+
+class AuditReadError(InspectorError):
+    """A file is not an audit log or cannot be read."""
+
+
+def iso_utc(time_ns: int) -> str:
+    """UTC ISO-8601 with milliseconds, e.g. 2026-05-11T08:15:00.123Z."""
+    stamp = dt.datetime.fromtimestamp(int(time_ns) / 1e9, dt.UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+@dataclass
+class LogSummary:
+    """Counts and ranges of one or more audit files."""
+
+    files: list[str] = field(default_factory=list)
+    records: int = 0
+    ok: int = 0
+    ng: int = 0
+    faults: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    missing_seqs: int = 0  # gaps in the sequence (dropped records; see the events)
+    first_time: str = ""
+    last_time: str = ""
+    lines: dict[str, int] = field(default_factory=dict)
+    defects: dict[str, int] = field(default_factory=dict)
+    models: dict[str, int] = field(default_factory=dict)
+    events: dict[str, int] = field(default_factory=dict)
+    latency_ms: dict[str, float] = field(default_factory=dict)  # p50 / p95 / max of stage "total"
+    open_files: list[str] = field(default_factory=list)  # still being written, or left open by a crash
+    unreadable: list[str] = field(default_factory=list)
+
+    @property
+    def inspected(self) -> int:
+        return self.ok + self.ng
+
+    @property
+    def yield_pct(self) -> float | None:
+        return 100.0 * self.ok / self.inspected if self.inspected else None
+
+
+class AuditReader:
+    """One audit file; opened SWMR so it can be read while written and after a crash."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            msg = f"{self.path}: no such audit file (see the station's log folder, log.folder / --log-dir)"
+            raise AuditReadError(msg)
+        try:
+            self._f = h5py.File(self.path, "r", swmr=True)
+        except OSError as exc:
+            msg = f"{self.path}: not a readable HDF5 audit file ({exc})"
+            raise AuditReadError(msg) from None
+        if self._f.attrs.get("format") != FORMAT_NAME or "inspections" not in self._f:
+            self._f.close()
+            msg = f"{self.path}: HDF5 file but not an inspector audit log (no 'inspections' table)"
+            raise AuditReadError(msg)
+        self.attrs: dict[str, Any] = {k: _attr(v) for k, v in self._f.attrs.items()}
+        self.stages: tuple[str, ...] = tuple(self.attrs.get("stages", STAGES))
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> AuditReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def refresh(self) -> int:
+        """Pick up records written since opening (live files); returns the record count."""
+        for ds in self._f.values():
+            if isinstance(ds, h5py.Dataset):
+                ds.refresh()
+        return len(self)
+
+    def __len__(self) -> int:
+        return int(self._f["inspections"].shape[0])
+
+    @property
+    def is_open_for_write(self) -> bool:
+        """True while a writer has the file (or a crashed one left it unsealed)."""
+        return bool(recovery.open_flags(self.path))
+
+    # ------------------------------------------------------------------ records
+    def table(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Raw structured rows (bytes fields) of the inspections table."""
+        return self._f["inspections"][start:stop]
+
+    def records(self, start: int = 0, stop: int | None = None) -> list[dict[str, Any]]:
+        """Rows as dicts with decoded strings, ``timestamp`` (UTC ISO) and stage latencies (``ms``)."""
+        rows = self.table(start, stop)
+        stages = self.stage_ms(start, stop)
+        out = []
+        for i, row in enumerate(rows):
+            rec: dict[str, Any] = {name: row[name].item() for name in rows.dtype.names if name != "roi"}
+            for name in _STRING_FIELDS:
+                rec[name] = decode_str(row[name])
+            rec["roi"] = tuple(int(v) for v in row["roi"])
+            rec["timestamp"] = iso_utc(row["time_ns"])
+            rec["untrained"] = bool(row["untrained"])
+            rec["ms"] = {s: float(stages[i, k]) for k, s in enumerate(self.stages) if np.isfinite(stages[i, k])}
+            out.append(rec)
+        return out
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        step = 1024
+        for start in range(0, len(self), step):
+            yield from self.records(start, start + step)
+
+    def stage_ms(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        stop = len(self) if stop is None else min(stop, len(self))
+        return self._f["stage_ms"][start:stop]
+
+    def embeddings(self) -> np.ndarray:
+        """float16 [N, D] global embeddings (rows of parts not inspected are NaN)."""
+        return self._f["embedding"][: len(self)]
+
+    def heatmap(self, i: int) -> np.ndarray | None:
+        if "heatmap" not in self._f:
+            return None
+        heat = self._f["heatmap"][i]
+        return None if np.isnan(heat).all() else heat
+
+    def thumbnail(self, i: int) -> np.ndarray | None:
+        """RGB thumbnail of record ``i`` (None when not stored)."""
+        row = self._f["inspections"][i]
+        return self._blob("thumbnails", int(row["thumb_offset"]), int(row["thumb_size"]))
+
+    def frame(self, i: int) -> np.ndarray | None:
+        """Full RGB frame of record ``i`` (None when not stored: see log.save_full_frames)."""
+        row = self._f["inspections"][i]
+        return self._blob("frames", int(row["frame_offset"]), int(row["frame_size"]))
+
+    def _blob(self, name: str, offset: int, size: int) -> np.ndarray | None:
+        if size == 0:
+            return None
+        return decode_image(self._f[name][offset : offset + size].tobytes())
+
+    def events(self) -> list[dict[str, Any]]:
+        rows = self._f["events"][:]
+        out = []
+        for row in rows:
+            ev = {name: decode_str(row[name]) for name in ("kind", "who", "what", "old", "new")}
+            ev["time_ns"], ev["after_seq"] = int(row["time_ns"]), int(row["after_seq"])
+            ev["timestamp"] = iso_utc(row["time_ns"])
+            out.append(ev)
+        return out
+
+
+def _attr(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, np.ndarray) and value.dtype.kind in ("O", "S"):
+        return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def resolve_files(path: Path) -> list[Path]:
+    """A file, or every audit file of a folder (oldest first)."""
+    path = Path(path)
+    if path.is_dir():
+        files = log_files(path)
+        if not files:
+            msg = f"{path}: no audit files (*.h5) in this folder"
+            raise AuditReadError(msg)
+        return files
+    if not path.exists():
+        msg = f"{path}: no such file or folder"
+        raise AuditReadError(msg)
+    return [path]
+
+
+def summarize(path: Path) -> LogSummary:
+    """Summary of a file or of every file in a folder."""
+    summary = LogSummary()
+    seqs: list[np.ndarray] = []
+    totals: list[np.ndarray] = []
+    counters: dict[str, Counter[str]] = {k: Counter() for k in ("lines", "defects", "models", "events")}
+    times: list[int] = []
+    for file in resolve_files(path):
+        try:
+            reader = AuditReader(file)
+        except AuditReadError as exc:
+            _logger.warning("%s", exc)
+            summary.unreadable.append(str(file))
+            continue
+        with reader:
+            summary.files.append(str(file))
+            if reader.is_open_for_write:
+                summary.open_files.append(str(file))
+            rows = reader.table()
+            n = len(rows)
+            summary.records += n
+            verdicts = rows["verdict"]
+            faults = rows["fault"] != b""
+            summary.faults += int(faults.sum())
+            summary.ok += int(((verdicts == b"OK") & ~faults).sum())
+            summary.ng += int(((verdicts == b"NG") & ~faults).sum())
+            seqs.append(rows["seq"].astype(np.int64))
+            if n:
+                times += [int(rows["time_ns"].min()), int(rows["time_ns"].max())]
+                k = reader.stages.index("total") if "total" in reader.stages else None
+                if k is not None:
+                    totals.append(reader.stage_ms()[:, k])
+            counters["lines"].update(decode_str(v) for v in rows["line"])
+            counters["defects"].update(decode_str(v) for v, f in zip(rows["defect"], faults) if v and not f)
+            counters["models"].update(decode_str(v) for v in rows["model"])
+            counters["events"].update(e["kind"] for e in reader.events())
+    if seqs and sum(len(s) for s in seqs):
+        allseq = np.unique(np.concatenate(seqs))
+        summary.first_seq, summary.last_seq = int(allseq[0]), int(allseq[-1])
+        summary.missing_seqs = int(allseq[-1] - allseq[0] + 1 - len(allseq))
+    if times:
+        summary.first_time, summary.last_time = iso_utc(min(times)), iso_utc(max(times))
+    for key, counter in counters.items():
+        setattr(summary, key, dict(counter.most_common()))
+    if totals:
+        t = np.concatenate(totals)
+        t = t[np.isfinite(t)]
+        if t.size:
+            summary.latency_ms = {"p50": float(np.percentile(t, 50)), "p95": float(np.percentile(t, 95)),
+                                  "max": float(t.max())}
+    return summary

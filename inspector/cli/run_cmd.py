@@ -1,0 +1,171 @@
+"""`inspector run --config FILE`: run the station (camera -> inspection -> PLC / audit log) with a dashboard."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import importlib.util
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from inspector.cli.common import add_config_args
+from inspector.errors import InspectorError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run the station: camera -> inspection -> PLC / audit log, with a live dashboard",
+                       description="Run the inspection station until Ctrl-C (or --frames parts). Ctrl-C and "
+                                   "SIGTERM stop cleanly: queued parts are answered, the log is closed.")
+    add_config_args(p)
+    p.add_argument("--headless", action="store_true",
+                   help="terminal dashboard (the operator GUI is started by the gui package)")
+    p.add_argument("--frames", type=int, metavar="N", help="stop after N parts (default: run until stopped)")
+    p.add_argument("--log-dir", type=Path, metavar="DIR", help="audit log folder (default: log.folder of the config)")
+    p.add_argument("--no-log", action="store_true", help="run without the audit log")
+    p.add_argument("--trigger", choices=["free_run", "software", "plc"],
+                   help="trigger mode (default: trigger.mode of the config)")
+    p.add_argument("--rate", type=float, metavar="HZ",
+                   help="free-run / software trigger rate (default: trigger.rate_hz)")
+    p.add_argument("--plc-port", metavar="PORT", help="serial port of the PLC link (default: plc.port)")
+    p.add_argument("--plc-protocol", choices=["ascii", "modbus"], help="PLC protocol (default: plc.protocol)")
+    p.add_argument("--timeout", type=float, metavar="S",
+                   help="give up after S seconds (exit 1 if --frames not reached)")
+    p.add_argument("--plain", action="store_true",
+                   help="one line per part instead of the live dashboard (default when stdout is not a terminal)")
+    p.set_defaults(func=run)
+
+
+def _plc_factory() -> Any:
+    if importlib.util.find_spec("inspector.plc.factory") is None:
+        msg = ("PLC support not installed: the module inspector.plc.factory is missing. Run with --trigger free_run "
+               "or --trigger software, or install the PLC component")
+        raise InspectorError(msg)
+    module = importlib.import_module("inspector.plc.factory")
+    factory = getattr(module, "create_plc_link", None)
+    if factory is None:
+        msg = "inspector.plc.factory has no create_plc_link(spec, port); the PLC component is incomplete"
+        raise InspectorError(msg)
+    return factory
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """A service manager's SIGTERM stops the station like Ctrl-C (clean drain, files closed)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _software_driver(loop: Any, rate_hz: float, count: int | None, stop: threading.Event) -> None:
+    """`--trigger software`: trigger parts at a steady rate through the same path a PLC uses."""
+    from inspector.station.port import TriggerRejected
+
+    period = 1.0 / rate_hz
+    next_at = time.monotonic()
+    sent = 0
+    while not stop.is_set() and (count is None or sent < count):
+        delay = next_at - time.monotonic()
+        if delay > 0 and stop.wait(delay):
+            return
+        next_at = max(next_at + period, time.monotonic() - period)
+        try:
+            loop.trigger()
+            sent += 1
+        except TriggerRejected:
+            continue  # counted by the loop (E04 / E05); try again at the next tick
+
+
+def _link_status(link: Any) -> str:
+    if link is None:
+        return "not started"
+    state = getattr(link, "state", "?")
+    return str(getattr(state, "value", state))
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from inspector.config import load_station_config
+    from inspector.station.dashboard import UNTRAINED_BANNER, Dashboard, PlainReporter, summary_text
+    from inspector.station.loop import StationLoop
+
+    if args.frames is not None and args.frames < 1:
+        msg = f"--frames must be at least 1, got {args.frames}"
+        raise InspectorError(msg)
+    if args.rate is not None and not 0 < args.rate <= 1000:
+        msg = f"--rate must be in (0, 1000] Hz, got {args.rate}"
+        raise InspectorError(msg)
+    station = load_station_config(args.config)
+    mode = args.trigger or station.trigger.mode
+    factory = _plc_factory() if mode == "plc" else None
+    err = Console(stderr=True)
+    if not args.headless:
+        err.print("[dim]the operator GUI is started by the gui package; showing the terminal dashboard")
+    loop = StationLoop(station, line=args.line, log_dir=args.log_dir, log=False if args.no_log else None,
+                       trigger_mode=mode, rate_hz=args.rate, max_parts=args.frames)
+    interactive = sys.stdout.isatty() and not args.plain
+    link: Any = None
+    extras = {"PLC": lambda: _link_status(link)} if mode == "plc" else None
+    view = Dashboard(loop, Console(), extras=extras) if interactive else PlainReporter(loop, sys.stdout)
+    stop_driver = threading.Event()
+    driver: threading.Thread | None = None
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    interrupted = False
+    with _sigterm_as_interrupt():
+        try:
+            with err.status(f"loading line {loop.line} ..."):
+                loop.start()
+            if loop.stats().untrained:
+                err.print(f"[yellow]note: {UNTRAINED_BANNER}")
+            if factory is not None:
+                from inspector.plc.settings import PlcSpec
+
+                spec = station.plc or PlcSpec()
+                updates = {k: v for k, v in (("port", args.plc_port), ("protocol", args.plc_protocol)) if v}
+                link = factory(spec.model_copy(update=updates), loop)
+                from inspector.station.sinks import ResultSink
+
+                if isinstance(link, ResultSink):
+                    loop.add_sink(link, name="plc")  # e.g. a register map that shows every verdict
+                link.start()
+            if mode == "software":
+                rate = args.rate or station.trigger.rate_hz
+                driver = threading.Thread(target=_software_driver, args=(loop, rate, args.frames, stop_driver),
+                                          name="software-trigger", daemon=True)
+                driver.start()
+            view.run(lambda: loop.done() or (deadline is not None and time.monotonic() > deadline))
+        except KeyboardInterrupt:
+            interrupted = True
+            err.print("stopping: answering queued parts and closing the log ...")
+        finally:
+            stop_driver.set()
+            if driver is not None:
+                driver.join(timeout=5)
+            if link is not None:
+                try:
+                    link.stop()
+                except Exception as exc:
+                    err.print(f"[red]PLC link did not stop cleanly: {exc}")
+            loop.stop()
+    stats = loop.stats()
+    err.print(summary_text(stats))
+    if args.frames is not None and stats.parts < args.frames and not interrupted:
+        err.print(f"[red]only {stats.parts} of {args.frames} parts within --timeout {args.timeout:g} s "
+                  f"(last state {stats.state.value}: {stats.detail})")
+        return 1
+    return 0

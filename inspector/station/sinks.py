@@ -1,0 +1,413 @@
+"""Where results go: the sink interface, a thread + bounded queue per sink, and the audit-log sink.
+
+Every consumer of results (the PLC reply, the audit log, the GUI and terminal observers, a PLC
+register map) is a :class:`Sink` driven by its own :class:`SinkRunner`: a thread with a bounded
+queue and an overflow policy. The inspection thread only enqueues, so a slow or stuck sink can
+never stall capture, inspection or another sink:
+
+* ``block``: never drop (PLC replies: each accepted trigger gets exactly one answer);
+* ``drop_newest``: keep the backlog, drop the new item (the audit log: a gap is recorded as an event);
+* ``drop_oldest``: keep the newest items (displays).
+
+Drops and sink errors are counted per sink (:meth:`SinkRunner.stats`) and shown by the dashboard.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from inspector.audit.h5log import AuditEvent, AuditLogError, AuditRecord, AuditWriter
+from inspector.audit.media import downsample_heatmap, encode_frame, encode_thumbnail
+from inspector.result import InspectionResult
+from inspector.station.port import PartVerdict
+from inspector.station.settings import LogSpec
+
+_logger = logging.getLogger(__name__)
+
+Policy = Literal["block", "drop_newest", "drop_oldest"]
+_POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class StationResult:
+    """One part as every sink sees it (read-only: sinks share the same object)."""
+
+    seq: int
+    part_id: str
+    time_ns: int  # UTC ns: when the frame was grabbed (or the fault happened)
+    line: str
+    verdict: PartVerdict
+    trigger: str  # free_run | plc | software
+    timings_ms: dict[str, float]  # station stages + the engine's stages (see inspector.audit.schema.STAGES)
+    result: InspectionResult | None = None  # None when the part was not inspected
+    frame: np.ndarray | None = None  # the validated RGB frame (None when none was grabbed)
+    frame_ref: str = ""
+    truth: str | None = None
+    model: str = ""  # backbone label
+    model_name: str = ""
+    weights_sha256: str | None = None
+    model_version: str = "base"
+    config_hash: str = ""
+    untrained: bool = False
+
+    @property
+    def fault(self) -> str | None:
+        return self.verdict.fault
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict.verdict == "OK"
+
+
+@runtime_checkable
+class ResultSink(Protocol):
+    """Anything with ``handle(result)`` can be attached to a loop (e.g. a PLC register map)."""
+
+    def handle(self, result: StationResult) -> None: ...
+
+
+class Sink(abc.ABC):
+    """A consumer of items, run by a SinkRunner on its own thread."""
+
+    name: str = "sink"
+
+    @abc.abstractmethod
+    def handle(self, item: Any) -> None: ...
+
+    def handle_batch(self, items: Sequence[Any]) -> None:
+        """Several queued items at once (override for sinks that batch, such as the log)."""
+        for item in items:
+            self.handle(item)
+
+    def idle(self) -> None:  # noqa: B027 - optional hook
+        """Called when the queue has been empty for a while (retries, housekeeping)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Called on the sink's thread after the queue is drained at stop."""
+
+
+class CallbackSink(Sink):
+    """A plain function as a sink (observers: dashboard, GUI bridge, tests)."""
+
+    def __init__(self, fn: Callable[[Any], None], name: str = "observer") -> None:
+        self.fn = fn
+        self.name = name
+
+    def handle(self, item: Any) -> None:
+        self.fn(item)
+
+
+class ReplySink(Sink):
+    """Delivers PLC / API replies: items are (reply callback, verdict)."""
+
+    name = "reply"
+
+    def handle(self, item: tuple[Callable[[PartVerdict], None], PartVerdict]) -> None:
+        reply, verdict = item
+        reply(verdict)
+
+
+@dataclass
+class SinkStats:
+    name: str
+    policy: str
+    queued: int
+    capacity: int
+    handled: int
+    dropped: int
+    errors: int
+    last_error: str
+    lag_ms_p50: float  # enqueue -> handled
+    lag_ms_max: float
+    busy_ms_mean: float  # time in handle_batch per item
+
+
+@dataclass
+class _Counters:
+    handled: int = 0
+    dropped: int = 0
+    errors: int = 0
+    last_error: str = ""
+    lags: deque[float] = field(default_factory=lambda: deque(maxlen=256))
+    busy: deque[float] = field(default_factory=lambda: deque(maxlen=256))
+
+
+class SinkRunner:
+    """Runs one sink on its own thread behind a bounded queue."""
+
+    def __init__(self, sink: Sink, queue_size: int = 32, policy: Policy = "drop_oldest", max_batch: int = 1,
+                 on_error: Callable[[Sink, Exception], None] | None = None,
+                 on_drop: Callable[[Any], None] | None = None) -> None:
+        if policy not in ("block", "drop_newest", "drop_oldest"):
+            msg = f"unknown sink policy {policy!r}; use block, drop_newest or drop_oldest"
+            raise ValueError(msg)
+        self.sink = sink
+        self.name = sink.name
+        self.policy = policy
+        self.capacity = queue_size
+        self.max_batch = max(1, max_batch)
+        self.on_error = on_error
+        self.on_drop = on_drop
+        self._q: queue.Queue[tuple[float, Any]] = queue.Queue(maxsize=queue_size)
+        self._c = _Counters()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"sink-{self.name}", daemon=True)
+        self._in_hand = 0
+
+    def start(self) -> SinkRunner:
+        self._thread.start()
+        return self
+
+    def put(self, item: Any, *, force: bool = False, timeout: float | None = None) -> bool:
+        """Enqueue by the runner's policy (``force``: block even on a dropping sink); False if dropped."""
+        entry = (time.perf_counter(), item)
+        if force or self.policy == "block":
+            try:
+                self._q.put(entry, timeout=timeout)
+                return True
+            except queue.Full:
+                self._dropped(item)
+                return False
+        try:
+            self._q.put_nowait(entry)
+            return True
+        except queue.Full:
+            if self.policy == "drop_newest":
+                self._dropped(item)
+                return False
+        try:  # drop_oldest: make room
+            _, old = self._q.get_nowait()
+            self._dropped(old)
+        except queue.Empty:
+            pass
+        try:
+            self._q.put_nowait(entry)
+            return True
+        except queue.Full:
+            self._dropped(item)
+            return False
+
+    def _dropped(self, item: Any) -> None:
+        with self._lock:
+            self._c.dropped += 1
+        if self.on_drop is not None:
+            try:
+                self.on_drop(item)
+            except Exception:
+                _logger.exception("sink %s: drop handler failed", self.name)
+
+    def backlog(self) -> int:
+        """Items queued or being handled."""
+        return self._q.qsize() + self._in_hand
+
+    def _run(self) -> None:
+        while True:
+            try:
+                first = self._q.get(timeout=_POLL_S)
+            except queue.Empty:
+                if self._stop.is_set():
+                    break
+                self._guard(self.sink.idle)
+                continue
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._q.get_nowait())
+                except queue.Empty:
+                    break
+            self._in_hand = len(batch)
+            t0 = time.perf_counter()
+            ok = self._guard(self.sink.handle_batch, [item for _, item in batch])
+            t1 = time.perf_counter()
+            with self._lock:
+                if ok:
+                    self._c.handled += len(batch)
+                for queued_at, _ in batch:
+                    self._c.lags.append((t1 - queued_at) * 1000.0)
+                self._c.busy.append((t1 - t0) * 1000.0 / len(batch))
+            self._in_hand = 0
+        self._guard(self.sink.close)
+
+    def _guard(self, fn: Callable[..., None], *args: Any) -> bool:
+        try:
+            fn(*args)
+            return True
+        except Exception as exc:
+            with self._lock:
+                self._c.errors += 1
+                self._c.last_error = str(exc)
+            if self._c.errors <= 3 or self._c.errors % 100 == 0:
+                _logger.error("sink %s failed (%d errors so far): %s", self.name, self._c.errors, exc,
+                              exc_info=not isinstance(exc, AuditLogError))
+            if self.on_error is not None:
+                try:
+                    self.on_error(self.sink, exc)
+                except Exception:
+                    _logger.exception("sink %s: error handler failed", self.name)
+            return False
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Let the thread drain its queue, close the sink and end; False if it did not finish in time."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        if self._thread.is_alive():
+            _logger.warning("sink %s did not finish within %.1f s (%d items left)", self.name, timeout,
+                            self.backlog())
+            return False
+        return True
+
+    def stats(self) -> SinkStats:
+        with self._lock:
+            lags = np.array(self._c.lags) if self._c.lags else np.zeros(1)
+            busy = float(np.mean(self._c.busy)) if self._c.busy else 0.0
+            return SinkStats(self.name, self.policy, self.backlog(), self.capacity, self._c.handled, self._c.dropped,
+                             self._c.errors, self._c.last_error, float(np.median(lags)), float(lags.max()), busy)
+
+
+# --------------------------------------------------------------------------------------------
+# The audit log sink
+
+
+def make_record(sr: StationResult, spec: LogSpec) -> AuditRecord:
+    """StationResult -> AuditRecord, encoding the thumbnail, heatmap and (per spec) the full frame."""
+    r = sr.result
+    v = sr.verdict
+    frame = sr.frame
+    save_frame = frame is not None and (spec.save_full_frames == "all"
+                                        or (spec.save_full_frames == "ng" and v.verdict == "NG"))
+    return AuditRecord(
+        seq=sr.seq,
+        time_ns=sr.time_ns,
+        part_id=sr.part_id,
+        line=sr.line,
+        verdict=v.verdict,
+        score=v.score,
+        threshold=r.threshold if r is not None else float("nan"),
+        defect=v.defect,
+        defect_index=v.defect_index,
+        defect_confidence=r.defect_confidence if r is not None else None,
+        fault=v.fault,
+        trigger=sr.trigger,
+        frame_ref=sr.frame_ref,
+        truth=sr.truth,
+        model=sr.model,
+        model_name=sr.model_name,
+        weights_sha256=sr.weights_sha256,
+        model_version=sr.model_version,
+        config_hash=sr.config_hash,
+        untrained=sr.untrained,
+        n_regions=len(r.regions) if r is not None else 0,
+        roi=tuple(r.roi) if r is not None else (0, 0, 0, 0),  # type: ignore[arg-type]
+        stage_ms=sr.timings_ms,
+        embedding=r.embedding if r is not None else None,
+        heatmap=downsample_heatmap(r.anomaly_map, spec.heatmap_px) if r is not None else None,
+        thumbnail_jpeg=encode_thumbnail(frame, spec.thumbnail_px, spec.jpeg_quality) if frame is not None else b"",
+        frame_png=encode_frame(frame) if save_frame else b"",
+    )
+
+
+class AuditSink(Sink):
+    """Writes results and events to the audit log, then hands the results on as published.
+
+    ``on_written(results, logged)`` runs on this sink's thread after each write: ``logged`` is
+    True when the results are published (flushed), False when the write failed.
+    """
+
+    name = "audit"
+
+    def __init__(self, writer: AuditWriter, spec: LogSpec,
+                 on_written: Callable[[list[StationResult], bool], None] | None = None,
+                 retry_s: float = 5.0) -> None:
+        self.writer = writer
+        self.spec = spec
+        self.on_written = on_written
+        self.retry_s = retry_s
+        self.failed: str | None = None
+        self.published = 0
+        self.write_ms: deque[float] = deque(maxlen=256)  # per record: encode + write + flush
+        self._dropped: list[int] = []
+        self._lock = threading.Lock()
+        self._last_try = 0.0
+
+    def note_dropped(self, item: Any) -> None:
+        """A record did not fit in the queue (called on the producer's thread)."""
+        if isinstance(item, StationResult):
+            with self._lock:
+                self._dropped.append(item.seq)
+
+    def handle(self, item: Any) -> None:
+        self.handle_batch([item])
+
+    def handle_batch(self, items: Sequence[Any]) -> None:
+        results = [i for i in items if isinstance(i, StationResult)]
+        events = [i for i in items if isinstance(i, AuditEvent)]
+        with self._lock:
+            dropped, self._dropped = self._dropped, []
+        if dropped:
+            events.insert(0, AuditEvent("log_overflow", "station", f"{len(dropped)} record(s) not logged: the log "
+                                        "queue was full (log.queue_size) - seq " + _ranges(dropped)))
+        self._last_try = time.monotonic()
+        t0 = time.perf_counter()
+        try:
+            records = [make_record(r, self.spec) for r in results]
+            self.writer.write(records, events)
+        except Exception as exc:
+            self.failed = str(exc)
+            with self._lock:  # keep the gap on record for the next successful write
+                self._dropped = [r.seq for r in results] + dropped + self._dropped
+            self._notify(results, False)
+            raise
+        if results:
+            per = (time.perf_counter() - t0) * 1000.0 / len(results)
+            with self._lock:
+                self.write_ms.extend([per] * len(results))
+        if self.failed is not None:
+            _logger.warning("audit log writes again (%s)", self.writer.path)
+        self.failed = None
+        self.published += len(results)
+        self._notify(results, True)
+
+    def write_percentiles(self) -> tuple[float, float]:
+        """p50 / p95 of the per-record log cost (encode + write + flush), ms."""
+        with self._lock:
+            values = np.array(self.write_ms)
+        if not values.size:
+            return 0.0, 0.0
+        return float(np.percentile(values, 50)), float(np.percentile(values, 95))
+
+    def _notify(self, results: list[StationResult], logged: bool) -> None:
+        if self.on_written is not None and results:
+            self.on_written(results, logged)
+
+    def idle(self) -> None:
+        if self.failed is not None and time.monotonic() - self._last_try >= self.retry_s:
+            self.handle_batch([AuditEvent("log_retry", "station", f"retrying after: {self.failed}")])
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _ranges(seqs: Sequence[int]) -> str:
+    """[1, 2, 3, 7] -> "1-3, 7"."""
+    parts: list[str] = []
+    run: list[int] = []
+    for s in sorted(set(seqs)):
+        if run and s != run[-1] + 1:
+            parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+            run = []
+        run.append(s)
+    if run:
+        parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+    return ", ".join(parts)

@@ -1,0 +1,166 @@
+"""Engineer mode on the real station: PIN lockout, prompt preview and apply, threshold, capture, retrain."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from PySide6.QtCore import Qt
+
+from gui.pin import PinStore
+from tests.gui.conftest import PIN, audit_events, login, wait_parts, wait_running
+
+
+def test_pin_lockout_and_audit(idle_window, qtbot, monkeypatch):
+    from gui.widgets.pin_dialog import LoginDialog
+
+    win = idle_window
+    store = win.session.store
+    text = store.path.read_text()
+    assert PIN not in text and json.loads(text)["kdf"] == "scrypt"  # the hash, never the PIN
+
+    dialog = LoginDialog(win.session.check, "", win)
+    qtbot.addWidget(dialog)
+    dialog.try_login()
+    assert "name" in dialog.message.text()  # a change must be attributable
+    dialog.name.setText("Mallory")
+    results = []
+    for _ in range(3):
+        dialog.pin.setText("0000")
+        qtbot.mouseClick(dialog.login_button, Qt.MouseButton.LeftButton)
+        results.append(dialog.message.text())
+    assert "2 attempt(s) left" in results[0] and "locked" in results[2]
+    dialog.pin.setText(PIN)  # the right PIN is refused too while locked
+    result = dialog.try_login()
+    assert result is not None and result.locked and not win.session.active
+    # The lockout survives a restart of the GUI (it is kept in the PIN file).
+    assert PinStore(store.path, max_failures=3, lockout_s=120).verify(PIN).locked
+    # ... and ends after its time.
+    later = PinStore(store.path, max_failures=3, lockout_s=120, clock=lambda: 10**12)
+    monkeypatch.setattr(win.session, "store", later)
+    assert win.session.check("Dana", PIN).ok and win.session.active
+    assert win.stack.currentIndex() == 1 and win.engineer.currentIndex() == 1
+    win.session.logout()
+    assert win.engineer.currentIndex() == 0
+
+    kinds = [(e["kind"], e["who"]) for e in audit_events(win.handle.log_dir)]
+    assert kinds.count(("pin_failed", "Mallory")) == 2
+    assert ("pin_lockout", "Mallory") in kinds and ("pin_refused", "Mallory") in kinds
+    assert ("engineer_login", "Dana") in kinds and ("engineer_logout", "Dana") in kinds
+
+
+def test_prompt_edit_changes_the_score_and_is_applied(window, qtbot):
+    wait_running(qtbot, window)
+    wait_parts(qtbot, window, 2)
+    panel = window.engineer.prompts
+    with qtbot.waitSignal(panel.previewed, timeout=60_000):
+        login(window)
+    first = panel.preview
+    assert first.frame is not None and abs(first.frame.after - first.frame.before) < 1e-6  # unchanged draft
+    assert {s.kind for s in first.samples} == {"good", "scratch"}
+
+    panel.normal_states.setPlainText("shiny {}\nimmaculate {} straight from the lathe")
+    with qtbot.waitSignal(panel.previewed, timeout=60_000):
+        panel.defects.item(0, 1).setText("a long deep scratch across the polished ring face")
+    after = panel.preview
+    assert after.frame is not None
+    assert abs(after.frame.after - after.frame.before) > 1e-6  # the edit changes the score
+    assert any(abs(s.after - s.before) > 1e-6 for s in after.samples)
+    assert panel.view.has_frame()
+
+    with qtbot.waitSignal(panel.applied, timeout=120_000):
+        qtbot.mouseClick(panel.apply_button, Qt.MouseButton.LeftButton)
+    saved = yaml.safe_load(window.handle.config_path.read_text())["lines"][0]
+    assert saved["prompts"]["normal_states"] == ["shiny {}", "immaculate {} straight from the lathe"]
+    assert window.handle.config_path.read_text().startswith("# test station")  # comments kept
+    assert window.handle.running and window.handle.inspector.line.prompts.defects["scratch"].startswith("a long")
+    window.shutdown()
+    events = [e for e in audit_events(window.handle.log_dir) if e["kind"] == "prompts"]
+    assert events and events[0]["who"] == "Dana" and "lathe" in events[0]["new"] and "flawless" in events[0]["old"]
+
+
+def test_threshold_slider_estimates_and_apply(window, qtbot):
+    wait_running(qtbot, window)
+    login(window)
+    panel = window.engineer.threshold
+    window.engineer.tabs.setCurrentWidget(panel)
+    live = window.handle.inspector.threshold
+    assert panel.estimate is not None and panel.estimate.threshold == live
+    panel.slider.setValue(0)
+    low = panel.estimate
+    panel.slider.setValue(panel.slider.maximum())
+    high = panel.estimate
+    assert low.false_reject == 1.0 and high.false_reject == 0.0  # every good sample NG / OK at the ends
+    assert high.escape == 1.0 and low.escape == 0.0
+    assert panel.false_reject.value.text() == "0.0 %"
+    panel.slider.setValue(panel.slider.maximum() // 2)
+    proposal = round(panel.proposal(), 6)
+    with qtbot.waitSignal(panel.applied, timeout=30_000):
+        qtbot.mouseClick(panel.apply_button, Qt.MouseButton.LeftButton)
+    assert window.handle.inspector.threshold == proposal  # live on the line
+    saved = yaml.safe_load(window.handle.config_path.read_text())["lines"][0]["decision"]["threshold"]
+    assert saved == proposal
+    seen = window.feed.pushed
+    qtbot.waitUntil(lambda: window.feed.pushed > seen + 1, timeout=30_000)
+    assert window.operator.last_item.threshold == proposal
+    window.shutdown()
+    events = [e for e in audit_events(window.handle.log_dir) if e["kind"] == "threshold"]
+    assert events and events[0]["who"] == "Dana" and str(proposal)[:6] in events[0]["new"]
+
+
+def test_capture_adds_a_sample_file(window, qtbot):
+    wait_running(qtbot, window)
+    wait_parts(qtbot, window, 1)
+    login(window)
+    panel = window.engineer.samples
+    window.engineer.tabs.setCurrentWidget(panel)
+    panel.refresh_frame()
+    folder = window.handle.config.resolve("fewshot")
+    good_before = len(list((folder / "good").glob("*.png")))
+    qtbot.mouseClick(panel.good_button, Qt.MouseButton.LeftButton)
+    assert panel.captured is not None and panel.captured.parent == folder / "good"
+    assert len(list((folder / "good").glob("*.png"))) == good_before + 1
+    panel.defect_class.setCurrentText("dent")
+    qtbot.mouseClick(panel.defect_button, Qt.MouseButton.LeftButton)
+    assert (folder / "defect" / "dent").is_dir() and len(list((folder / "defect" / "dent").glob("*.png"))) == 1
+    assert panel.list.count() == good_before + 1 + 1 + 1  # + the scratch sample
+    # Browse and delete: the file leaves the fit set but is kept under .deleted/.
+    dent = panel.captured
+    panel.confirm_delete = False
+    panel.filter.setCurrentText("dent")
+    panel.list.item(0).setSelected(True)
+    assert panel.delete_selected() == 1
+    assert not dent.exists() and (folder / ".deleted" / "defect" / "dent" / dent.name).exists()
+    window.shutdown()
+    kinds = [(e["kind"], e["who"]) for e in audit_events(window.handle.log_dir)]
+    assert kinds.count(("sample_add", "Dana")) == 2 and ("sample_delete", "Dana") in kinds
+
+
+def test_retrain_runs_to_completion_then_approve_and_rollback(window, qtbot):
+    wait_running(qtbot, window)
+    login(window)
+    panel = window.engineer.retrain
+    window.engineer.tabs.setCurrentWidget(panel)
+    assert panel.book.active is not None and panel.book.active.version == "base"
+    parts_before = window.handle.counts().parts
+    with qtbot.waitSignal(panel.finished_run, timeout=120_000) as done:
+        qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    version = done.args[0]
+    assert version is not None and version.status == "candidate"
+    fractions = [e.fraction for e in panel.events]
+    assert len(fractions) >= 4 and fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert panel.progress.value() == 100 and "threshold" in panel.events[-1].metrics
+    assert window.handle.counts().parts > parts_before  # the line kept inspecting meanwhile
+
+    with qtbot.waitSignal(panel.version_changed, timeout=60_000):
+        qtbot.mouseClick(panel.approve_button, Qt.MouseButton.LeftButton)
+    assert window.handle.inspector is version.inspector and version.status == "active"
+    qtbot.waitUntil(lambda: window.operator.last_item is not None
+                    and window.operator.last_item.model_version == version.version, timeout=30_000)
+    with qtbot.waitSignal(panel.version_changed, timeout=60_000):
+        qtbot.mouseClick(panel.rollback_button, Qt.MouseButton.LeftButton)
+    assert window.handle.inspector.model_version == "base" and version.status == "rejected"
+    window.shutdown()
+    kinds = [e["kind"] for e in audit_events(window.handle.log_dir) if e["who"] == "Dana"]
+    for kind in ("retrain_start", "retrain_done", "model_promote", "model_rollback"):
+        assert kind in kinds

@@ -1,0 +1,103 @@
+"""History screen: filters over a real audit log, detail view, CSV export, CLIP search by text and example."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+
+import numpy as np
+from PySide6.QtCore import QDateTime
+
+from gui.history_data import ALL
+from inspector.audit.h5log import AuditRecord, AuditWriter
+from inspector.audit.media import downsample_heatmap, encode_thumbnail
+
+T0 = 1_780_000_000_000_000_000  # 2026-05-28, UTC ns
+
+
+def _write_log(folder, model: str, dim: int) -> np.ndarray:
+    """12 parts over 12 hours: lines ring / ring2, OK / NG (scratch, dent) / one FAULT; returns embeddings."""
+    rng = np.random.default_rng(0)
+    embeddings = rng.standard_normal((12, dim)).astype(np.float32)
+    records = []
+    for i in range(12):
+        fault = "camera lost" if i == 11 else None
+        ng = i % 3 == 0 and not fault
+        frame = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+        records.append(AuditRecord(
+            seq=i + 1, time_ns=T0 + i * 3600 * 10**9, part_id=f"P{i:04d}", line="ring" if i < 8 else "ring2",
+            verdict="NG" if ng or fault else "OK", score=float("nan") if fault else 0.1 * i, threshold=0.5,
+            defect="FAULT" if fault else (("scratch" if i % 2 == 0 else "dent") if ng else None),
+            fault=fault, model=model, model_version="base", embedding=None if fault else embeddings[i],
+            heatmap=None if fault else downsample_heatmap(rng.random((64, 64)).astype(np.float32), 16),
+            thumbnail_jpeg=encode_thumbnail(frame, 64), roi=(0, 0, 64, 64), stage_ms={"total": 20.0}))
+    with AuditWriter(folder, station="test-station", embedding_dim=dim) as writer:
+        writer.write(records)
+    return embeddings
+
+
+def test_history_filters_export_and_clip_search(idle_window, qtbot, tmp_path):
+    win = idle_window
+    inspector = win.handle.engines.get("ring")  # the line's engine (fitted from the session cache)
+    dim = int(inspector.text.normal.shape[-1])
+    embeddings = _write_log(win.handle.log_dir, inspector.backbone.identity.label(), dim)
+    view = win.history
+    with qtbot.waitSignal(view.loaded, timeout=30_000):
+        win.nav_buttons["HISTORY"].click()
+    assert win.stack.currentWidget() is view
+    assert view.model.rowCount() == 12
+    assert view.model.row_at(0).record["part_id"] == "P0011"  # newest first
+
+    view.verdict.setCurrentText("NG")
+    assert {r.verdict_class for r in view.shown_rows()} == {"NG"} and len(view.shown_rows()) == 4
+    view.verdict.setCurrentText("FAULT")
+    assert [r.record["part_id"] for r in view.shown_rows()] == ["P0011"]
+    view.verdict.setCurrentText(ALL)
+    view.line.setCurrentText("ring2")
+    assert {r.record["line"] for r in view.shown_rows()} == {"ring2"} and len(view.shown_rows()) == 4
+    view.line.setCurrentText(ALL)
+    view.defect.setCurrentText("scratch")
+    assert {r.record["part_id"] for r in view.shown_rows()} == {"P0000", "P0006"}
+    view.defect.setCurrentText(ALL)
+    # Time: only the first three hours.
+    start = dt.datetime.fromtimestamp(T0 / 1e9)
+    view.start.setDateTime(QDateTime.fromSecsSinceEpoch(int(start.timestamp())))
+    view.end.setDateTime(QDateTime.fromSecsSinceEpoch(int(start.timestamp()) + 2 * 3600 + 60))
+    assert [r.record["part_id"] for r in view.shown_rows()] == ["P0002", "P0001", "P0000"]
+
+    # Detail: image and heatmap of the selected record.
+    view.table.selectRow(2)
+    assert view.view.has_frame() and "P0000" in view.detail.text()
+
+    # Export writes what is shown.
+    out = tmp_path / "export.csv"
+    assert view.export(out) == 3
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["part_id"] for r in rows] == ["P0002", "P0001", "P0000"] and rows[0]["verdict"] == "OK"
+
+    # CLIP search by example: the selected part ranks itself first (cosine 1), within the filter.
+    view.start.setDateTime(QDateTime.fromSecsSinceEpoch(int(start.timestamp()) - 60))
+    view.end.setDateTime(QDateTime.fromSecsSinceEpoch(int(start.timestamp()) + 13 * 3600))
+    view.verdict.setCurrentText("NG")
+    view.table.selectRow(1)
+    picked = view.model.row_at(1).record["part_id"]
+    with qtbot.waitSignal(view.searched, timeout=30_000):
+        view.like_button.click()
+    shown = view.shown_rows()
+    assert shown[0].record["part_id"] == picked and view.model.data(view.model.index(0, 8)) == "1.000"
+    assert {r.verdict_class for r in shown} == {"NG"}
+    # By text: ranked by cosine to the text embedding, best first, over every inspected record.
+    view.verdict.setCurrentText(ALL)
+    view.query.setText("scratch near the hole")
+    with qtbot.waitSignal(view.searched, timeout=30_000) as hit:
+        view.text_button.click()
+    sims = [s for _, s in hit.args[0].ranked]
+    assert len(sims) == 11 and sims == sorted(sims, reverse=True)  # the FAULT has no embedding
+    from gui.history_data import text_embedding
+
+    q = text_embedding(inspector, "scratch near the hole")
+    best = int(np.argmax(embeddings[:11] @ q / np.linalg.norm(embeddings[:11], axis=1)))
+    assert view.shown_rows()[0].record["part_id"] == f"P{best:04d}"
+    view.clear_button.click()
+    assert view.model.data(view.model.index(0, 8)) == ""

@@ -1,0 +1,75 @@
+"""Operator screen on the real station: verdicts appear, counters add up, start / stop, changeover."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+
+from tests.gui.conftest import audit_events, wait_parts, wait_running
+
+
+def test_verdicts_appear_and_counters_add_up(window, qtbot):
+    wait_running(qtbot, window)
+    wait_parts(qtbot, window, 6)
+    op = window.operator
+    qtbot.waitUntil(lambda: op.banner.verdict in ("OK", "NG", "FAULT"), timeout=10_000)
+    assert op.banner.word.text() == op.banner.verdict
+    assert op.banner.part.text().startswith("Part ")
+    assert "threshold" in op.banner.score.text() or op.banner.verdict == "FAULT"
+    assert op.view.has_frame()
+    # Heatmap and boxes toggle on the live view.
+    op.heat_box.setChecked(False)
+    op.boxes_box.setChecked(False)
+    assert not op.view.show_heatmap and not op.view.show_boxes
+
+    qtbot.mouseClick(op.stop_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not window.handle.running and not window.busy, timeout=30_000)
+    window.poller.poke()
+    qtbot.waitUntil(lambda: window.last_snapshot is not None and not window.last_snapshot.running, timeout=5_000)
+    qtbot.waitUntil(lambda: op.counters.total.value.text() == f"{window.handle.counts().parts:,}", timeout=5_000)
+
+    counts = window.handle.counts()
+    stats = window.handle.stats()
+    assert counts.parts == stats.parts >= 6
+    assert counts.parts == counts.ok + counts.ng + counts.faults
+    assert int(op.counters.ok.value.text().replace(",", "")) == counts.ok
+    assert int(op.counters.ng.value.text().replace(",", "")) == counts.ng
+    expected_yield = f"{100.0 * counts.ok / counts.inspected:.1f} %" if counts.inspected else "-"
+    assert op.counters.yield_.value.text() == expected_yield
+    # Every part the GUI was told about is in the log; the display may skip frames, the log never.
+    assert window.feed.pushed == counts.parts
+    assert stats.log.published == counts.parts
+    assert not any("not logged" in reason for reason in stats.drops)
+    # NG parts land in the strip and open enlarged.
+    if counts.ng:
+        qtbot.waitUntil(lambda: op.ng_strip.count() > 0, timeout=5_000)
+        op.ng_strip.opened.emit(op.ng_strip.part(0))
+        assert op.dialog is not None and op.dialog.isVisible()
+        op.dialog.close()
+    assert op.start_button.isEnabled() and not op.stop_button.isEnabled()
+
+    # Start again: counters continue over the new run (a stopped loop cannot restart; the handle makes a new one).
+    qtbot.mouseClick(op.start_button, Qt.MouseButton.LeftButton)
+    wait_running(qtbot, window)
+    qtbot.waitUntil(lambda: window.handle.counts().parts > counts.parts, timeout=30_000)
+
+
+def test_changeover_from_the_line_selector(window, qtbot):
+    wait_running(qtbot, window)
+    wait_parts(qtbot, window, 2)
+    combo = window.line_combo
+    combo.setCurrentText("ring2")
+    combo.activated.emit(combo.currentIndex())
+    qtbot.waitUntil(lambda: window.handle.line == "ring2" and not window.busy, timeout=60_000)
+    assert window.handle.loop is not None and window.handle.loop.line == "ring2"
+    seen = window.feed.pushed
+    qtbot.waitUntil(lambda: window.feed.pushed > seen + 1, timeout=30_000)
+    qtbot.waitUntil(lambda: op_line(window) == "ring2", timeout=10_000)
+    assert combo.currentText() == "ring2"
+    window.shutdown()
+    changeovers = [e for e in audit_events(window.handle.log_dir) if e["kind"] == "changeover"]
+    assert changeovers and changeovers[-1]["who"] == "operator" and "ring2" in changeovers[-1]["what"]
+
+
+def op_line(window) -> str:
+    item = window.operator.last_item
+    return item.line if item is not None else ""

@@ -1,0 +1,293 @@
+"""The real station loop end to end: tiny ViT engine, real threads, real HDF5 audit files."""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+
+from inspector.audit.h5log import log_files
+from inspector.audit.reader import AuditReader
+from inspector.station.engines import EngineCache
+from inspector.station.loop import StationLoop
+from inspector.station.port import PartVerdict, StationPort, StationState, TriggerRejected, UnknownLineError
+from inspector.station.sinks import StationResult
+from tests.station.conftest import SIZE, FlakySource, GateSource, ScriptedSource, good_frame, wait_for
+
+TIMEOUT = 60.0
+
+
+def read_log(folder: Path) -> tuple[list[dict], list[dict]]:
+    records, events = [], []
+    for path in log_files(folder):
+        with AuditReader(path) as reader:
+            records += reader.records()
+            events += reader.events()
+    return records, events
+
+
+def assert_never_ok_when_faulty(v: PartVerdict) -> None:
+    assert v.verdict == "NG" and v.defect == "FAULT" and math.isnan(v.score) and v.fault
+
+
+def test_free_run_synthetic_end_to_end(make_station, engines_for, tmp_path: Path) -> None:
+    station = make_station(trigger={"mode": "free_run", "rate_hz": 100})
+    loop = StationLoop(station, engines=engines_for(station), max_parts=12)
+    port: StationPort = loop  # the contract the PLC link is written against
+    assert all(callable(getattr(port, m)) for m in ("submit_trigger", "status", "changeover", "line_names"))
+    seen: list[StationResult] = []
+    loop.add_observer(seen.append, queue_size=64, policy="block")
+    with loop:
+        assert loop.wait_done(TIMEOUT)
+    stats = loop.stats()
+    assert stats.parts == 12 and stats.faults == 0 and stats.ok + stats.ng == 12
+    assert [r.seq for r in seen] == list(range(1, 13))
+    for r in seen:
+        assert r.verdict.seq == r.seq and r.part_id.startswith("P") and r.truth is not None
+        for stage in ("trigger_queue", "capture", "inspect_queue", "preprocess", "backbone", "references",
+                      "inspect", "publish", "total"):
+            assert stage in r.timings_ms, stage
+        assert r.timings_ms["total"] >= r.timings_ms["inspect"] > 0
+        assert r.verdict.verdict == r.result.verdict and r.verdict.score == pytest.approx(r.result.score)
+    if stats.drops:  # the clock outran the engine: counted, never silent
+        assert all(k.startswith("free-run") for k in stats.drops)
+
+    records, events = read_log(tmp_path / "logs")
+    assert [r["seq"] for r in records] == list(range(1, 13))
+    assert [r["part_id"] for r in records] == [r.part_id for r in seen]
+    assert [r["verdict"] for r in records] == [r.verdict.verdict for r in seen]
+    assert all(r["trigger"] == "free_run" and r["model_name"] == "inspector-tiny-vit" for r in records)
+    assert [e["kind"] for e in events] == ["station_start", "station_stop"]
+    (path,) = log_files(tmp_path / "logs")
+    with h5py.File(path, "r") as f:  # closed at stop: plain HDF5
+        assert f["embedding"].shape == (12, 64) and f["heatmap"].shape == (12, 8, 8)
+    assert loop.status().state is StationState.FAULT and "stopped" in loop.status().detail
+
+
+def test_folder_source_with_corrupt_and_wrong_frames(make_station, engines_for, tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a_good.png"), good_frame(1))
+    (folder / "b_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    cv2.imwrite(str(folder / "c_tiny.png"), np.zeros((8, 8, 3), np.uint8))
+    cv2.imwrite(str(folder / "d_wide.png"), np.zeros((SIZE, SIZE + 16, 3), np.uint8))
+    cv2.imwrite(str(folder / "e_good.png"), good_frame(2))
+    station = make_station(camera={"kind": "folder", "path": str(folder), "loop": False, "frame_size": [SIZE, SIZE]},
+                           trigger={"mode": "free_run", "rate_hz": 50})
+    loop = StationLoop(station, engines=engines_for(station))
+    seen: list[StationResult] = []
+    loop.add_observer(seen.append, queue_size=64, policy="block")
+    with loop:
+        assert loop.wait_done(TIMEOUT)
+        assert loop.status().state is StationState.BUSY and "all 5 images read" in loop.status().detail
+        with pytest.raises(TriggerRejected) as rejected:
+            loop.trigger("late")
+        assert rejected.value.code == "E05"
+    by_part = {r.part_id: r for r in seen}
+    assert list(by_part) == ["a_good", "b_corrupt", "c_tiny", "d_wide", "e_good"]
+    for name, fragment in (("b_corrupt", "not a decodable image"), ("c_tiny", "smaller than 16 px"),
+                           ("d_wide", f"{SIZE + 16}x{SIZE} px, expected {SIZE}x{SIZE}")):
+        assert_never_ok_when_faulty(by_part[name].verdict)
+        assert fragment in by_part[name].verdict.fault
+    assert by_part["a_good"].result is not None and by_part["e_good"].result is not None
+    assert loop.stats().camera.bad_frames == 3
+    records, _ = read_log(tmp_path / "logs")
+    assert [r["fault"] != "" for r in records] == [False, True, True, True, False]
+    assert all(r["verdict"] == "NG" for r in records if r["fault"])
+
+
+def test_bad_frames_from_a_camera_are_faults(make_station, engines_for) -> None:
+    items = [np.zeros((0, 0, 3), np.uint8), np.zeros((SIZE, SIZE, 3), np.int32), "not an image",
+             np.zeros((SIZE, SIZE, 5), np.uint8), good_frame(3)]
+    station = make_station()
+    with StationLoop(station, source=ScriptedSource(items), engines=engines_for(station), log=False) as loop:
+        verdicts = [loop.trigger(f"T{i}").result(TIMEOUT) for i in range(5)]
+    for v, fragment in zip(verdicts, ("empty frame", "unsupported pixel type int32", "expected a numpy image",
+                                      "expected HxW or HxWx3"), strict=False):
+        assert_never_ok_when_faulty(v)
+        assert fragment in v.fault
+    assert verdicts[4].fault is None and verdicts[4].part_id == "T4"
+    assert [v.seq for v in verdicts] == [1, 2, 3, 4, 5]
+
+
+def test_camera_fails_mid_run_and_comes_back(make_station, engines_for, tmp_path: Path) -> None:
+    source = FlakySource()
+    station = make_station()
+    with StationLoop(station, source=source, engines=engines_for(station)) as loop:
+        first = loop.trigger("A1").result(TIMEOUT)
+        assert first.fault is None
+        source.down.set()
+        lost = loop.trigger("A2").result(TIMEOUT)
+        assert_never_ok_when_faulty(lost)
+        assert "cable pulled" in lost.fault
+        status = loop.status()
+        assert status.state is StationState.FAULT and "flaky camera" in status.detail
+        with pytest.raises(TriggerRejected) as rejected:
+            loop.trigger("A3")
+        assert rejected.value.code == "E05"
+        source.down.clear()
+        wait_for(lambda: loop.status().state is StationState.READY, what="camera reconnect")
+        back = loop.trigger("A4").result(TIMEOUT)
+        assert back.fault is None and back.seq == 3
+        stats = loop.stats()
+    assert (stats.camera.losses, stats.camera.reconnects, stats.rejected) == (1, 1, {"E05": 1})
+    records, events = read_log(tmp_path / "logs")
+    assert [(r["part_id"], r["defect"] == "FAULT") for r in records] == [("A1", False), ("A2", True), ("A4", False)]
+    kinds = [e["kind"] for e in events]
+    assert kinds.index("camera_lost") < kinds.index("camera_restored")
+    assert records[1]["fault"] in events[kinds.index("camera_lost")]["what"]
+
+
+def test_trigger_queue_full_is_e04_and_every_part_is_answered_once(make_station, engines_for) -> None:
+    source = GateSource()
+    station = make_station(trigger={"queue_size": 2}, camera={"grab_timeout_s": 30})
+    loop = StationLoop(station, source=source, engines=engines_for(station), log=False)
+    replies: list[PartVerdict] = []
+    with pytest.raises(TriggerRejected) as early:
+        loop.submit_trigger("X0", replies.append)
+    assert early.value.code == "E05"  # not started
+    with loop:
+        loop.submit_trigger("X1", replies.append)
+        assert source.entered.wait(TIMEOUT)  # X1 is being grabbed; X2 and X3 wait in the queue
+        loop.submit_trigger("X2", replies.append)
+        loop.submit_trigger("X3", replies.append)
+        with pytest.raises(TriggerRejected) as full:
+            loop.submit_trigger("X4", replies.append)
+        assert full.value.code == "E04" and "trigger.queue_size" in str(full.value)
+        with pytest.raises(ValueError, match="printable ASCII"):
+            loop.submit_trigger("bad id", replies.append)
+        source.gate.set()
+        wait_for(lambda: len(replies) == 3, what="three replies")
+    assert sorted(v.part_id for v in replies) == ["X1", "X2", "X3"]
+    assert all(v.fault is None for v in replies)
+    assert loop.stats().rejected == {"E05": 1, "E04": 1}
+
+
+def test_stop_answers_queued_parts_as_faults(make_station, engines_for) -> None:
+    source = GateSource()
+    station = make_station(camera={"grab_timeout_s": 0.5})
+    loop = StationLoop(station, source=source, engines=engines_for(station), log=False).start()
+    replies: list[PartVerdict] = []
+    for i in range(3):
+        loop.submit_trigger(f"Q{i}", replies.append)
+    assert source.entered.wait(TIMEOUT)
+    loop.stop()  # Q0's grab times out; Q1 and Q2 never reach the camera
+    assert sorted(v.part_id for v in replies) == ["Q0", "Q1", "Q2"]
+    for v in replies:
+        assert_never_ok_when_faulty(v)
+    assert "no frame within" in replies[0].fault
+    assert all("station stopped" in v.fault for v in replies[1:])
+
+
+def test_engine_error_is_a_fault_never_ok(make_station, engines_for, fitted, monkeypatch) -> None:
+    def boom(frames):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(fitted, "inspect_batch", boom)
+    station = make_station()
+    with StationLoop(station, engines=engines_for(station), log=False) as loop:
+        verdict = loop.trigger("E1").result(TIMEOUT)
+    assert_never_ok_when_faulty(verdict)
+    assert "inspection failed: RuntimeError: CUDA out of memory" in verdict.fault
+
+
+def test_slow_sinks_never_delay_the_reply(make_station, engines_for) -> None:
+    release = threading.Event()
+    station = make_station()
+    loop = StationLoop(station, engines=engines_for(station))
+    stuck = loop.add_sink(lambda r: release.wait(TIMEOUT), name="stuck-display", queue_size=2)
+    observer = loop.add_observer(lambda r: release.wait(TIMEOUT), name="stuck-gui", queue_size=1)
+    with loop:
+        verdicts = [loop.trigger(f"S{i}").result(TIMEOUT) for i in range(6)]  # answered while both sinks hang
+        assert stuck.stats().dropped == 3 and stuck.stats().queued == 3  # 1 in hand + 2 queued
+        assert loop.stats().drops["sink stuck-display"] == 3
+        release.set()
+    assert [v.seq for v in verdicts] == list(range(1, 7))
+    assert observer.stats().dropped >= 1
+
+
+def test_log_overflow_is_counted_and_recorded(make_station, engines_for, tmp_path: Path, monkeypatch) -> None:
+    gate = threading.Event()
+    station = make_station(log={"queue_size": 2})
+    loop = StationLoop(station, engines=engines_for(station))
+    published: list[int] = []
+    loop.add_observer(lambda r: published.append(r.seq), queue_size=64, policy="block")
+    loop.start()
+    writer = loop._audit.writer
+    real_write = writer.write
+    blocked = threading.Event()
+
+    def slow_write(records, events=()):
+        if records and not blocked.is_set():
+            blocked.set()
+            gate.wait(TIMEOUT)  # the disk hangs on the first record
+        real_write(records, events)
+
+    monkeypatch.setattr(writer, "write", slow_write)
+    verdicts = [loop.trigger(f"L{i}").result(TIMEOUT) for i in range(8)]  # the PLC still hears every part
+    assert blocked.is_set()
+    assert loop.stats().drops["records not logged: log queue full"] == 5  # 1 being written + 2 queued
+    gate.set()
+    loop.stop()
+    assert [v.seq for v in verdicts] == list(range(1, 9))
+    assert sorted(published) == list(range(1, 9))  # observers still saw every part
+    records, events = read_log(tmp_path / "logs")
+    assert [r["seq"] for r in records] == [1, 2, 3]
+    overflow = [e for e in events if e["kind"] == "log_overflow"]
+    assert len(overflow) == 1 and "5 record(s) not logged" in overflow[0]["what"] and "4-8" in overflow[0]["what"]
+
+
+@pytest.mark.parametrize("required", [True, False])
+def test_log_that_cannot_write(make_station, engines_for, required: bool) -> None:
+    station = make_station(log={"min_free_mb": 1e12, "required": required})
+    with StationLoop(station, engines=engines_for(station)) as loop:
+        wait_for(lambda: loop.stats().log.failed is not None, what="log failure")
+        assert "free disk space" in loop.stats().log.failed
+        if required:
+            assert loop.status().state is StationState.FAULT and "audit log" in loop.status().detail
+            with pytest.raises(TriggerRejected):
+                loop.trigger("N1")
+        else:
+            assert loop.status().state is StationState.READY
+            assert loop.trigger("N1").result(TIMEOUT).fault is None
+            wait_for(lambda: loop.stats().drops.get("records not logged: log write failed") == 1,
+                     what="counted lost record")
+
+
+def test_changeover_without_restart_or_backbone_reload(make_station, fitted, tmp_path: Path) -> None:
+    station = make_station(lines=("ring", "ring-b"))
+    engines = EngineCache(station, fit=False)
+    engines.put(fitted)
+    seen_states = []
+    real_get = engines.get
+
+    def get(name):
+        seen_states.append(loop.status())
+        return real_get(name)
+
+    engines.get = get  # type: ignore[method-assign]
+    loop = StationLoop(station, engines=engines)
+    with loop:
+        assert loop.trigger("C1").result(TIMEOUT).fault is None
+        with pytest.raises(UnknownLineError, match="ring, ring-b"):
+            loop.changeover("nope")
+        loop.changeover("ring-b", who="operator jo")
+        assert seen_states[-1].state is StationState.BUSY and "changeover to ring-b" in seen_states[-1].detail
+        assert loop.status() == loop.status().__class__(StationState.READY, "ring-b", "base", "")
+        assert engines.backbone_loads == 0  # ring-b runs on the backbone ring already had
+        assert engines.cached("ring-b").backbone is fitted.backbone
+        v = loop.trigger("C2").result(TIMEOUT)
+        loop.changeover("ring")  # back: cached, instant
+        assert loop.trigger("C3").result(TIMEOUT).fault is None
+    assert v.fault is None
+    records, events = read_log(tmp_path / "logs")
+    assert [r["line"] for r in records] == ["ring", "ring-b", "ring"]
+    changes = [e for e in events if e["kind"] == "changeover"]
+    assert [(e["who"], e["what"]) for e in changes] == [("operator jo", "line ring -> ring-b"),
+                                                        ("station", "line ring-b -> ring")]
+    assert changes[0]["after_seq"] == 1
