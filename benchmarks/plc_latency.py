@@ -166,7 +166,7 @@ def report(args: argparse.Namespace, ascii_r: dict[str, list[float]], modbus_r: 
         f"pymodbus client over a pty null-modem pair); simulated inspection {args.inspection_ms:g} ms; "
         f"ASCII {args.rounds} rounds x {args.parts} parts, Modbus {args.modbus_parts} parts, each after {WARMUP} "
         "warm-up parts, one part in flight at a time; "
-        f"run took {elapsed_s:.1f} s; 1-min load average before the run {load[0]:.2f} "
+        f"process niceness {os.nice(0)}; run took {elapsed_s:.1f} s; 1-min load average before the run {load[0]:.2f} "
         "(other processes share the cores: p99 includes their scheduling noise)",
         "",
         "## ASCII (default protocol)",

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import torch
 
+from inspector.backbone.dense import Features
 from inspector.config import LineConfig
 from inspector.engine import FewShotSet, Inspector
 from inspector.imaging import list_images
@@ -72,6 +73,7 @@ class PromptPreview:
     auroc_before: float | None = None  # good vs defect samples: how well the prompts separate them
     auroc_after: float | None = None
     seconds: float = 0.0
+    sample_features: Features | None = field(default=None, repr=False)  # reused by the next preview
 
 
 def auroc(good: np.ndarray, bad: np.ndarray) -> float | None:
@@ -82,32 +84,46 @@ def auroc(good: np.ndarray, bad: np.ndarray) -> float | None:
     return float(((b > g).sum() + 0.5 * (b == g).sum()) / (g.size * b.size))
 
 
+def _sample_items(samples: FewShotSet | None) -> list[tuple[np.ndarray, str, str]]:
+    """(image, file name, kind) of every sample, in FewShotSet order."""
+    if samples is None:
+        return []
+    items = [(img, path.name, GOOD) for img, path in zip(samples.good, samples.good_paths)]
+    defect_imgs = [(name, img) for name, imgs in samples.defects.items() for img in imgs]
+    items += [(img, path.name, name) for (name, img), path in zip(defect_imgs, samples.defect_paths)]
+    return items
+
+
+def encode_samples(inspector: Inspector, samples: FewShotSet | None) -> Features | None:
+    """Features of the few-shot samples (cache them: previews then only encode the current frame)."""
+    items = _sample_items(samples)
+    return inspector.encode([img for img, _, _ in items]) if items else None
+
+
 def preview_prompts(inspector: Inspector, preview: Inspector, frame: np.ndarray | None,
-                    samples: FewShotSet | None) -> PromptPreview:
+                    samples: FewShotSet | None, sample_features: Features | None = None) -> PromptPreview:
     """Zero-shot scores of the frame and the samples, with the live prompts and with ``preview``'s.
 
     ``preview`` is an unfitted engine built from the draft (``StationHandle.build_engine``); both heads
-    read the same features (one backbone pass per image) and the live temperature, so the difference is
-    the prompts' alone.
+    read the same features (one backbone pass per image, the samples' from ``sample_features`` when
+    given) and the live temperature, so the difference is the prompts' alone.
     """
     t0 = time.perf_counter()
     preview.zero_shot.set_temperature(inspector.zero_shot.temperature)
-    images: list[np.ndarray] = []
+    items = _sample_items(samples)
+    if items and sample_features is None:
+        sample_features = encode_samples(inspector, samples)
+    parts = []
     meta: list[tuple[str, str]] = []
     if frame is not None:
-        images.append(frame)
+        parts.append(inspector.encode([frame]))
         meta.append(("current frame", "frame"))
-    if samples is not None:
-        for img, path in zip(samples.good, samples.good_paths):
-            images.append(img)
-            meta.append((path.name, GOOD))
-        defect_imgs = [(name, img) for name, imgs in samples.defects.items() for img in imgs]
-        for (name, img), path in zip(defect_imgs, samples.defect_paths):
-            images.append(img)
-            meta.append((path.name, name))
-    if not images:
+    if sample_features is not None:
+        parts.append(sample_features)
+        meta += [(name, kind) for _, name, kind in items]
+    if not parts:
         return PromptPreview(None, None, seconds=time.perf_counter() - t0)
-    feats = inspector.encode(images)
+    feats = Features.cat(parts)
     with torch.inference_mode():
         old = inspector.zero_shot(feats)
         new = preview.zero_shot(feats)
@@ -128,7 +144,7 @@ def preview_prompts(inspector: Inspector, preview: Inspector, frame: np.ndarray 
     bad_b = np.array([p.before for p in pairs if p.kind != GOOD])
     bad_a = np.array([p.after for p in pairs if p.kind != GOOD])
     return PromptPreview(frame_pair, frame_map, pairs, auroc(good_b, bad_b), auroc(good_a, bad_a),
-                         time.perf_counter() - t0)
+                         time.perf_counter() - t0, sample_features)
 
 
 # ---------------------------------------------------------------------------------- threshold

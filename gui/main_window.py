@@ -124,14 +124,15 @@ class MainWindow(QMainWindow):
         self.camera_light = StatusLight("Camera")
         self.plc_light = StatusLight("PLC")
         self.model_light = StatusLight("Model")
-        self.engineer_button = QPushButton("🔒  Engineer login")
+        self.engineer_button = QPushButton("Engineer login")
         self.engineer_button.clicked.connect(self.toggle_login)
+        self.engineer_button.setMaximumWidth(240)
         self.clock = QLabel(time.strftime("%H:%M:%S"))
         self.clock.setFont(theme.font(16, bold=True))
 
         row = QHBoxLayout(bar)
         row.setContentsMargins(16, 8, 16, 0)
-        row.setSpacing(18)
+        row.setSpacing(14)
         row.addWidget(brand)
         row.addLayout(line_box)
         row.addSpacing(12)
@@ -187,10 +188,10 @@ class MainWindow(QMainWindow):
 
     def _on_session(self, who: str) -> None:
         if who:
-            self.engineer_button.setText(f"🔓  {who} · log out")
+            self.engineer_button.setText(f"{who} · log out")
             self.show_screen(1)
         else:
-            self.engineer_button.setText("🔒  Engineer login")
+            self.engineer_button.setText("Engineer login")
             if self.stack.currentIndex() == 1:
                 self.show_screen(0)
         self.engineer.set_engineer(who)
@@ -298,14 +299,15 @@ class MainWindow(QMainWindow):
         self.plc_light.set_state(light, word, plc_detail)
         if st is not None and st.model:
             version = st.model_version or "base"
+            self.model_light.set_caption(f"Model · {version}")
             if st.untrained:
-                self.model_light.set_state("warn", f"UNTRAINED · {version}",
+                self.model_light.set_state("warn", "UNTRAINED",
                                            f"{st.model}: untrained backbone (random weights) - shows the station, "
                                            "not its accuracy")
                 self.untrained.setText(f"⚠ {UNTRAINED}: verdicts demonstrate the station, not its accuracy")
                 self.untrained.setStyleSheet(f"color: {theme.FAULT}; font-weight: bold;")
             else:
-                self.model_light.set_state("ok", version.upper(), st.model)
+                self.model_light.set_state("ok", "TRAINED", st.model)
                 self.untrained.setText("")
         if not self.line_combo.hasFocus() and not self.busy:
             self.line_combo.setCurrentText(snap.line or self.handle.line)

@@ -44,7 +44,7 @@ def font(pt: int, bold: bool = False) -> QFont:
 
 
 STYLESHEET = f"""
-QWidget {{ background: {BG}; color: {TEXT}; font-family: "{FONT_FAMILY}"; font-size: {BASE_PT}pt; }}
+QWidget {{ background: {BG}; color: {TEXT}; }}
 QFrame#panel, QGroupBox {{ background: {PANEL}; border: 1px solid {BORDER}; border-radius: 8px; }}
 QGroupBox {{ margin-top: 22px; padding: 10px 8px 8px 8px; font-weight: bold; }}
 QGroupBox::title {{ subcontrol-origin: margin; left: 12px; padding: 0 4px; color: {MUTED};
@@ -60,11 +60,13 @@ QPushButton:pressed {{ background: {BORDER}; }}
 QPushButton:disabled {{ color: #5d6670; border-color: #2a3038; }}
 QPushButton:checked {{ background: {INFO}; border-color: {INFO}; color: white; }}
 QPushButton#start {{ background: {OK}; border-color: {OK}; color: white; font-weight: bold; font-size: 15pt; }}
-QPushButton#stop {{ background: #4a525c; color: white; font-weight: bold; font-size: 15pt; }}
+QPushButton#stop {{ background: {NG}; border-color: {NG}; color: white; font-weight: bold; font-size: 15pt; }}
+QPushButton#start:disabled, QPushButton#stop:disabled {{ background: {PANEL_HI}; border-color: {BORDER};
+    color: #59636e; }}
 QPushButton#danger {{ background: #5a2323; border-color: {NG}; }}
 QPushButton#primary {{ background: {INFO}; border-color: {INFO}; color: white; font-weight: bold; }}
 QPushButton#nav {{ background: transparent; border: none; border-bottom: 4px solid transparent; border-radius: 0;
-                   font-size: 14pt; font-weight: bold; padding: 10px 22px; color: {MUTED}; }}
+                   font-size: 14pt; font-weight: bold; padding: 10px 16px; color: {MUTED}; }}
 QPushButton#nav:checked {{ color: {TEXT}; border-bottom: 4px solid {INFO}; background: transparent; }}
 QComboBox, QLineEdit, QPlainTextEdit, QSpinBox, QDoubleSpinBox, QDateTimeEdit {{
     background: {PANEL_HI}; border: 1px solid {BORDER}; border-radius: 6px; padding: 6px 8px; }}

@@ -209,7 +209,9 @@ def heat_rgba(anomaly_map: np.ndarray, threshold: float) -> np.ndarray:
     """Anomaly map -> RGBA (jet), transparent well below the threshold, opaque at and above it."""
     amap = np.asarray(anomaly_map, np.float32)
     low = float(np.nanmin(amap))
-    high = max(float(np.nanmax(amap)), threshold * 2 - low if np.isfinite(threshold) else low + 1)
+    high = float(np.nanmax(amap))  # without a threshold: the map's own range
+    if np.isfinite(threshold):
+        high = max(high, threshold * 2 - low)
     rgb = colorize(amap, low, high)
     ref = threshold if np.isfinite(threshold) and threshold > low else high
     alpha = np.clip((amap - low) / max(ref - low, 1e-9), 0.0, 1.0) ** 2 * 200 + 30

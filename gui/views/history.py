@@ -88,7 +88,7 @@ class RecordModel(QAbstractTableModel):
         col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
             if col == 0:
-                return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(rec["time_ns"]) / 1e9))
+                return time.strftime("%m-%d %H:%M:%S", time.localtime(int(rec["time_ns"]) / 1e9))
             if col == 1:
                 return rec["part_id"]
             if col == 2:
@@ -204,6 +204,7 @@ class HistoryView(QWidget):
         split.addWidget(right)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
+        split.setSizes([1100, 760])
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(12, 12, 12, 12)

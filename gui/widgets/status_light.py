@@ -52,6 +52,9 @@ class StatusLight(QWidget):
     def text(self) -> str:
         return self._value.text()
 
+    def set_caption(self, caption: str) -> None:
+        self._name.setText(caption.upper())
+
     def set_state(self, state: str, text: str, detail: str = "") -> None:
         self.state = state
         self._lamp.colour = QColor(theme.LIGHT_COLOURS.get(state, theme.IDLE))

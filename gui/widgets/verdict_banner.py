@@ -55,7 +55,7 @@ class VerdictBanner(QFrame):
         self.verdict = ""
         self.word = QLabel("—")
         self.word.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.word.setFont(theme.font(92, bold=True))
+        self.word.setFont(theme.font(110, bold=True))
         self.defect = QLabel("")
         self.defect.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.defect.setFont(theme.font(26, bold=True))

@@ -11,10 +11,15 @@ Power cuts additionally need the data on the disk: the writer fsyncs at most eve
 ``log.fsync_interval_s`` (default 1 s; 0 = every write), so a power cut loses at most that window
 on storage that honours fsync.
 
-In the station (:mod:`inspector.station.sinks`) the log writer runs on its own thread; the PLC
-reply is sent without waiting for it, and observers (dashboard, GUI) are told about a verdict only
-after it is published, so anything an operator saw is in the log. ``tests/audit/test_crash.py``
-kills writer subprocesses with SIGKILL at random moments and checks every acknowledged record.
+In the station (:mod:`inspector.station.sinks`) the log writer runs on its own thread and writes
+each record as soon as it arrives (batching only what queued up meanwhile). The PLC reply is sent
+without waiting for it, so a verdict the PLC received in the last few milliseconds before a crash
+(the log lag, ``LoopStats.sinks``) may be missing; observers (dashboard, GUI, ``inspector run``
+output) are told about a verdict only after it is published, so anything an operator saw is in the
+log. The one exception is counted and recorded: a record the log could not take (queue full, write
+failed) still reaches the observers, and a ``log_gap`` event names its seq in the file.
+``tests/audit/test_crash.py`` SIGKILLs writer processes at arbitrary points and
+``tests/station/test_kill.py`` a running station; both reopen the file and find every published record.
 
 Files and readers
 -----------------

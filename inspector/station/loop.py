@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from inspector import __version__
-from inspector.audit.h5log import AuditEvent, AuditWriter, to_text
+from inspector.audit.h5log import AuditEvent, AuditLogError, AuditWriter, to_text
 from inspector.config import StationConfig
 from inspector.engine import Inspector
 from inspector.errors import InspectorError
@@ -159,7 +159,12 @@ class StationLoop:
         self._install(inspector)
         try:
             if self.log_enabled:
-                self._open_log(inspector)
+                try:
+                    self._open_log(inspector)
+                except AuditLogError as exc:
+                    if self.station.log.required:
+                        raise
+                    _logger.error("running WITHOUT the audit log (log.required is false): %s", exc)
             if not self.camera.connect():
                 _logger.warning("camera not available at start: %s (retrying)", self.camera.last_error)
             self._reply.start()
@@ -206,6 +211,8 @@ class StationLoop:
         self._stop_evt.set()
         deadline = time.monotonic() + timeout
         for t in self._threads:
+            if t.ident is None:  # start() failed before the threads ran
+                continue
             t.join(max(0.1, deadline - time.monotonic()))
             if t.is_alive():
                 _logger.error("%s did not stop within %.0f s", t.name, timeout)
@@ -214,9 +221,10 @@ class StationLoop:
         for runner in self._sinks:
             runner.stop(max(0.1, deadline - time.monotonic()))
         if self._audit_runner is not None:
-            t = self.tally
+            tally = self.tally
             self.log_event("station_stop", "station", f"station {self.station.station} stopped", "",
-                           {"parts": t.parts, "ok": t.ok, "ng": t.ng, "faults": t.faults, "drops": dict(t.drops)})
+                           {"parts": tally.parts, "ok": tally.ok, "ng": tally.ng, "faults": tally.faults,
+                            "drops": dict(tally.drops)})
             self._audit_runner.stop(max(0.1, deadline - time.monotonic()))
         for runner in self._observers:
             runner.stop(max(0.1, deadline - time.monotonic()))

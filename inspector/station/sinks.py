@@ -36,6 +36,7 @@ _logger = logging.getLogger(__name__)
 
 Policy = Literal["block", "drop_newest", "drop_oldest"]
 _POLL_S = 0.2
+MAX_UNWRITTEN_EVENTS = 1000
 
 
 @dataclass(frozen=True)
@@ -337,7 +338,8 @@ class AuditSink(Sink):
         self.failed: str | None = None
         self.published = 0
         self.write_ms: deque[float] = deque(maxlen=256)  # per record: encode + write + flush
-        self._dropped: list[int] = []
+        self._lost: dict[str, list[int]] = {}  # reason -> seqs not logged, recorded at the next write
+        self._unwritten: list[AuditEvent] = []
         self._lock = threading.Lock()
         self._last_try = 0.0
 
@@ -345,7 +347,7 @@ class AuditSink(Sink):
         """A record did not fit in the queue (called on the producer's thread)."""
         if isinstance(item, StationResult):
             with self._lock:
-                self._dropped.append(item.seq)
+                self._lost.setdefault("the log queue was full (log.queue_size)", []).append(item.seq)
 
     def handle(self, item: Any) -> None:
         self.handle_batch([item])
@@ -354,10 +356,11 @@ class AuditSink(Sink):
         results = [i for i in items if isinstance(i, StationResult)]
         events = [i for i in items if isinstance(i, AuditEvent)]
         with self._lock:
-            dropped, self._dropped = self._dropped, []
-        if dropped:
-            events.insert(0, AuditEvent("log_overflow", "station", f"{len(dropped)} record(s) not logged: the log "
-                                        "queue was full (log.queue_size) - seq " + _ranges(dropped)))
+            lost, self._lost = self._lost, {}
+        gaps = [AuditEvent("log_gap", "station", f"{len(seqs)} record(s) not logged: {why} - seq {_ranges(seqs)}")
+                for why, seqs in lost.items()]
+        events = self._unwritten + gaps + events  # in time order: older unwritten changes first
+        self._unwritten = []
         self._last_try = time.monotonic()
         t0 = time.perf_counter()
         try:
@@ -366,7 +369,12 @@ class AuditSink(Sink):
         except Exception as exc:
             self.failed = str(exc)
             with self._lock:  # keep the gap on record for the next successful write
-                self._dropped = [r.seq for r in results] + dropped + self._dropped
+                for why, seqs in lost.items():
+                    self._lost.setdefault(why, []).extend(seqs)
+                if results:
+                    self._lost.setdefault(f"write failed ({exc})"[:120], []).extend(r.seq for r in results)
+            # Changes stay on record: retried with the next write (retry notes themselves are not kept).
+            self._unwritten = [e for e in events if e.kind not in ("log_retry", "log_gap")][-MAX_UNWRITTEN_EVENTS:]
             self._notify(results, False)
             raise
         if results:

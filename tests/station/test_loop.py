@@ -197,18 +197,26 @@ def test_engine_error_is_a_fault_never_ok(make_station, engines_for, fitted, mon
 
 
 def test_slow_sinks_never_delay_the_reply(make_station, engines_for) -> None:
-    release = threading.Event()
+    release, entered = threading.Event(), threading.Event()
     station = make_station()
     loop = StationLoop(station, engines=engines_for(station))
-    stuck = loop.add_sink(lambda r: release.wait(TIMEOUT), name="stuck-display", queue_size=2)
+
+    def hang(result: StationResult) -> None:
+        entered.set()
+        release.wait(TIMEOUT)
+
+    stuck = loop.add_sink(hang, name="stuck-display", queue_size=2)
     observer = loop.add_observer(lambda r: release.wait(TIMEOUT), name="stuck-gui", queue_size=1)
     with loop:
-        verdicts = [loop.trigger(f"S{i}").result(TIMEOUT) for i in range(6)]  # answered while both sinks hang
+        verdicts = [loop.trigger("S0").result(TIMEOUT)]
+        assert entered.wait(TIMEOUT)  # the display sink now hangs on part 1
+        verdicts += [loop.trigger(f"S{i}").result(TIMEOUT) for i in range(1, 6)]  # answered all the same
         assert stuck.stats().dropped == 3 and stuck.stats().queued == 3  # 1 in hand + 2 queued
         assert loop.stats().drops["sink stuck-display"] == 3
+        assert loop.wait_published(6, TIMEOUT)  # the log is not held up by the hung GUI either
         release.set()
     assert [v.seq for v in verdicts] == list(range(1, 7))
-    assert observer.stats().dropped >= 1
+    assert observer.stats().dropped >= 4  # room for 1 queued + 1 in hand
 
 
 def test_log_overflow_is_counted_and_recorded(make_station, engines_for, tmp_path: Path, monkeypatch) -> None:
@@ -229,8 +237,9 @@ def test_log_overflow_is_counted_and_recorded(make_station, engines_for, tmp_pat
         real_write(records, events)
 
     monkeypatch.setattr(writer, "write", slow_write)
-    verdicts = [loop.trigger(f"L{i}").result(TIMEOUT) for i in range(8)]  # the PLC still hears every part
-    assert blocked.is_set()
+    verdicts = [loop.trigger("L0").result(TIMEOUT)]
+    assert blocked.wait(TIMEOUT)  # the log thread hangs on part 1
+    verdicts += [loop.trigger(f"L{i}").result(TIMEOUT) for i in range(1, 8)]  # the PLC still hears every part
     assert loop.stats().drops["records not logged: log queue full"] == 5  # 1 being written + 2 queued
     gate.set()
     loop.stop()
@@ -238,12 +247,12 @@ def test_log_overflow_is_counted_and_recorded(make_station, engines_for, tmp_pat
     assert sorted(published) == list(range(1, 9))  # observers still saw every part
     records, events = read_log(tmp_path / "logs")
     assert [r["seq"] for r in records] == [1, 2, 3]
-    overflow = [e for e in events if e["kind"] == "log_overflow"]
-    assert len(overflow) == 1 and "5 record(s) not logged" in overflow[0]["what"] and "4-8" in overflow[0]["what"]
+    (gap,) = [e for e in events if e["kind"] == "log_gap"]
+    assert gap["what"] == "5 record(s) not logged: the log queue was full (log.queue_size) - seq 4-8"
 
 
 @pytest.mark.parametrize("required", [True, False])
-def test_log_that_cannot_write(make_station, engines_for, required: bool) -> None:
+def test_log_that_cannot_write(make_station, engines_for, tmp_path: Path, required: bool) -> None:
     station = make_station(log={"min_free_mb": 1e12, "required": required})
     with StationLoop(station, engines=engines_for(station)) as loop:
         wait_for(lambda: loop.stats().log.failed is not None, what="log failure")
@@ -257,6 +266,19 @@ def test_log_that_cannot_write(make_station, engines_for, required: bool) -> Non
             assert loop.trigger("N1").result(TIMEOUT).fault is None
             wait_for(lambda: loop.stats().drops.get("records not logged: log write failed") == 1,
                      what="counted lost record")
+            audit = loop._audit
+            audit.retry_s = 0.01
+            audit.writer.spec = audit.writer.spec.model_copy(update={"min_free_mb": 0})  # disk space freed
+            wait_for(lambda: loop.stats().log.failed is None, what="log recovery")
+            assert loop.trigger("N2").result(TIMEOUT).fault is None
+    if not required:
+        records, events = read_log(tmp_path / "logs")
+        assert [r["part_id"] for r in records] == ["N2"]
+        (gap,) = [e for e in events if e["kind"] == "log_gap"]
+        assert gap["what"].startswith("1 record(s) not logged: write failed (audit log folder")
+        assert gap["what"].endswith("- seq 1")
+        kinds = [e["kind"] for e in events]
+        assert kinds[0] == "station_start" and "log_retry" in kinds  # events of the outage were kept
 
 
 def test_changeover_without_restart_or_backbone_reload(make_station, fitted, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from gui.views.engineer.prompts import PromptPanel
 from gui.views.engineer.retrain import RetrainPanel
 from gui.views.engineer.samples import SamplePanel
 from gui.views.engineer.threshold import ThresholdPanel
+from gui.widgets.padlock import Padlock
 from gui.workers import DisplayItem
 
 __all__ = ["EngineerContext", "EngineerView"]
@@ -30,9 +31,7 @@ class EngineerView(QStackedWidget):
         lock = QWidget()
         lay = QVBoxLayout(lock)
         lay.addStretch(1)
-        icon = QLabel("🔒")
-        icon.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        icon.setStyleSheet("font-size: 64pt;")
+        icon = Padlock(110)
         text = QLabel("Engineer mode is locked.\nLog in with the engineer PIN (top right) to change prompts, "
                       "thresholds, samples and models.\nEvery change is written to the audit log with your name.")
         text.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -40,7 +39,7 @@ class EngineerView(QStackedWidget):
         self.login_button = QPushButton("Log in")
         self.login_button.setObjectName("primary")
         self.login_button.setFixedWidth(220)
-        lay.addWidget(icon)
+        lay.addWidget(icon, 0, Qt.AlignmentFlag.AlignHCenter)
         lay.addWidget(text)
         lay.addSpacing(16)
         lay.addWidget(self.login_button, 0, Qt.AlignmentFlag.AlignHCenter)
@@ -53,7 +52,7 @@ class EngineerView(QStackedWidget):
         self.tabs.addTab(self.prompts, "Prompts")
         self.tabs.addTab(self.threshold, "Threshold")
         self.tabs.addTab(self.samples, "Few-shot samples")
-        self.tabs.addTab(self.retrain, "Retrain & models")
+        self.tabs.addTab(self.retrain, "Retrain && models")
         self.tabs.currentChanged.connect(self._tab_changed)
         self.samples.samples_changed.connect(self.prompts.invalidate_samples)
         self.addWidget(lock)

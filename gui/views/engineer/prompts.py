@@ -27,6 +27,7 @@ from gui.engineering import PromptDraft, PromptPreview, preview_prompts
 from gui.views.engineer.context import EngineerContext
 from gui.widgets.frame_view import FrameView
 from gui.workers import TaskWorker, heat_rgba, run_task
+from inspector.backbone.dense import Features
 from inspector.engine import FewShotSet
 
 DEBOUNCE_MS = 700
@@ -51,6 +52,8 @@ class PromptPanel(QWidget):
         self._again = False
         self._loading = False
         self._samples: FewShotSet | None = None
+        self._sample_features: Features | None = None  # of _samples, encoded by the live engine
+        self._features_key: tuple[int, int] | None = None
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(DEBOUNCE_MS)
@@ -152,11 +155,12 @@ class PromptPanel(QWidget):
             self._add_defect(label, text)
         self._loading = False
         self.error.setText("")
-        self._samples = None
+        self.invalidate_samples()
         self.run_preview()
 
     def invalidate_samples(self) -> None:
         self._samples = None
+        self._sample_features = self._features_key = None
 
     def _add_defect(self, label: str = "", text: str = "") -> None:
         row = self.defects.rowCount()
@@ -217,10 +221,17 @@ class PromptPanel(QWidget):
         max_shots = handle.line_config().fewshot.max_shots
 
         def compute() -> PromptPreview:
-            if self._samples is None:
-                self._samples = FewShotSet.from_folder(folder, max_shots) if folder.is_dir() else None
+            samples = self._samples
+            if samples is None:
+                samples = FewShotSet.from_folder(folder, max_shots) if folder.is_dir() else None
+                self._samples = samples
+            key = (id(inspector), id(samples))
+            cached = self._sample_features if self._features_key == key else None
             preview = handle.build_engine(draft.apply(handle.line_config()))
-            return preview_prompts(inspector, preview, frame, self._samples)
+            result = preview_prompts(inspector, preview, frame, samples, cached)
+            if self._samples is samples:  # not invalidated meanwhile
+                self._sample_features, self._features_key = result.sample_features, key
+            return result
 
         self.status.setText("computing preview ...")
         self._preview_frame = frame

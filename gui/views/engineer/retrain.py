@@ -79,6 +79,7 @@ class RetrainPanel(QWidget):
 
         self.versions = QTableWidget(0, 3 + len(METRIC_COLUMNS))
         self.versions.setHorizontalHeaderLabels(["Version", "Status", "Created", *METRIC_COLUMNS])
+        self.versions.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.versions.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.versions.verticalHeader().setVisible(False)
         self.versions.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
