@@ -45,7 +45,7 @@ class MainWindow(QMainWindow):
     """The station's one window. ``autostart`` starts the line as soon as the window exists."""
 
     def __init__(self, handle: StationHandle, pins: PinStore, *, autostart: bool = True,
-                 confirm_changeover: bool = True, poll_s: float = 0.5) -> None:
+                 confirm_changeover: bool = True, poll_s: float = 0.5, max_display_hz: float = 6.0) -> None:
         super().__init__()
         self.handle = handle
         self.confirm_changeover = confirm_changeover
@@ -75,6 +75,11 @@ class MainWindow(QMainWindow):
 
         self.operator.start_requested.connect(self.start_station)
         self.operator.stop_requested.connect(self.stop_station)
+        # Paint at most max_display_hz: nobody reads faster, and a fast line must not pay for pixels.
+        self._paint_timer = QTimer(self)
+        self._paint_timer.setSingleShot(True)
+        self._paint_timer.setInterval(round(1000 / max_display_hz))
+        self._paint_timer.timeout.connect(self._paint)
         self.feed.updated.connect(self._on_feed)
         self.session.changed.connect(self._on_session)
         self.poller = StatusPoller(handle, poll_s, self)
@@ -264,9 +269,14 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ updates
     def _on_feed(self) -> None:
+        if not self._paint_timer.isActive():  # else: painted when the interval ends, with the newest part
+            self._paint()
+
+    def _paint(self) -> None:
         item, ngs = self.feed.take()
         if item is not None:
             self.operator.show_part(item, ngs)
+            self._paint_timer.start()
 
     def _on_snapshot(self, snap: StationSnapshot) -> None:
         self.last_snapshot = snap

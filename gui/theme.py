@@ -60,7 +60,7 @@ QPushButton:pressed {{ background: {BORDER}; }}
 QPushButton:disabled {{ color: #5d6670; border-color: #2a3038; }}
 QPushButton:checked {{ background: {INFO}; border-color: {INFO}; color: white; }}
 QPushButton#start {{ background: {OK}; border-color: {OK}; color: white; font-weight: bold; font-size: 15pt; }}
-QPushButton#stop {{ background: {NG}; border-color: {NG}; color: white; font-weight: bold; font-size: 15pt; }}
+QPushButton#stop {{ background: #56606b; border-color: #6b7580; color: white; font-weight: bold; font-size: 15pt; }}
 QPushButton#start:disabled, QPushButton#stop:disabled {{ background: {PANEL_HI}; border-color: {BORDER};
     color: #59636e; }}
 QPushButton#danger {{ background: #5a2323; border-color: {NG}; }}

@@ -197,12 +197,20 @@ class DisplayItem:
     line: str
     time_ns: int
     frame: np.ndarray | None  # RGB uint8
-    heat: np.ndarray | None  # RGBA uint8 over the ROI, alpha ~ anomaly
+    anomaly_map: np.ndarray | None  # float [h, w] over the ROI
     roi: tuple[int, int, int, int] | None
     regions: list[Region]
     untrained: bool
     model_version: str
     thumb: np.ndarray | None = None  # RGB uint8, set for NG parts
+    _heat: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def heat(self) -> np.ndarray | None:
+        """RGBA heat layer over the ROI, made on first use (only parts that are painted pay for it)."""
+        if self._heat is None and self.anomaly_map is not None:
+            self._heat = heat_rgba(self.anomaly_map, self.threshold)
+        return self._heat
 
 
 def heat_rgba(anomaly_map: np.ndarray, threshold: float) -> np.ndarray:
@@ -219,12 +227,10 @@ def heat_rgba(anomaly_map: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def make_display_item(sr: StationResult, thumb_px: int = 160) -> DisplayItem:
+    """Cheap: references to the part's arrays, a thumbnail for NG parts; the heat layer is made when painted."""
     r = sr.result
     v = sr.verdict
     verdict = "FAULT" if v.fault else v.verdict
-    heat = None
-    if r is not None and r.anomaly_map is not None:
-        heat = heat_rgba(r.anomaly_map, r.threshold)
     thumb = None
     if verdict != "OK" and sr.frame is not None:
         h, w = sr.frame.shape[:2]
@@ -234,7 +240,8 @@ def make_display_item(sr: StationResult, thumb_px: int = 160) -> DisplayItem:
         seq=sr.seq, part_id=sr.part_id, verdict=verdict, score=v.score,
         threshold=r.threshold if r is not None else float("nan"), defect=v.defect,
         confidence=r.defect_confidence if r is not None else None, fault=v.fault, line=sr.line,
-        time_ns=sr.time_ns, frame=sr.frame, heat=heat, roi=tuple(r.roi) if r is not None else None,  # type: ignore[arg-type]
+        time_ns=sr.time_ns, frame=sr.frame, anomaly_map=r.anomaly_map if r is not None else None,
+        roi=tuple(r.roi) if r is not None else None,  # type: ignore[arg-type]
         regions=list(r.regions) if r is not None else [], untrained=sr.untrained,
         model_version=sr.model_version, thumb=thumb)
 

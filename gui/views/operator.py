@@ -110,8 +110,8 @@ class OperatorView(QWidget):
     def update_status(self, snap: StationSnapshot, dropped: int) -> None:
         rate = snap.stats.rate_fps if (snap.stats is not None and snap.running) else 0.0
         self.counters.update_counts(snap.counts, rate)
-        self.display_note.setText(f"display skipped {dropped} frame(s) under load (every part inspected)"
-                                  if dropped else "")
+        self.display_note.setText(f"{dropped} part(s) not painted: the screen keeps up to a few per second; "
+                                  "every part is inspected and logged" if dropped else "")
         if snap.stats is not None and snap.running and snap.stats.detail:
             self.state_note.setText(f"{snap.stats.state.value}: {snap.stats.detail}")
         elif not snap.running:

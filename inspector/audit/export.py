@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 
@@ -36,7 +36,7 @@ def export_csv(path: Path, out: Path) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
     with out.open("w", newline="", encoding="utf-8") as fh:
-        writer: csv.writer | None = None  # type: ignore[valid-type]
+        writer: Any = None
         stages: tuple[str, ...] = ()
         for file in files:
             with AuditReader(file) as reader:

@@ -113,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
     station = load_station_config(args.config)
     mode = args.trigger or station.trigger.mode
     factory = _plc_factory() if mode == "plc" else None
+    if mode == "plc" and station.plc is None and not args.plc_port:
+        msg = f"{args.config}: trigger mode plc needs a plc: section (port, protocol) or --plc-port PORT"
+        raise InspectorError(msg)
     err = Console(stderr=True)
     if not args.headless:
         err.print("[dim]the operator GUI is started by the gui package; showing the terminal dashboard")

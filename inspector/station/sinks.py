@@ -165,6 +165,7 @@ class SinkRunner:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"sink-{self.name}", daemon=True)
         self._in_hand = 0
+        self._batching = type(sink).handle_batch is not Sink.handle_batch
 
     def start(self) -> SinkRunner:
         self._thread.start()
@@ -229,11 +230,13 @@ class SinkRunner:
                     break
             self._in_hand = len(batch)
             t0 = time.perf_counter()
-            ok = self._guard(self.sink.handle_batch, [item for _, item in batch])
+            if self._batching:
+                handled = len(batch) if self._guard(self.sink.handle_batch, [item for _, item in batch]) else 0
+            else:  # one failing item must not cost the others their turn (each reply is owed)
+                handled = sum(self._guard(self.sink.handle, item) for _, item in batch)
             t1 = time.perf_counter()
             with self._lock:
-                if ok:
-                    self._c.handled += len(batch)
+                self._c.handled += handled
                 for queued_at, _ in batch:
                     self._c.lags.append((t1 - queued_at) * 1000.0)
                 self._c.busy.append((t1 - t0) * 1000.0 / len(batch))

@@ -192,13 +192,7 @@ class OpenCVSource(FrameSource):
         self._factory = capture_factory  # tests put a scripted capture here
         self.target: int | str = spec.device if spec.device is not None else str(spec.url)
         self.label = f"camera {self.target}" if spec.device is not None else f"camera {_redact(str(spec.url))}"
-        self._cap: Any = None
-        self._thread: threading.Thread | None = None
-        self._cond = threading.Condition()
-        self._latest: np.ndarray | None = None
-        self._count = 0
-        self._error: str | None = None
-        self._stop = threading.Event()
+        self._session: _Session | None = None
 
     def open(self) -> None:
         spec = self.spec
@@ -216,56 +210,78 @@ class OpenCVSource(FrameSource):
         if spec.frame_size:
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, spec.frame_size[0])
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, spec.frame_size[1])
-        self._cap = cap
-        self._stop.clear()
-        self._error = None
-        self._thread = threading.Thread(target=self._reader, args=(cap,), name="camera-reader", daemon=True)
-        self._thread.start()
+        self._session = _Session(cap)
 
-    def _reader(self, cap: Any) -> None:
-        while not self._stop.is_set():
-            try:
-                ok, frame = cap.read()
-            except cv2.error as exc:
-                ok, frame = False, f"OpenCV error: {exc}"
-            with self._cond:
-                if ok:
-                    self._latest, self._count = frame, self._count + 1
-                else:
-                    self._error = frame if isinstance(frame, str) else "the camera stopped delivering frames"
-                self._cond.notify_all()
-            if not ok:
-                return
+    @property
+    def frames_received(self) -> int:
+        """Frames the reader thread got from the driver in this session."""
+        return self._session.count if self._session is not None else 0
 
     def read(self, timeout_s: float) -> RawFrame:
+        session = self._session
+        if session is None:
+            msg = f"{self.label}: not open"
+            raise CameraError(msg)
         deadline = time.monotonic() + timeout_s
-        with self._cond:
-            seen = self._count
-            while self._count == seen and self._error is None:
+        with session.cond:
+            seen = session.count
+            while session.count == seen and session.error is None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     msg = f"{self.label}: no frame within {timeout_s:g} s (camera.grab_timeout_s)"
                     raise CameraError(msg)
-                self._cond.wait(left)
-            if self._count == seen:
-                msg = f"{self.label}: {self._error}"
+                session.cond.wait(left)
+            if session.count == seen:
+                msg = f"{self.label}: {session.error}"
                 raise CameraError(msg)
-            frame, count = self._latest, self._count
+            frame, count = session.latest, session.count
         return RawFrame(_rgb(frame), str(count))  # type: ignore[arg-type]
 
     def close(self) -> None:
-        self._stop.set()
-        thread, cap = self._thread, self._cap
-        self._thread = self._cap = None
-        if thread is not None:
-            thread.join(timeout=1.0)
-            if thread.is_alive():
-                # Releasing under a blocked read can crash some backends: release once the driver returns.
-                _logger.warning("%s: reader blocked in the driver; releasing the device when it returns", self.label)
-                threading.Thread(target=_release_after, args=(thread, cap), name="camera-release", daemon=True).start()
+        session, self._session = self._session, None
+        if session is not None:
+            session.close(self.label)
+
+
+class _Session:
+    """One opened capture and its reader thread; a reconnect gets a new session, so a reader still
+    blocked in the old driver call can never hand its late frame to the new one."""
+
+    def __init__(self, cap: Any) -> None:
+        self.cap = cap
+        self.cond = threading.Condition()
+        self.latest: np.ndarray | None = None
+        self.count = 0
+        self.error: str | None = None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._reader, name="camera-reader", daemon=True)
+        self.thread.start()
+
+    def _reader(self) -> None:
+        while not self.stop.is_set():
+            try:
+                ok, frame = self.cap.read()
+            except cv2.error as exc:
+                ok, frame = False, f"OpenCV error: {exc}"
+            with self.cond:
+                if ok:
+                    self.latest, self.count = frame, self.count + 1
+                else:
+                    self.error = frame if isinstance(frame, str) else "the camera stopped delivering frames"
+                self.cond.notify_all()
+            if not ok:
                 return
-        if cap is not None:
-            cap.release()
+
+    def close(self, label: str) -> None:
+        self.stop.set()
+        self.thread.join(timeout=1.0)
+        if self.thread.is_alive():
+            # Releasing under a blocked read can crash some backends: release once the driver returns.
+            _logger.warning("%s: reader blocked in the driver; releasing the device when it returns", label)
+            threading.Thread(target=_release_after, args=(self.thread, self.cap), name="camera-release",
+                             daemon=True).start()
+            return
+        self.cap.release()
 
 
 def _release_after(thread: threading.Thread, cap: Any) -> None:

@@ -62,6 +62,10 @@ def test_user_errors_exit_2_with_a_fix(tmp_path: Path, text_cache_dir: Path, cap
     config = write_config(tmp_path, text_cache_dir)
     assert main(["run", "--config", str(config), "--frames", "0"]) == 2
     assert "--frames must be at least 1" in capsys.readouterr().err
+    monkeypatch.setattr(run_cmd_module, "_plc_factory", lambda: FakeLink)
+    assert main(["run", "--config", str(config), "--trigger", "plc"]) == 2
+    assert "needs a plc: section" in capsys.readouterr().err
+    monkeypatch.undo()
     monkeypatch.setattr(run_cmd_module.importlib.util, "find_spec", lambda name: None)
     assert main(["run", "--config", str(config), "--trigger", "plc"]) == 2
     assert "PLC support not installed" in capsys.readouterr().err

@@ -132,7 +132,7 @@ def test_opencv_source_returns_a_fresh_rgb_frame_and_times_out() -> None:
     bgr = np.zeros((SIZE, SIZE, 3), np.uint8)
     bgr[..., 0] = 255  # blue in OpenCV order
     cap.frames.put(np.zeros((SIZE, SIZE, 3), np.uint8))
-    wait_for(lambda: source._count == 1, what="the reader to take the early frame")
+    wait_for(lambda: source.frames_received == 1, what="the reader to take the early frame")
     feeder = threading.Timer(0.05, cap.frames.put, args=(bgr,))
     feeder.start()  # a frame that arrives after the trigger
     frame = cam.grab()

@@ -106,3 +106,14 @@ def test_callback_sink_and_bad_policy() -> None:
     with pytest.raises(ValueError, match="unknown sink policy"):
         SinkRunner(CallbackSink(got.append), policy="sometimes")  # type: ignore[arg-type]
     assert _ranges([9, 1, 2, 3, 7, 10]) == "1-3, 7, 9-10"
+
+
+def test_one_failing_item_does_not_cost_the_rest_of_a_batch() -> None:
+    gate = Gate()
+    gate.open.set()
+    runner = SinkRunner(gate, queue_size=8, policy="block", max_batch=8)
+    for i in (1, -2, 3, 4):
+        runner.put(i)  # queued before the thread starts: handled as one batch
+    runner.start()
+    assert runner.stop(30)
+    assert gate.items == [1, 3, 4] and runner.stats().errors == 1 and runner.stats().handled == 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QGroupBox,
@@ -43,6 +43,10 @@ class RetrainPanel(QWidget):
         self.book = VersionBook()
         self.events: list[TrainEvent] = []
         self._worker: TaskWorker | None = None
+        self._last_event = 0.0
+        self._heartbeat = QTimer(self)  # a long step still shows that it is alive
+        self._heartbeat.setInterval(1000)
+        self._heartbeat.timeout.connect(self._tick)
         self.run_button = QPushButton("▶  Retrain line")
         self.run_button.setObjectName("primary")
         self.run_button.clicked.connect(self.start)
@@ -127,6 +131,9 @@ class RetrainPanel(QWidget):
         self.stage.setText("starting ...")
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
+        self.stage.setStyleSheet("")
+        self._last_event = time.monotonic()
+        self._heartbeat.start()
         self.ctx.handle.log_event("retrain_start", self.ctx.who, f"retrain of line {self.ctx.handle.line} "
                                   f"started ({self.trainer.name})")
         self._worker = run_task(self.trainer.run, self.ctx.handle, name="retrain", pass_control=True,
@@ -137,8 +144,14 @@ class RetrainPanel(QWidget):
             self._worker.cancel.set()
             self.stage.setText("cancelling after the current step ...")
 
+    def _tick(self) -> None:
+        if self.events:
+            step = self.events[-1].stage
+            self.stage.setText(f"{step} · next step running for {time.monotonic() - self._last_event:.0f} s")
+
     def _on_progress(self, event: TrainEvent) -> None:
         self.events.append(event)
+        self._last_event = time.monotonic()
         self.progress.setValue(round(100 * event.fraction))
         self.stage.setText(event.stage)
         note = f": {event.message}" if event.message else ""
@@ -152,6 +165,7 @@ class RetrainPanel(QWidget):
 
     def _end(self) -> None:
         self._worker = None
+        self._heartbeat.stop()
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
 

@@ -1,0 +1,243 @@
+"""Few-shot training data: ``good/``, ``defect/<class>/`` and optional ``defect/<class>/masks/``.
+
+Every image is read, cropped to the line's ROI (masks too, so they stay aligned with what the
+backbone sees) and hashed. A file that cannot be used is reported by name with the reason and
+skipped; the run goes on with the rest. Splits are stratified by good / defect class and seeded,
+with k-fold for sets too small for a hold-out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from inspector.errors import ImageDecodeError
+from inspector.imaging import IMAGE_SUFFIXES, load_image
+from inspector.preprocess import crop_roi
+from inspector.training.errors import InsufficientDataError
+from inspector.training.settings import TrainingSpec, ValidationSpec
+
+_logger = logging.getLogger(__name__)
+
+MASK_DIR = "masks"
+
+
+@dataclass(frozen=True, eq=False)
+class Sample:
+    """One training image (ROI applied) with what is known about it."""
+
+    key: str  # path relative to the few-shot folder (posix), or "synthetic/<method>/<source key>/<k>"
+    image: np.ndarray  # HxWx3 RGB uint8
+    label: int  # 0 good, 1 defect
+    defect: str | None  # defect class (folder name); "synthetic" for synthesised defects
+    mask: np.ndarray | None  # HxW uint8 in {0, 1}; None = a defect image without a mask
+    sha256: str  # of the file bytes (real images) or of the pixels (synthetic)
+    group: int  # source image: a synthetic defect shares the group of the good image it was made from
+    synthetic: bool = False
+
+    @property
+    def has_mask(self) -> bool:
+        return self.mask is not None
+
+
+@dataclass
+class FewShotData:
+    """The usable images of one few-shot folder, and the files that had to be skipped (with why)."""
+
+    root: Path
+    samples: list[Sample] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def n_good(self) -> int:
+        return sum(1 for s in self.samples if s.label == 0)
+
+    @property
+    def n_defect(self) -> int:
+        return sum(1 for s in self.samples if s.label == 1)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Real defect classes, sorted."""
+        return tuple(sorted({s.defect for s in self.samples if s.defect is not None and not s.synthetic}))
+
+    def file_record(self) -> list[dict[str, str | int]]:
+        """Name, sha256 and label of every image used: the data a version was trained on."""
+        return [{"file": s.key, "sha256": s.sha256, "label": s.defect or "good", "mask": int(s.has_mask)}
+                for s in self.samples]
+
+
+def pixels_sha256(image: np.ndarray) -> str:
+    """Hash of an image's pixels and shape (for images that have no file: synthetic defects)."""
+    h = hashlib.sha256(str(image.shape).encode())
+    h.update(np.ascontiguousarray(image).tobytes())
+    return h.hexdigest()
+
+
+def _is_hidden(path: Path) -> bool:
+    return path.name.startswith(".") or path.name.lower() in ("thumbs.db", "desktop.ini")
+
+
+def _read(path: Path, roi: tuple[int, int, int, int] | None) -> tuple[np.ndarray, str, tuple[int, int]]:
+    """The ROI crop of an image file, the file's sha256 and the full frame's (height, width)."""
+    data = path.read_bytes()
+    frame = load_image(path)
+    image = crop_roi(frame, roi)
+    return np.ascontiguousarray(image), hashlib.sha256(data).hexdigest(), (frame.shape[0], frame.shape[1])
+
+
+def _find_mask(class_dir: Path, image_path: Path) -> Path | None:
+    folder = class_dir / MASK_DIR
+    for suffix in IMAGE_SUFFIXES:
+        for candidate in (folder / f"{image_path.stem}{suffix}", folder / f"{image_path.stem}{suffix.upper()}"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _read_mask(path: Path, shape: tuple[int, int], roi: tuple[int, int, int, int] | None,
+               frame_shape: tuple[int, int]) -> np.ndarray:
+    raw = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+    if raw is None:
+        msg = f"{path}: not a decodable mask image"
+        raise ImageDecodeError(msg)
+    if raw.shape[:2] == frame_shape and roi is not None:
+        raw = crop_roi(raw, roi)
+    if raw.shape[:2] != shape:
+        _logger.warning("mask %s is %dx%d, its image %dx%d: resized", path, raw.shape[1], raw.shape[0],
+                        shape[1], shape[0])
+        raw = cv2.resize(raw, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return (raw > 0).astype(np.uint8)
+
+
+def _files(folder: Path, skipped: list[str]) -> list[Path]:
+    """Image files directly inside ``folder``; anything else (but sub-folders and hidden files) is reported."""
+    out = []
+    for path in sorted(folder.iterdir()):
+        if path.is_dir() or _is_hidden(path):
+            continue
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            skipped.append(f"{path}: unsupported file type {path.suffix or '(none)'!r}; "
+                           f"use one of {', '.join(IMAGE_SUFFIXES)}")
+            continue
+        out.append(path)
+    return out
+
+
+def load_fewshot(folder: Path, roi: tuple[int, int, int, int] | None = None) -> FewShotData:
+    """Read the few-shot folder; unreadable / unsupported files are reported by name and skipped."""
+    folder = Path(folder)
+    if not (folder / "good").is_dir():
+        msg = (f"{folder}: no good/ folder. Put images of good parts in {folder / 'good'} and defect images "
+               f"in {folder / 'defect'}/<class>/ (masks, optional, in <class>/masks/ with the same file name)")
+        raise InsufficientDataError(msg)
+    data = FewShotData(root=folder)
+    entries: list[tuple[Path, str | None, Path | None]] = [
+        (p, None, None) for p in _files(folder / "good", data.skipped)]
+    defect_root = folder / "defect"
+    if defect_root.is_dir():
+        for stray in _files(defect_root, []):
+            example = defect_root / "scratch" / stray.name
+            data.skipped.append(f"{stray}: defect images go in a class folder, e.g. {example}")
+        for class_dir in sorted(p for p in defect_root.iterdir() if p.is_dir() and not _is_hidden(p)):
+            entries += [(p, class_dir.name, class_dir) for p in _files(class_dir, data.skipped)]
+    for path, defect, class_dir in entries:
+        key = path.relative_to(folder).as_posix()
+        try:
+            image, sha, frame_shape = _read(path, roi)
+        except (ImageDecodeError, OSError) as exc:
+            data.skipped.append(str(exc) if isinstance(exc, ImageDecodeError) else f"{path}: cannot read ({exc})")
+            continue
+        mask: np.ndarray | None = None
+        if defect is None:
+            mask = np.zeros(image.shape[:2], np.uint8)  # a good part has no defect pixels
+        elif class_dir is not None and (mask_path := _find_mask(class_dir, path)) is not None:
+            try:
+                mask = _read_mask(mask_path, image.shape[:2], roi, frame_shape)
+            except (ImageDecodeError, OSError) as exc:
+                data.skipped.append(f"{mask_path}: mask unreadable ({exc}); {key} is used without a mask")
+        data.samples.append(Sample(key, image, 0 if defect is None else 1, defect, mask, sha,
+                                   group=len(data.samples)))
+    for reason in data.skipped:
+        _logger.warning("training data skipped: %s", reason)
+    return data
+
+
+def check_enough(data: FewShotData, spec: TrainingSpec, synthesis: bool) -> None:
+    """Raise InsufficientDataError saying how many more images of which kind are needed."""
+    problems = []
+    if data.n_good < spec.min_good_images:
+        need = spec.min_good_images - data.n_good
+        problems.append(f"{data.n_good} usable good image(s) in {data.root / 'good'}, training needs at least "
+                        f"{spec.min_good_images}: add {need} more")
+    if data.n_defect == 0 and not synthesis:
+        problems.append(f"no defect images in {data.root / 'defect'}/<class>/ and training.synthesis.mode is "
+                        "'off': add at least 1 defect image (2 or more per class are better) or set "
+                        "training.synthesis.mode to 'auto'")
+    if problems:
+        skipped = f" ({len(data.skipped)} file(s) were skipped, see above)" if data.skipped else ""
+        raise InsufficientDataError("not enough training data" + skipped + ":\n  " + "\n  ".join(problems))
+
+
+# ------------------------------------------------------------------------------------ splits
+@dataclass(frozen=True)
+class Fold:
+    """Indices (into the real samples) used to train and to validate one model."""
+
+    train: tuple[int, ...]
+    val: tuple[int, ...]
+
+
+def _stratified_order(samples: Sequence[Sample], label: int, rng: np.random.Generator) -> list[int]:
+    """Indices of one label, shuffled within each class and interleaved class by class."""
+    by_class: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        if s.label == label:
+            by_class.setdefault(s.defect or "good", []).append(i)
+    queues = [list(rng.permutation(v)) for _, v in sorted(by_class.items())]
+    order: list[int] = []
+    while any(queues):
+        for q in queues:
+            if q:
+                order.append(int(q.pop(0)))
+    return order
+
+
+def make_folds(samples: Sequence[Sample], spec: ValidationSpec, seed: int) -> tuple[str, list[Fold]]:
+    """Stratified hold-out, or k-fold when a hold-out would leave a class with too few images.
+
+    Returns the mode used (``holdout`` / ``kfold``) and the folds (one for a hold-out).
+    """
+    rng = np.random.default_rng(seed)
+    goods = _stratified_order(samples, 0, rng)
+    defects = _stratified_order(samples, 1, rng)
+    counts = [len(goods)] + ([len(defects)] if defects else [])
+    mode = spec.split
+    if mode == "auto":
+        enough = all(round(n * spec.fraction) >= spec.min_per_class and n - round(n * spec.fraction) >= 2
+                     for n in counts)
+        mode = "holdout" if enough else "kfold"
+    if mode == "holdout":
+        val = []
+        for order in (goods, defects):
+            n_val = min(max(1, round(len(order) * spec.fraction)), len(order) - 1) if order else 0
+            val += order[:n_val]
+        train = sorted(set(range(len(samples))) - set(val))
+        return "holdout", [Fold(tuple(train), tuple(sorted(val)))]
+    k = min(spec.folds, len(goods))
+    if k < 2:
+        msg = f"k-fold validation needs at least 2 good images, got {len(goods)}"
+        raise InsufficientDataError(msg)
+    assign = {idx: pos % k for order in (goods, defects) for pos, idx in enumerate(order)}
+    folds = []
+    for f in range(k):
+        val = sorted(i for i, a in assign.items() if a == f)
+        train = sorted(i for i, a in assign.items() if a != f)
+        folds.append(Fold(tuple(train), tuple(val)))
+    return "kfold", folds
