@@ -79,6 +79,9 @@ class VerdictBanner(QFrame):
         self._paint("")
 
     def _paint(self, verdict: str) -> None:
+        if getattr(self, "_painted", None) == verdict:
+            return  # restyling re-polishes every child: only when the colour changes
+        self._painted = verdict
         colour = theme.VERDICT_COLOURS.get(verdict, theme.IDLE)
         fg = "#111" if verdict == "FAULT" else "white"
         self.setStyleSheet(f"QFrame#verdict {{ background: {colour}; border-radius: 12px; }}"

@@ -196,6 +196,12 @@ class OpenCVSource(FrameSource):
 
     def open(self) -> None:
         spec = self.spec
+        pipeline = isinstance(self.target, str) and "appsink" in self.target
+        if (spec.backend == "gstreamer" or pipeline) and self._factory is cv2.VideoCapture and not _has_gstreamer():
+            msg = (f"{self.label}: this OpenCV build has no GStreamer support (opencv-python-headless wheels "
+                   "do not), so GStreamer pipelines (GigE cameras) cannot open; install an OpenCV built with "
+                   "GStreamer on the station PC, or use a V4L2 / RTSP camera")
+            raise CameraError(msg)
         ms = int(spec.grab_timeout_s * 1000)
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, max(ms, 5000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
         cap = self._factory(self.target, _BACKENDS[spec.backend], params)
@@ -282,6 +288,13 @@ class _Session:
                              daemon=True).start()
             return
         self.cap.release()
+
+
+def _has_gstreamer() -> bool:
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GStreamer:"):
+            return "YES" in line
+    return False
 
 
 def _release_after(thread: threading.Thread, cap: Any) -> None:

@@ -274,6 +274,21 @@ class TextTower:
                    getattr(model, "text_projection", None), getattr(model, "attn_mask", None),
                    getattr(model, "text_pool_type", "argmax"), getattr(model, "text_eos_id", None))
 
+    def moved(self, device: torch.device) -> TextTower:
+        """A copy on ``device`` (the model the engine runs stays where it is)."""
+        import copy
+
+        twin = copy.deepcopy(self)
+        for name in ("token_embedding", "transformer", "ln_final"):
+            getattr(twin, name).to(device)
+        twin.positional_embedding = twin.positional_embedding.to(device)
+        if isinstance(twin.text_projection, nn.Linear):
+            twin.text_projection.to(device)
+        elif twin.text_projection is not None:
+            twin.text_projection = twin.text_projection.to(device)
+        twin.attn_mask = twin.attn_mask.to(device) if twin.attn_mask is not None else None
+        return twin
+
     def encode_embeddings(self, x: Tensor, token_ids: Tensor) -> Tensor:
         """open_clip ``CLIP.encode_text`` from token embeddings [C, L, W] instead of token ids."""
         from open_clip.transformer import text_global_pool

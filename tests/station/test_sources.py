@@ -22,6 +22,7 @@ from inspector.station.sources import (
     SourceExhausted,
     SyntheticSource,
     VideoSource,
+    _has_gstreamer,
     _redact,
     create_source,
 )
@@ -164,6 +165,10 @@ def test_opencv_source_that_cannot_open() -> None:
     src = OpenCVSource(spec)
     with pytest.raises(CameraError, match="cannot open"):
         src.open()
+    gige = CameraSpec(kind="opencv", url="aravissrc ! videoconvert ! appsink", backend="gstreamer")
+    if not _has_gstreamer():
+        with pytest.raises(CameraError, match="no GStreamer support"):
+            OpenCVSource(gige).open()
     assert _redact("rtsp://admin:hunter2@10.0.0.5/stream") == "rtsp://admin:***@10.0.0.5/stream"
 
 

@@ -1,0 +1,131 @@
+"""Held-out evaluation of the station's decision, with and without an adapter (the gate's evidence).
+
+For each fold the base heads are fitted as the engine fits them, but on that fold's training
+images only (few-shot memory, probe); every head then scores the fold's held-out images. Scores
+pooled over folds are standardised per head with its held-out good scores and fused with the
+engine's :class:`~inspector.heads.Fusion` and the line's head weights, so the base heads, the
+deployed adapter and the candidate are judged by the same rule on the same images.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from inspector.backbone.dense import Features
+from inspector.config import LineConfig
+from inspector.evaluation.metrics import image_auroc
+from inspector.heads import Fusion, HeadOutput, LinearProbeHead, ReferenceHead
+from inspector.heads.fusion import HEAD_NAMES
+from inspector.text_embeddings import TextEmbeddings
+from inspector.training.featureset import PATCH_POSITIVE, FeatureSet
+from inspector.training.gate import ValidationMetrics, validation_metrics
+
+_logger = logging.getLogger(__name__)
+
+_CHUNK = 32
+
+
+@torch.no_grad()
+def run_head(head: nn.Module, features: Features) -> HeadOutput:
+    """A head's outputs on many views, in chunks."""
+    parts = [head(features.index(slice(s, s + _CHUNK))) for s in range(0, features.batch_size, _CHUNK)]
+    return cat_outputs(parts)
+
+
+def cat_outputs(parts: Sequence[HeadOutput]) -> HeadOutput:
+    score = torch.cat([p.score.float() for p in parts])
+    maps = None if any(p.map is None for p in parts) else torch.cat([p.map.float() for p in parts])  # type: ignore[union-attr]
+    probs = None
+    if all(p.class_probs is not None for p in parts):
+        probs = torch.cat([p.class_probs for p in parts])  # type: ignore[misc]
+    return HeadOutput(score, maps, probs)
+
+
+def pool(folds: Sequence[dict[str, HeadOutput]]) -> dict[str, HeadOutput]:
+    """Concatenate per-fold outputs of the heads present in every fold."""
+    names = [n for n in folds[0] if all(n in f for f in folds)]
+    return {n: cat_outputs([f[n] for f in folds]) for n in names}
+
+
+@torch.no_grad()
+def base_outputs(zero_shot: nn.Module, text: TextEmbeddings, temperature: float, line: LineConfig,
+                 train: FeatureSet, val: FeatureSet, classes: Sequence[str], is_vit: bool) -> dict[str, HeadOutput]:
+    """Base heads (zero-shot, few-shot memory, probe) fitted on ``train`` as the engine would, on ``val``."""
+    out = {"zero_shot": run_head(zero_shot, val.features)}
+    goods = train.goods
+    if is_vit and line.heads.references > 0 and goods.groups.unique().numel() >= 2 and goods.features.patches:
+        refs = ReferenceHead()
+        refs.setup(goods.features, line.fewshot.coreset_size, line.fewshot.seed,
+                   shots=int(goods.groups.unique().numel()), groups=goods.groups)
+        out["references"] = run_head(refs, val.features)
+    real = train.where(train.original & ~train.synthetic)
+    if line.heads.probe > 0 and int((real.labels == 1).sum()) > 0:
+        labels: list[str | None] = [None if int(c) == 0 else classes[int(c)] for c in real.classes]
+        probe = LinearProbeHead()
+        try:
+            probe.setup(text, temperature, real.features.global_emb, labels)
+            out["probe"] = run_head(probe, Features(val.features.global_emb, None, {}, (1, 1)))
+        except (FloatingPointError, ValueError) as exc:
+            _logger.warning("probe not evaluated: %s", exc)
+    return out
+
+
+def good_stats(outputs: dict[str, HeadOutput], labels: Tensor
+               ) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]]]:
+    """Mean / std of each head's score and map over the held-out good views."""
+    good = labels == 0
+    scores, maps = {}, {}
+    for name, out in outputs.items():
+        s = out.score[good].double()
+        scores[name] = (float(s.mean()), float(s.std()) if s.numel() > 1 else 1.0)
+        if out.map is not None:
+            m = out.map[good].double().flatten()
+            maps[name] = (float(m.mean()), float(m.std()) if m.numel() > 1 else 1.0)
+    return scores, maps
+
+
+def fuse(outputs: dict[str, HeadOutput], line: LineConfig, score_stats: dict[str, tuple[float, float]],
+         map_stats: dict[str, tuple[float, float]]) -> tuple[Tensor, Tensor | None]:
+    """The engine's fused score / map of the given heads with the line's weights."""
+    weights = {h: float(getattr(line.heads, h)) for h in HEAD_NAMES if h in outputs}
+    weights = {h: w for h, w in weights.items() if w > 0}
+    if not weights:  # every head weighted 0 but zero-shot: the engine keeps zero-shot on
+        weights = {"zero_shot": 1e-6}
+    fusion = Fusion()
+    fusion.setup(weights, {h: score_stats[h] for h in weights}, {h: map_stats[h] for h in weights if h in map_stats})
+    return fusion({h: outputs[h] for h in weights})
+
+
+def decision_metrics(scores: Tensor, labels: Tensor, line: LineConfig) -> ValidationMetrics:
+    """Held-out metrics at the threshold the line's calibration method would set."""
+    spec = line.decision.calibration
+    s = scores.double().numpy()
+    y = labels.numpy()
+    return validation_metrics(s[y == 0], s[y == 1], spec.method, spec.target_false_reject, spec.cost_false_reject,
+                              spec.cost_escape)
+
+
+def head_auroc(scores: Tensor, labels: Tensor) -> float | None:
+    y = labels.numpy()
+    s = scores.double().numpy()
+    if not 0 < y.sum() < y.size or not np.isfinite(s).all():
+        return None
+    return float(image_auroc(y, s))
+
+
+def patch_auroc(maps: Tensor | None, masks: Tensor, known: Tensor) -> float | None:
+    """AUROC of a patch-grid map against the masks (views with a known mask; uncertain patches left out)."""
+    if maps is None or not bool(known.any()):
+        return None
+    m = maps[known].flatten().double().numpy()
+    frac = masks[known].flatten().numpy()
+    keep = (frac == 0) | (frac >= PATCH_POSITIVE)
+    y = (frac[keep] >= PATCH_POSITIVE).astype(int)
+    if not 0 < y.sum() < y.size or not np.isfinite(m).all():
+        return None
+    return float(image_auroc(y, m[keep]))
