@@ -54,7 +54,7 @@ def test_leave_one_out_excludes_own_image() -> None:
     head.setup(good, coreset_size=1000, groups=groups)
     assert head(good).score.max() < 0.05  # memorised: in-sample scores hide it
     loo = head.leave_one_out(good, groups)
-    assert loo.score[4:].min() > 0.5 and loo.score[:4].max() < 0.2
+    assert loo.score[4:].min() > 0.3 and loo.score[4:].min() > 3 * loo.score[:4].max()
 
 
 def test_state_travels_in_state_dict() -> None:
