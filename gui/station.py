@@ -67,7 +67,7 @@ class StationHandle:
 
     def __init__(self, config_path: Path, *, line: str | None = None, log_dir: Path | None = None,
                  log: bool | None = None, trigger_mode: str | None = None, rate_hz: float | None = None,
-                 source: FrameSource | None = None, plc: bool = True) -> None:
+                 source: FrameSource | None = None, plc: bool = True, registry_dir: Path | None = None) -> None:
         self.config_path = Path(config_path)
         self.config: StationConfig = load_station_config(self.config_path)
         self.line: str = self.config.line(line).name
@@ -76,6 +76,9 @@ class StationHandle:
         self.trigger_mode = trigger_mode or self.config.trigger.mode
         self.rate_hz = rate_hz
         self.engines = EngineCache(self.config)
+        # Trained model versions (inspector.training's registry): model_dir of the config unless given.
+        self.registry_dir = Path(registry_dir) if registry_dir is not None else self.config.resolve(
+            self.config.model_dir)
         self._source = source or create_source(self.config.camera, self.config.resolve)
         self._want_plc = plc
         self._observers: list[tuple[Observer, str, int]] = []
@@ -147,6 +150,7 @@ class StationHandle:
                 loop.add_observer(fn, name=name, queue_size=size)
             loop.start()
             self._loop = loop
+            self._apply_deployed(loop.inspector)
             self._start_plc()
 
     def stop(self) -> None:
@@ -177,6 +181,7 @@ class StationHandle:
             loop = self._loop
             if loop is not None:
                 loop.changeover(line, who)
+                self._apply_deployed(loop.inspector)
             else:
                 old = self.line
                 self.config.line(line)  # KeyError names the lines
@@ -234,6 +239,20 @@ class StationHandle:
             return old.backbone(spec)  # shares loaded backbones; loads with the old loader when new
 
         return EngineCache(config, loader=loader)
+
+    def _apply_deployed(self, inspector: Inspector) -> None:
+        """Run the line's deployed trained version (inspector.training's registry), if it has one."""
+        try:
+            from inspector.training import ModelRegistry, apply_deployed
+        except Exception:  # training not installed: base heads
+            return
+        try:
+            registry = ModelRegistry(self.registry_dir, inspector.line.name)
+            if registry.deployed() != inspector.model_version:
+                apply_deployed(inspector, registry)
+        except Exception:  # a broken or foreign version must not keep the line from running on its base heads
+            _logger.exception("deployed model of line %s could not be applied; running %s", inspector.line.name,
+                              inspector.model_version)
 
     # ------------------------------------------------------------------ audit events
     def log_event(self, kind: str, who: str, what: str, old: object = "", new: object = "") -> None:

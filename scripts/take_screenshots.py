@@ -87,6 +87,16 @@ def main() -> int:
 
         window.show_screen(1)
         shot("engineer_locked")
+        from gui.widgets.pin_dialog import LoginDialog
+
+        dialog = LoginDialog(window.session.check, "Dana", window)
+        dialog.show()
+        dialog.pin.setText("12")
+        dialog._say("Wrong PIN. 4 attempt(s) left before a lockout.", theme.FAULT)
+        pump(0.5)
+        dialog.grab().save(str(args.out / "engineer_login.png"))
+        print(f"wrote {args.out / 'engineer_login.png'}")
+        dialog.close()
         assert window.session.check("Dana", "2468").ok
         eng = window.engineer
         prompts = eng.prompts

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from typing import Any
 
 # albumentations checks PyPI for updates on import; the station is offline.
@@ -59,9 +60,15 @@ def _extra(source: str, index: int, name: str, p: float, params: dict[str, Any])
         msg = f"{name!r} is not an albumentations transform (see albumentations.ai/docs for the names)"
         raise ConfigError(source, [(where, msg)])
     try:
-        return cls(**params, p=p)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            transform = cls(**params, p=p)
     except (TypeError, ValueError) as exc:
         raise ConfigError(source, [(where, f"{name}: {exc}")]) from None
+    invalid = [str(w.message) for w in caught if "not valid" in str(w.message)]
+    if invalid:  # albumentations only warns about unknown arguments; a typo must not pass silently
+        raise ConfigError(source, [(where, f"{name}: {invalid[0]}")])
+    return transform
 
 
 def augmentation_digest(spec: AugmentSpec) -> str:

@@ -10,12 +10,14 @@ weights of its best validation epoch.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -353,6 +355,24 @@ def build_trainer(spec: TrainingSpec, run_dir: Path, name: str, version: str, ma
     )
 
 
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Lightning's banner lines (GPU available, tips, ...) are noise on a station console: keep its warnings only."""
+    loggers = [logging.getLogger(n) for n in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*treespec.*")
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 @dataclass
 class FitResult:
     """A trained pure head and how its training went."""
@@ -391,8 +411,9 @@ def fit_head(module: HeadModule, train: FeatureSet, val: FeatureSet | None, spec
                            train_extra=module.extras(train, training=True),
                            val_extra=module.extras(val, training=False) if validate else None,  # type: ignore[arg-type]
                            dense=module.uses_dense)
-    trainer = build_trainer(spec, run_dir, module.name, version, max_epochs, callbacks, validate)
-    trainer.fit(module, datamodule=dm)
+    with quiet_lightning():
+        trainer = build_trainer(spec, run_dir, module.name, version, max_epochs, callbacks, validate)
+        trainer.fit(module, datamodule=dm)
     if cancel.cancelled or should_stop():
         msg = f"training cancelled during the {module.name} head; nothing was registered"
         raise TrainingCancelledError(msg)

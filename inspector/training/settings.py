@@ -119,7 +119,7 @@ class ValidationSpec(_Strict):
     fraction: float = Field(default=0.25, gt=0.0, lt=0.8)  # hold-out share of each class
     folds: int = Field(default=4, ge=2, le=10)
     # auto uses k-fold when the hold-out would get fewer images than this in some class.
-    min_per_class: int = Field(default=2, ge=1, le=100)
+    min_per_class: int = Field(default=4, ge=1, le=100)
 
 
 class GateSpec(_Strict):
@@ -163,8 +163,9 @@ class TrainingSpec(_Strict):
     """Few-shot adapter training of one line (``inspector train``)."""
 
     heads: tuple[HeadName, ...] = Field(default=("patch", "clip_adapter", "tip_adapter", "coop"), min_length=1)
-    # How the trained heads are combined into the line's adapter: weights scaled by each head's
-    # held-out AUROC (a head no better than chance gets 0), or the fixed weights alone.
+    # How the trained heads are combined into the line's adapter: each head's weight scaled by how
+    # far its held-out AUROC beats chance beyond one standard error (a chance-level head gets 0),
+    # or the fixed weights alone.
     combine: Literal["validation", "fixed"] = "validation"
     patch: PatchHeadSpec = PatchHeadSpec()
     clip_adapter: ClipAdapterSpec = ClipAdapterSpec()

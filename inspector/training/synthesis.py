@@ -126,7 +126,7 @@ def _perlin(image: np.ndarray, area: float, fg: np.ndarray | None, rng: np.rando
     side = int(np.clip(np.sqrt(area) * 2.0, 8, min(h, w)))
     cy, cx = _center((h, w), fg, side // 2, rng)
     y0, x0 = int(np.clip(cy - side // 2, 0, h - side)), int(np.clip(cx - side // 2, 0, w - side))
-    scale = int(2 ** rng.integers(1, 4))
+    scale = int(rng.integers(1, 4))  # lattice cells per window side: coherent blobs
     noise = perlin_noise((side, side), (scale, scale), rng)
     yy, xx = np.mgrid[0:side, 0:side] / max(side - 1, 1) * 2 - 1
     noise = noise - 0.6 * (yy**2 + xx**2)  # keep the blob near the window's centre

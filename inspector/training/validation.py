@@ -118,6 +118,27 @@ def head_auroc(scores: Tensor, labels: Tensor) -> float | None:
     return float(image_auroc(y, s))
 
 
+def auroc_standard_error(auc: float, n_pos: int, n_neg: int) -> float:
+    """Hanley & McNeil (1982) standard error of an AUROC from ``n_pos`` defect and ``n_neg`` good scores."""
+    if n_pos < 1 or n_neg < 1:
+        return float("inf")
+    q1 = auc / (2.0 - auc)
+    q2 = 2.0 * auc * auc / (1.0 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / (n_pos * n_neg)
+    return float(np.sqrt(max(var, 0.0)))
+
+
+def skill(auc: float | None, n_pos: int, n_neg: int) -> float:
+    """How much better than chance a head is, counting only what exceeds one standard error: 0..1.
+
+    With a dozen held-out images a chance-level head easily shows AUROC 0.6; weighting heads by
+    their raw AUROC would let such noise into the fused score.
+    """
+    if auc is None:
+        return 1.0
+    return max(0.0, 2.0 * (auc - 0.5 - auroc_standard_error(auc, n_pos, n_neg)))
+
+
 def patch_auroc(maps: Tensor | None, masks: Tensor, known: Tensor) -> float | None:
     """AUROC of a patch-grid map against the masks (views with a known mask; uncertain patches left out)."""
     if maps is None or not bool(known.any()):

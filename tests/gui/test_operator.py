@@ -73,3 +73,19 @@ def test_changeover_from_the_line_selector(window, qtbot):
 def op_line(window) -> str:
     item = window.operator.last_item
     return item.line if item is not None else ""
+
+
+def test_plc_status_light_follows_the_link(qtbot, station_config, pins):
+    from gui.main_window import MainWindow
+    from gui.station import StationHandle
+
+    handle = StationHandle(station_config, trigger_mode="plc")  # plc: default spec, pyserial loop:// port
+    win = MainWindow(handle, pins, confirm_changeover=False, poll_s=0.2)
+    qtbot.addWidget(win)
+    try:
+        qtbot.waitUntil(lambda: handle.running and handle.link is not None, timeout=60_000)
+        qtbot.waitUntil(lambda: win.plc_light.text in ("CONNECTED", "SILENT"), timeout=10_000)
+        assert win.plc_light.state in ("ok", "warn")
+    finally:
+        win.shutdown()
+    assert handle.link is None  # stopped with the window

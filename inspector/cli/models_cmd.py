@@ -1,0 +1,121 @@
+"""``inspector models list | promote VERSION | rollback``: a line's registered adapter versions.
+
+These commands change ``models/<line>/deployed.json`` only; a running station follows it
+(:class:`inspector.training.deploy.DeploymentWatcher`) and swaps between two frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from inspector.cli.common import add_config_args
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list, promote or roll back a line's trained adapter versions",
+                       description="Registered adapter versions of a line (models/<line>/).")
+    p.set_defaults(func=lambda _args: _usage(p))
+    cmds = p.add_subparsers(dest="models_command", metavar="{list,promote,rollback}")
+
+    p_list = cmds.add_parser("list", help="versions with their held-out metrics; * marks the deployed one")
+    add_config_args(p_list)
+    p_list.set_defaults(func=run_list)
+
+    p_promote = cmds.add_parser("promote", help="deploy a version if the gate allows it")
+    add_config_args(p_promote)
+    p_promote.add_argument("version", metavar="VERSION", help="e.g. v3 (see `inspector models list`)")
+    p_promote.add_argument("--force", action="store_true", help="deploy even if the gate refuses (logged)")
+    p_promote.add_argument("--reason", default="", help="why (recorded with the promotion)")
+    p_promote.set_defaults(func=run_promote)
+
+    p_back = cmds.add_parser("rollback", help="deploy the version that was deployed before the current one")
+    add_config_args(p_back)
+    p_back.add_argument("--reason", default="", help="why (recorded with the rollback)")
+    p_back.set_defaults(func=run_rollback)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_usage()
+    return 2
+
+
+def _registry(args: argparse.Namespace):
+    from inspector.config import load_station_config
+    from inspector.errors import InspectorError
+    from inspector.training.registry import ModelRegistry
+
+    station = load_station_config(args.config)
+    try:
+        line = station.line(args.line)
+    except KeyError as exc:
+        raise InspectorError(str(exc.args[0])) from None
+    return ModelRegistry(station.resolve(station.model_dir), line.name)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    registry = _registry(args)
+    deployed = registry.deployed()
+    console = Console()
+    versions = registry.versions()
+    if not versions:
+        console.print(f"line {registry.line}: no trained versions yet (deployed: {deployed}). "
+                      f"Train one with `inspector train --config {args.config}`.", highlight=False)
+        return 0
+    table = Table(title=f"line {registry.line} (registry {registry.folder}); deployed: {deployed}")
+    for col in ("", "version", "created", "heads", "AUROC", "F1", "false reject", "escape", "gate"):
+        table.add_column(col, justify="right" if col in ("AUROC", "F1", "false reject", "escape") else "left")
+    for v in versions:
+        new = v.metrics.get("new", {})
+        gate = v.metrics.get("gate", {})
+        verdict = ("passed" if gate.get("passed") else "refused") + f" vs {gate.get('compared_to', '?')}"
+        table.add_row("*" if v.version == deployed else "", v.version, v.created.replace("T", " ")[:19],
+                      ",".join(v.card.get("heads", [])), f"{new.get('auroc', float('nan')):.3f}",
+                      f"{new.get('f1', float('nan')):.3f}", f"{100 * new.get('false_reject_rate', float('nan')):.1f} %",
+                      f"{100 * new.get('escape_rate', float('nan')):.1f} %", verdict)
+    console.print(table)
+    return 0
+
+
+def run_promote(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from inspector.training.registry import current_user
+
+    registry = _registry(args)
+    info = registry.get(args.version)
+    deployed = registry.deployed()
+    console = Console()
+    if info.version == deployed:
+        console.print(f"line {registry.line}: {info.version} is already deployed", highlight=False)
+        return 0
+    gate = info.metrics.get("gate") or {}
+    compared_to = gate.get("compared_to")
+    reasons = list(gate.get("reasons") or [])
+    if compared_to != deployed:
+        # Its metrics were measured next to another model: no same-data comparison with this one exists.
+        reasons = [f"{info.version} was validated against {compared_to}, but {deployed} is deployed now; retrain "
+                   f"(`inspector train`) to compare with {deployed} on the same images"]
+    passed = bool(gate.get("passed")) and compared_to == deployed
+    if not passed and not args.force:
+        console.print(f"[red]gate refuses {info.version}:[/] " + "; ".join(reasons), highlight=False)
+        console.print("use --force --reason TEXT to deploy it anyway (logged)", highlight=False)
+        return 1
+    old = registry.promote(info.version, who=current_user(), forced=not passed, reason=args.reason,
+                          gate={**gate, "passed": passed, "reasons": reasons})
+    console.print(f"line {registry.line}: {old} -> {info.version}{' (FORCED)' if not passed else ''}",
+                  highlight=False)
+    return 0
+
+
+def run_rollback(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from inspector.training.registry import current_user
+
+    registry = _registry(args)
+    old, new = registry.rollback(who=current_user(), reason=args.reason)
+    Console().print(f"line {registry.line}: rolled back {old} -> {new}", highlight=False)
+    return 0

@@ -1,0 +1,87 @@
+"""Few-shot folder reading (masks, bad files, ROI) and the stratified / k-fold splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inspector.training.data import check_enough, load_fewshot, make_folds
+from inspector.training.errors import InsufficientDataError
+from inspector.training.settings import TrainingSpec, ValidationSpec
+from tests.training.conftest import make_fewshot
+
+
+def test_reads_good_defects_and_masks(fewshot: Path) -> None:
+    data = load_fewshot(fewshot)
+    assert (data.n_good, data.n_defect) == (8, 8) and data.classes == ("dent", "scratch")
+    assert not data.skipped
+    defects = [s for s in data.samples if s.label == 1]
+    assert all(s.mask is not None and s.mask.max() == 1 and s.mask.shape == s.image.shape[:2] for s in defects)
+    goods = [s for s in data.samples if s.label == 0]
+    assert all(s.mask is not None and s.mask.sum() == 0 for s in goods)
+    assert len({s.sha256 for s in data.samples}) == 16
+    record = data.file_record()
+    assert {"file": "defect/dent/dent_001.png", "label": "dent", "mask": 1} == {
+        k: v for k, v in next(r for r in record if r["file"].endswith("dent_001.png")).items() if k != "sha256"}
+
+
+def test_bad_files_are_reported_by_name_and_skipped(fewshot: Path) -> None:
+    (fewshot / "good" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    (fewshot / "good" / "notes.txt").write_text("shift B")
+    (fewshot / "good" / ".DS_Store").write_bytes(b"\0")
+    (fewshot / "defect" / "stray.png").write_bytes((fewshot / "good" / "good_000.png").read_bytes())
+    (fewshot / "defect" / "dent" / "masks" / "dent_001.png").write_bytes(b"garbage")
+    data = load_fewshot(fewshot)
+    text = "\n".join(data.skipped)
+    assert "broken.png" in text and "not a decodable image" in text
+    assert "notes.txt" in text and "unsupported file type" in text
+    assert "stray.png" in text and "class folder" in text
+    assert "dent_001.png" in text and "without a mask" in text
+    assert ".DS_Store" not in text
+    assert data.n_good == 8  # the broken file is skipped, the rest is used
+    dent = next(s for s in data.samples if s.key == "defect/dent/dent_001.png")
+    assert dent.mask is None and not dent.has_mask
+
+
+def test_roi_crops_images_and_masks(tmp_path: Path) -> None:
+    folder = make_fewshot(tmp_path / "fs", n_good=2, n_defect=2)
+    data = load_fewshot(folder, roi=(8, 16, 96, 80))
+    assert all(s.image.shape == (80, 96, 3) for s in data.samples)
+    assert all(s.mask is None or s.mask.shape == (80, 96) for s in data.samples)
+    too_big = load_fewshot(folder, roi=(100, 100, 96, 96))
+    assert too_big.n_good == 0 and len(too_big.skipped) == 4 and "roi" in too_big.skipped[0]
+
+
+def test_too_few_images_say_how_many_are_needed(tmp_path: Path) -> None:
+    folder = make_fewshot(tmp_path / "fs", n_good=2, n_defect=0)
+    data = load_fewshot(folder)
+    with pytest.raises(InsufficientDataError, match=r"2 usable good image\(s\).*at least 4: add 2 more"):
+        check_enough(data, TrainingSpec(), synthesis=True)
+    spec = TrainingSpec(min_good_images=2, synthesis={"mode": "off"})
+    with pytest.raises(InsufficientDataError, match="no defect images.*synthesis.mode"):
+        check_enough(data, spec, synthesis=False)
+    with pytest.raises(InsufficientDataError, match="no good/ folder"):
+        load_fewshot(tmp_path / "empty")
+
+
+def test_holdout_is_stratified_and_seeded(tmp_path: Path) -> None:
+    data = load_fewshot(make_fewshot(tmp_path / "fs", n_good=16, n_defect=16, classes=("a", "b", "c", "d")))
+    mode, folds = make_folds(data.samples, ValidationSpec(), seed=3)
+    assert mode == "holdout" and len(folds) == 1
+    val = [data.samples[i] for i in folds[0].val]
+    assert sum(s.label == 0 for s in val) == 4 and sum(s.label == 1 for s in val) == 4
+    assert {s.defect for s in val if s.label} == {"a", "b", "c", "d"}  # every class is held out once
+    assert not set(folds[0].val) & set(folds[0].train)
+    assert make_folds(data.samples, ValidationSpec(), seed=3) == (mode, folds)
+    assert make_folds(data.samples, ValidationSpec(), seed=4)[1] != folds
+
+
+def test_tiny_sets_get_k_fold(tmp_path: Path) -> None:
+    data = load_fewshot(make_fewshot(tmp_path / "fs", n_good=6, n_defect=3))
+    mode, folds = make_folds(data.samples, ValidationSpec(folds=4), seed=0)
+    assert mode == "kfold" and len(folds) == 4
+    all_val = np.concatenate([f.val for f in folds])
+    assert sorted(all_val.tolist()) == list(range(9))  # every image validated exactly once
+    assert all(any(data.samples[i].label == 0 for i in f.val) for f in folds)
