@@ -84,8 +84,9 @@ def run(args: argparse.Namespace) -> int:
         window.showFullScreen()
     else:
         window.show()
-    # Ctrl-C in the terminal closes the window cleanly (the station drains and closes its log).
+    # Ctrl-C and SIGTERM close the window cleanly (the station drains and closes its log).
     signal.signal(signal.SIGINT, lambda *_: window.close())
+    signal.signal(signal.SIGTERM, lambda *_: window.close())
     from PySide6.QtCore import QTimer
 
     pulse = QTimer()

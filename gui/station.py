@@ -248,7 +248,10 @@ class StationHandle:
             return
         try:
             registry = ModelRegistry(self.registry_dir, inspector.line.name)
-            if registry.deployed() != inspector.model_version:
+            deployed = registry.deployed()
+            # "base" means no adapter: an engine without one (base heads, a GUI refit) is already right.
+            if (deployed != "base" and deployed != inspector.model_version) or (
+                    deployed == "base" and inspector.adapter is not None):
                 apply_deployed(inspector, registry)
         except Exception:  # a broken or foreign version must not keep the line from running on its base heads
             _logger.exception("deployed model of line %s could not be applied; running %s", inspector.line.name,

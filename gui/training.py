@@ -181,9 +181,9 @@ class PipelineTrainer:
             else:
                 frac = lo
             state["fraction"] = max(state["fraction"], frac)  # never moves back
-            prefix = f"{event.head} " if event.head else ""
-            for k, v in event.metrics.items():
-                live[prefix + k] = float(v)
+            if event.head:  # per-head training figures; the run's own come with the final report
+                for k, v in event.metrics.items():
+                    live[f"{event.head} {k}"] = float(v)
             progress(TrainEvent(event.stage, state["fraction"], dict(live), event.message))
 
         report = train_line(handle.config, handle.line, inspector=handle.inspector, observers=[on_event],

@@ -4,9 +4,9 @@ Run under a display (a real one, or Xvfb on a headless box):
 
     xvfb-run -s "-screen 0 1920x1080x24" .venv/bin/python scripts/take_screenshots.py
 
-It starts the station on station_configs/demo.yaml (audit log and PIN in a temporary folder, nothing in
-the repository changes), waits for live parts, logs in as engineer, runs a retrain, and grabs each
-screen at 1920x1080 with QWidget.grab().
+It starts the station on station_configs/demo.yaml (audit log, PIN and trained versions in a temporary
+folder: nothing in the repository changes), waits for live parts, logs in as engineer, runs a short
+retrain, and grabs each screen at 1920x1080 with QWidget.grab().
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def main() -> int:
     parser.add_argument("--size", default="1920x1080")
     parser.add_argument("--parts", type=int, default=12, help="live parts before the first screenshot")
     parser.add_argument("--rate", type=float, default=3.0, help="free-run rate of the demo camera (Hz)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of the retrain shown (the demo is slow on CPU)")
     parser.add_argument("--ng-wait", type=float, default=600.0,
                         help="seconds to wait for an NG part to show (random weights make NG parts rare)")
     args = parser.parse_args()
@@ -45,7 +46,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="inspector-shots-"))
     pins = PinStore(tmp / "pin.json")
     pins.set_pin("2468")
-    handle = StationHandle(args.config, log_dir=tmp / "logs", rate_hz=args.rate)
+    handle = StationHandle(args.config, log_dir=tmp / "logs", rate_hz=args.rate, registry_dir=tmp / "models")
     window = MainWindow(handle, pins, confirm_changeover=False)
     w, h = (int(v) for v in args.size.split("x"))
     window.resize(w, h)
@@ -118,9 +119,14 @@ def main() -> int:
         shot("engineer_samples")
 
         eng.tabs.setCurrentWidget(eng.retrain)
+        eng.retrain.epochs.setValue(args.epochs)
         eng.retrain.start()
-        wait(lambda: not eng.retrain.running, 900, "the retrain")
+        # Mid-run: progress, live losses and AUROC per head; then the finished candidate.
+        wait(lambda: not eng.retrain.running or sum(e.stage == "train" for e in eng.retrain.events) >= 12, 1200,
+             "training epochs")
         shot("engineer_retrain")
+        wait(lambda: not eng.retrain.running, 1800, "the end of the retrain")
+        shot("engineer_models")
 
         window.show_screen(2)
         wait(lambda: window.history._loaded and window.history._worker is None, 120, "the history")

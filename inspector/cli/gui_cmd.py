@@ -8,6 +8,7 @@ mirror ``gui.app.add_arguments``; tests/gui checks that the two agree.
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -47,4 +48,13 @@ def gui_argv(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    return subprocess.call([sys.executable, "-m", GUI_MODULE, *gui_argv(args)])
+    proc = subprocess.Popen([sys.executable, "-m", GUI_MODULE, *gui_argv(args)])
+    # A service manager's SIGTERM reaches this process only: pass it on, so the GUI stops the station cleanly.
+    previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
+    try:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached the GUI too: wait while it drains the station
+            return proc.wait()  # a second Ctrl-C leaves it to finish on its own
+    finally:
+        signal.signal(signal.SIGTERM, previous)

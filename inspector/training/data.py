@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -194,50 +195,90 @@ class Fold:
     val: tuple[int, ...]
 
 
-def _stratified_order(samples: Sequence[Sample], label: int, rng: np.random.Generator) -> list[int]:
-    """Indices of one label, shuffled within each class and interleaved class by class."""
+def _rank(seed: int, sha256: str) -> str:
+    """Seeded, data-independent order key of an image (adding images never reorders the others)."""
+    return hashlib.sha256(f"{seed}:{sha256}".encode()).hexdigest()
+
+
+def _stratified_order(samples: Sequence[Sample], label: int, seed: int) -> list[int]:
+    """Indices of one label in seeded order within each class, interleaved class by class."""
     by_class: dict[str, list[int]] = {}
     for i, s in enumerate(samples):
         if s.label == label:
             by_class.setdefault(s.defect or "good", []).append(i)
-    queues = [list(rng.permutation(v)) for _, v in sorted(by_class.items())]
+    queues = [sorted(v, key=lambda i: _rank(seed, samples[i].sha256)) for _, v in sorted(by_class.items())]
     order: list[int] = []
     while any(queues):
         for q in queues:
             if q:
-                order.append(int(q.pop(0)))
+                order.append(q.pop(0))
     return order
 
 
-def make_folds(samples: Sequence[Sample], spec: ValidationSpec, seed: int) -> tuple[str, list[Fold]]:
+def _holdout(samples: Sequence[Sample], orders: list[list[int]], fraction: float, known: dict[str, int]
+             ) -> list[int]:
+    """Validation indices: remembered images keep their side; new ones fill each label up to its share."""
+    val: list[int] = []
+    for order in orders:
+        if not order:
+            continue
+        target = min(max(1, round(len(order) * fraction)), len(order) - 1)
+        side = {i: known.get(samples[i].sha256) for i in order}
+        chosen = [i for i in order if side[i] == 1]
+        chosen += [i for i in order if side[i] is None][: max(0, target - len(chosen))]
+        if not chosen:  # every image of this label was trained on: hold one out (that costs no encoding)
+            chosen = [order[0]]
+        val += chosen[: len(order) - 1]  # keep at least one image of the label to train on
+    return val
+
+
+def make_folds(samples: Sequence[Sample], spec: ValidationSpec, seed: int, previous: dict[str, Any] | None = None
+               ) -> tuple[str, list[Fold], dict[str, Any]]:
     """Stratified hold-out, or k-fold when a hold-out would leave a class with too few images.
 
-    Returns the mode used (``holdout`` / ``kfold``) and the folds (one for a hold-out).
+    ``previous`` is the assignment record of the line's last run: an image keeps its side (or
+    fold), so the validation set stays the same from one retraining to the next - the gate then
+    compares versions on the same images, and a retraining encodes only the images that are new.
+    Returns the mode (``holdout`` / ``kfold``), the folds and the record to keep for next time.
     """
-    rng = np.random.default_rng(seed)
-    goods = _stratified_order(samples, 0, rng)
-    defects = _stratified_order(samples, 1, rng)
+    previous = previous or {}
+    goods = _stratified_order(samples, 0, seed)
+    defects = _stratified_order(samples, 1, seed)
     counts = [len(goods)] + ([len(defects)] if defects else [])
     mode = spec.split
     if mode == "auto":
         enough = all(round(n * spec.fraction) >= spec.min_per_class and n - round(n * spec.fraction) >= 2
                      for n in counts)
         mode = "holdout" if enough else "kfold"
+    record = {"holdout": dict(previous.get("holdout", {})), "kfold": dict(previous.get("kfold", {}))}
     if mode == "holdout":
-        val = []
-        for order in (goods, defects):
-            n_val = min(max(1, round(len(order) * spec.fraction)), len(order) - 1) if order else 0
-            val += order[:n_val]
+        val = _holdout(samples, [goods, defects], spec.fraction, record["holdout"])
         train = sorted(set(range(len(samples))) - set(val))
-        return "holdout", [Fold(tuple(train), tuple(sorted(val)))]
+        record["holdout"].update({samples[i].sha256: int(i in val) for i in range(len(samples))})
+        return "holdout", [Fold(tuple(train), tuple(sorted(val)))], record
     k = min(spec.folds, len(goods))
     if k < 2:
         msg = f"k-fold validation needs at least 2 good images, got {len(goods)}"
         raise InsufficientDataError(msg)
-    assign = {idx: pos % k for order in (goods, defects) for pos, idx in enumerate(order)}
+    known = {sha: f for sha, f in record["kfold"].get("fold", {}).items()} if record["kfold"].get("k") == k else {}
+    assign: dict[int, int] = {}
+    for order in (goods, defects):
+        sizes = [0] * k
+        for i in order:
+            f = known.get(samples[i].sha256)
+            if f is not None and 0 <= f < k:
+                assign[i] = f
+                sizes[f] += 1
+        for i in order:
+            if i not in assign:
+                f = sizes.index(min(sizes))
+                assign[i] = f
+                sizes[f] += 1
+    record["kfold"] = {"k": k, "fold": {**known, **{samples[i].sha256: f for i, f in assign.items()}}}
     folds = []
     for f in range(k):
         val = sorted(i for i, a in assign.items() if a == f)
         train = sorted(i for i, a in assign.items() if a != f)
-        folds.append(Fold(tuple(train), tuple(val)))
-    return "kfold", folds
+        if val:
+            folds.append(Fold(tuple(train), tuple(val)))
+    return "kfold", folds, record

@@ -174,6 +174,7 @@ class FeatureCache:
                 self.stats.encoded += len(chunk)
                 fresh = {k: _detach(feats.index(i)) for i, k in enumerate(chunk)}
                 self._write(fresh)
+                self._memory.update(fresh)
                 found.update(fresh)
                 done += len(chunk)
                 if progress is not None:

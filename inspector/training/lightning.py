@@ -128,7 +128,7 @@ class HeadModule(pl.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self.loss(batch)
         if not torch.isfinite(loss):
-            msg = (f"{self.name} head diverged: training loss is {float(loss)} at epoch {self.current_epoch} "
+            msg = (f"{self.name} head diverged: training loss is {loss.item()} at epoch {self.current_epoch} "
                    f"(learning rate {self.lr:g}); lower training.lr and retrain")
             raise TrainingDivergedError(msg)
         self.log("train_loss", loss.detach(), on_step=False, on_epoch=True, batch_size=int(batch["label"].shape[0]))
@@ -136,7 +136,8 @@ class HeadModule(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         loss = self.loss(batch)
-        self.log("val_loss", loss.detach(), on_step=False, on_epoch=True, batch_size=int(batch["label"].shape[0]))
+        self.log("val_loss", loss.detach(), on_step=False, on_epoch=True, batch_size=int(batch["label"].shape[0]),
+                 sync_dist=True)
         self._val_scores.append(self.scores(batch).detach().float().cpu())
         self._val_labels.append(batch["label"].detach().cpu())
 

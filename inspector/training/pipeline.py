@@ -173,7 +173,8 @@ class LineTraining:
 
     def split(self) -> None:
         real = self.samples[: len(self.data.samples)]
-        self.mode, self.folds = make_folds(real, self.spec.validation, self.spec.seed)
+        self.mode, self.folds, self.split_record = make_folds(real, self.spec.validation, self.spec.seed,
+                                                              self.registry.split_record())
         # Synthetic defects validate only when there is no real defect to validate on.
         self.synthetic_validation = self.synthesis and self.data.n_defect == 0
         if not self.synthesis:
@@ -383,6 +384,11 @@ class LineTraining:
         t0 = time.perf_counter()
         val = FeatureSet.cat(self.val_sets)
         labels = val.labels
+        n_good, n_defect = int((labels == 0).sum()), int(labels.sum())
+        if not n_good or not n_defect:
+            msg = (f"the held-out images have {n_good} good and {n_defect} defect part(s); validation needs both: "
+                   "add images, or set training.validation.split to 'auto' or 'kfold'")
+            raise InsufficientDataError(msg)
         sub = V.pool(self.fold_outputs)
         sub_scores, sub_maps = V.good_stats(sub, labels)
         weights: dict[str, float] = {}
@@ -580,6 +586,7 @@ def train_line(
     run.timings["total_before_register"] = time.perf_counter() - t_start
     t0 = time.perf_counter()
     info = run.registry.register(run.stack, run.metrics_record(decision), run.card_record(who))
+    run.registry.save_split_record(run.split_record)
     run._lap("register", t0)
     emit(TrainingEvent("register", f"registered {info.version} at {info.path}", data={"version": info.version}))
 

@@ -8,6 +8,7 @@
           card.json             model card: data hashes, config, backbone identity, augmentation, seed, timings
       v2/ ...
       deployed.json             the deployment stack (last = deployed; "base" = no adapter) and its history
+      split.json                which images are held out (kept across retrainings: same validation set)
 
 A version folder is written under a temporary name and renamed into place, so a reader sees a
 complete version or none; ``deployed.json`` is replaced atomically. Promotions, forced
@@ -40,6 +41,7 @@ ADAPTER_FILE = "adapter.safetensors"
 METRICS_FILE = "metrics.json"
 CARD_FILE = "card.json"
 DEPLOYED_FILE = "deployed.json"
+SPLIT_FILE = "split.json"
 _VERSION_RE = re.compile(r"^v(\d+)$")
 
 # (kind, who, what, old, new) -> None: the station's audit log writer, when there is one.
@@ -193,6 +195,21 @@ class ModelRegistry:
                              tuple(map_stats) if map_stats else None,  # type: ignore[arg-type]
                              float(threshold) if threshold is not None else None,
                              str(info.card.get("backbone", {}).get("key", "")), info.card)
+
+    # ------------------------------------------------------------------------------------ split
+    def split_record(self) -> dict[str, Any] | None:
+        """Which image (sha256) was held out in the line's last run (None: no run yet, or unreadable)."""
+        try:
+            return json.loads((self.folder / SPLIT_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            _logger.warning("ignoring unreadable %s (%s): the validation split is drawn afresh", SPLIT_FILE, exc)
+            return None
+
+    def save_split_record(self, record: dict[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.folder / SPLIT_FILE, json.dumps(record) + "\n")
 
     # ------------------------------------------------------------------------------------ deployment
     def deployment(self) -> dict[str, Any]:

@@ -76,7 +76,7 @@ class AugmentSpec(_Strict):
     """
 
     # Augmented copies of every training image (each with its own seed); 0 = originals only.
-    views: int = Field(default=2, ge=0, le=64)
+    views: int = Field(default=1, ge=0, le=64)
     hflip: float = Field(default=0.5, ge=0.0, le=1.0)  # probability of a horizontal flip
     vflip: float = Field(default=0.5, ge=0.0, le=1.0)
     rotate90: float = Field(default=0.5, ge=0.0, le=1.0)  # probability of a 90/180/270 degree turn

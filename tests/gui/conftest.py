@@ -58,7 +58,7 @@ def fitted_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _fewshot(folder: Path) -> None:
     (folder / "good").mkdir(parents=True)
-    for name in ("good_000.png", "good_001.png", "good_002.png"):
+    for name in ("good_000.png", "good_001.png", "good_002.png", "good_003.png"):
         shutil.copy(DEMO / "good" / name, folder / "good" / name)
     (folder / "defect" / "scratch").mkdir(parents=True)
     shutil.copy(DEMO / "defect" / "scratch" / "scratch_000.png", folder / "defect" / "scratch" / "scratch_000.png")
@@ -71,11 +71,14 @@ def station_config(tmp_path: Path, fitted_cache: Path) -> Path:
     lines = []
     for name in ("ring", "ring2"):
         line = tiny_line(name=name, fewshot={"folder": "fewshot", "max_shots": 4, "augment": False},
-                         heads={"zero_shot": 1.0, "references": 1.0, "probe": 0.0})
+                         heads={"zero_shot": 1.0, "references": 1.0, "probe": 0.0},
+                         training={"max_epochs": 2, "heads": ["clip_adapter", "patch"],
+                                   "validation": {"folds": 2}})
         lines.append(line)
     config = {
         "station": "test-station",
         "cache_dir": str(fitted_cache),
+        "model_dir": "models",
         "lines": lines,
         "camera": {"kind": "synthetic", "synthetic": {"size": [128, 128], "defect_rate": 0.5}},
         "trigger": {"mode": "free_run", "rate_hz": 8.0},

@@ -23,8 +23,8 @@ def test_reads_good_defects_and_masks(fewshot: Path) -> None:
     assert all(s.mask is not None and s.mask.sum() == 0 for s in goods)
     assert len({s.sha256 for s in data.samples}) == 16
     record = data.file_record()
-    assert {"file": "defect/dent/dent_001.png", "label": "dent", "mask": 1} == {
-        k: v for k, v in next(r for r in record if r["file"].endswith("dent_001.png")).items() if k != "sha256"}
+    dent = next(r for r in record if r["file"].endswith("dent_001.png"))
+    assert dent["label"] == "dent" and dent["mask"] == 1 and dent["file"] == "defect/dent/dent_001.png"
 
 
 def test_bad_files_are_reported_by_name_and_skipped(fewshot: Path) -> None:
@@ -60,7 +60,7 @@ def test_too_few_images_say_how_many_are_needed(tmp_path: Path) -> None:
     with pytest.raises(InsufficientDataError, match=r"2 usable good image\(s\).*at least 4: add 2 more"):
         check_enough(data, TrainingSpec(), synthesis=True)
     spec = TrainingSpec(min_good_images=2, synthesis={"mode": "off"})
-    with pytest.raises(InsufficientDataError, match="no defect images.*synthesis.mode"):
+    with pytest.raises(InsufficientDataError, match=r"no defect images.*synthesis\.mode"):
         check_enough(data, spec, synthesis=False)
     with pytest.raises(InsufficientDataError, match="no good/ folder"):
         load_fewshot(tmp_path / "empty")
@@ -68,19 +68,33 @@ def test_too_few_images_say_how_many_are_needed(tmp_path: Path) -> None:
 
 def test_holdout_is_stratified_and_seeded(tmp_path: Path) -> None:
     data = load_fewshot(make_fewshot(tmp_path / "fs", n_good=16, n_defect=16, classes=("a", "b", "c", "d")))
-    mode, folds = make_folds(data.samples, ValidationSpec(), seed=3)
+    mode, folds, _ = make_folds(data.samples, ValidationSpec(), seed=3)
     assert mode == "holdout" and len(folds) == 1
     val = [data.samples[i] for i in folds[0].val]
     assert sum(s.label == 0 for s in val) == 4 and sum(s.label == 1 for s in val) == 4
     assert {s.defect for s in val if s.label} == {"a", "b", "c", "d"}  # every class is held out once
     assert not set(folds[0].val) & set(folds[0].train)
-    assert make_folds(data.samples, ValidationSpec(), seed=3) == (mode, folds)
+    assert make_folds(data.samples, ValidationSpec(), seed=3)[:2] == (mode, folds)
     assert make_folds(data.samples, ValidationSpec(), seed=4)[1] != folds
+
+
+def test_the_split_is_remembered_when_images_are_added(tmp_path: Path) -> None:
+    """Old images keep their side: the gate compares on the same images and nothing is re-encoded."""
+    first = load_fewshot(make_fewshot(tmp_path / "a", n_good=16, n_defect=16))
+    _, folds, record = make_folds(first.samples, ValidationSpec(), seed=0)
+    val_before = {first.samples[i].sha256 for i in folds[0].val}
+    more = load_fewshot(make_fewshot(tmp_path / "b", n_good=20, n_defect=20))  # same 32 images + 8 new ones
+    assert {s.sha256 for s in first.samples} < {s.sha256 for s in more.samples}
+    _, folds2, _ = make_folds(more.samples, ValidationSpec(), seed=0, previous=record)
+    val_after = {more.samples[i].sha256 for i in folds2[0].val}
+    train_after = {more.samples[i].sha256 for i in folds2[0].train}
+    assert val_before <= val_after and not (val_before & train_after)
+    assert len(val_after) == 10  # each label's share grows with the new images
 
 
 def test_tiny_sets_get_k_fold(tmp_path: Path) -> None:
     data = load_fewshot(make_fewshot(tmp_path / "fs", n_good=6, n_defect=3))
-    mode, folds = make_folds(data.samples, ValidationSpec(folds=4), seed=0)
+    mode, folds, _ = make_folds(data.samples, ValidationSpec(folds=4), seed=0)
     assert mode == "kfold" and len(folds) == 4
     all_val = np.concatenate([f.val for f in folds])
     assert sorted(all_val.tolist()) == list(range(9))  # every image validated exactly once

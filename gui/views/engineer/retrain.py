@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
@@ -12,8 +13,10 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QListWidget,
+    QMessageBox,
     QProgressBar,
     QPushButton,
+    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -21,16 +24,16 @@ from PySide6.QtWidgets import (
 )
 
 from gui import theme
-from gui.training import ModelVersion, TrainEvent, VersionBook, find_trainer
+from gui.training import ModelBook, TrainEvent, VersionRow, find_trainer
 from gui.views.engineer.context import EngineerContext
 from gui.workers import TaskWorker, run_task
 
-METRIC_COLUMNS = ("threshold", "false reject %", "escape %", "AUROC")
+METRIC_COLUMNS = ("AUROC", "threshold", "false reject %", "escape %")
 STATUS_COLOURS = {"active": theme.OK, "candidate": theme.INFO, "retired": theme.MUTED, "rejected": theme.NG}
 
 
 class RetrainPanel(QWidget):
-    """``progressed(TrainEvent)`` for every progress report, ``finished_run(ModelVersion | None)`` at the end."""
+    """``progressed(TrainEvent)`` per progress report, ``finished_run(str | None)`` (the candidate) at the end."""
 
     progressed = Signal(object)
     finished_run = Signal(object)
@@ -39,24 +42,32 @@ class RetrainPanel(QWidget):
     def __init__(self, ctx: EngineerContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
+        self.confirm_force = True
         self.trainer = find_trainer()
-        self.book = VersionBook()
+        self.book: ModelBook | None = None
+        self.rows: list[VersionRow] = []
         self.events: list[TrainEvent] = []
+        self.candidate: str | None = None
         self._worker: TaskWorker | None = None
         self._last_event = 0.0
         self._heartbeat = QTimer(self)  # a long step still shows that it is alive
         self._heartbeat.setInterval(1000)
         self._heartbeat.timeout.connect(self._tick)
+
         self.run_button = QPushButton("▶  Retrain line")
         self.run_button.setObjectName("primary")
         self.run_button.clicked.connect(self.start)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 1000)
+        self.epochs.setPrefix("epochs ")
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.stage = QLabel("idle")
         self.stage.setFont(theme.font(14, bold=True))
+        self.stage.setWordWrap(True)
         self.metrics = QTableWidget(0, 2)
         self.metrics.setHorizontalHeaderLabels(["Metric", "Value"])
         self.metrics.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
@@ -69,6 +80,7 @@ class RetrainPanel(QWidget):
         info.setObjectName("hint")
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
+        buttons.addWidget(self.epochs)
         buttons.addWidget(self.cancel_button)
         buttons.addStretch(1)
         run_box = QGroupBox("RETRAIN")
@@ -78,8 +90,8 @@ class RetrainPanel(QWidget):
         r_lay.addWidget(self.stage)
         r_lay.addWidget(self.progress)
         r_lay.addWidget(QLabel("Live metrics"))
-        r_lay.addWidget(self.metrics, 2)
-        r_lay.addWidget(self.log, 1)
+        r_lay.addWidget(self.metrics, 3)
+        r_lay.addWidget(self.log, 2)
 
         self.versions = QTableWidget(0, 3 + len(METRIC_COLUMNS))
         self.versions.setHorizontalHeaderLabels(["Version", "Status", "Created", *METRIC_COLUMNS])
@@ -95,9 +107,13 @@ class RetrainPanel(QWidget):
         self.rollback_button = QPushButton("↶ Roll back")
         self.rollback_button.clicked.connect(self.rollback)
         v_buttons = QHBoxLayout()
-        v_buttons.addStretch(1)
+        self.gate_note = QLabel("")
+        self.gate_note.setObjectName("hint")
+        self.gate_note.setWordWrap(True)
+        v_buttons.addWidget(self.gate_note, 1)
         v_buttons.addWidget(self.rollback_button)
         v_buttons.addWidget(self.approve_button)
+        self.versions.itemSelectionChanged.connect(self._selection_changed)
         ver_box = QGroupBox("MODEL VERSIONS OF THIS LINE")
         v_lay = QVBoxLayout(ver_box)
         v_lay.addWidget(self.versions, 1)
@@ -113,11 +129,7 @@ class RetrainPanel(QWidget):
         return self._worker is not None
 
     def refresh(self) -> None:
-        inspector = self.ctx.handle.inspector
-        if inspector is not None:
-            if self.book.versions and self.book.versions[0].inspector.line.name != inspector.line.name:
-                self.book = VersionBook()  # another line: its own versions
-            self.book.seed(inspector)
+        self.epochs.setValue(self.ctx.handle.line_config().training.max_epochs)
         self._fill_versions()
 
     def start(self) -> None:
@@ -129,36 +141,42 @@ class RetrainPanel(QWidget):
         self.metrics.setRowCount(0)
         self.progress.setValue(0)
         self.stage.setText("starting ...")
+        self.stage.setStyleSheet("")
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.stage.setStyleSheet("")
         self._last_event = time.monotonic()
         self._heartbeat.start()
-        self.ctx.handle.log_event("retrain_start", self.ctx.who, f"retrain of line {self.ctx.handle.line} "
-                                  f"started ({self.trainer.name})")
-        self._worker = run_task(self.trainer.run, self.ctx.handle, name="retrain", pass_control=True,
+        handle, who = self.ctx.handle, self.ctx.who
+        handle.log_event("retrain_start", who, f"retrain of line {handle.line} started ({self.trainer.name}, "
+                                               f"{self.epochs.value()} epochs)")
+        self._worker = run_task(self._run, handle, who, self.epochs.value(), name="retrain", pass_control=True,
                                 on_progress=self._on_progress, on_done=self._on_done, on_error=self._on_error)
+
+    def _run(self, handle: object, who: str, epochs: int, progress: Callable[[TrainEvent], None],
+             cancel: object) -> str:
+        return self.trainer.run(handle, who, progress, cancel, epochs)  # type: ignore[arg-type]
 
     def cancel(self) -> None:
         if self._worker is not None:
             self._worker.cancel.set()
-            self.stage.setText("cancelling after the current step ...")
+            self.stage.setText("cancelling at the next step ...")
 
     def _tick(self) -> None:
-        if self.events:
-            step = self.events[-1].stage
-            self.stage.setText(f"{step} · next step running for {time.monotonic() - self._last_event:.0f} s")
+        quiet = time.monotonic() - self._last_event
+        if self.events and quiet >= 3:
+            self.stage.setText(f"{self.events[-1].stage} · working, {quiet:.0f} s since the last report")
 
     def _on_progress(self, event: TrainEvent) -> None:
         self.events.append(event)
         self._last_event = time.monotonic()
         self.progress.setValue(round(100 * event.fraction))
-        self.stage.setText(event.stage)
-        note = f": {event.message}" if event.message else ""
-        self.log.addItem(f"{time.strftime('%H:%M:%S')}  {event.stage}{note}")
+        self.stage.setText(f"{event.stage}: {event.message}" if event.message else event.stage)
+        self.log.addItem(f"{time.strftime('%H:%M:%S')}  {event.stage}  {event.message}")
+        while self.log.count() > 500:
+            self.log.takeItem(0)
         self.log.scrollToBottom()
         self.metrics.setRowCount(len(event.metrics))
-        for row, (key, value) in enumerate(event.metrics.items()):
+        for row, (key, value) in enumerate(sorted(event.metrics.items())):
             self.metrics.setItem(row, 0, QTableWidgetItem(key))
             self.metrics.setItem(row, 1, QTableWidgetItem(f"{value:.4g}"))
         self.progressed.emit(event)
@@ -169,62 +187,80 @@ class RetrainPanel(QWidget):
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
 
-    def _on_done(self, version: ModelVersion) -> None:
+    def _on_done(self, version: str) -> None:
         self._end()
-        self.book.add(version)
-        self.stage.setText(f"done: candidate {version.version} — review and approve")
+        self.candidate = version
+        self.stage.setText(f"done: candidate {version} — review it and approve")
+        final = self.events[-1].metrics if self.events else {}
         self.ctx.handle.log_event("retrain_done", self.ctx.who, f"retrain of line {self.ctx.handle.line} finished: "
-                                  f"candidate {version.version}", "", {k: round(v, 4) for k, v in
-                                                                         version.metrics.items()})
+                                  f"candidate {version}", "", {k: round(v, 4) for k, v in final.items()})
         self._fill_versions(select=version)
-        self.ctx.notify(f"retrain finished: candidate {version.version}", "ok")
+        self.ctx.notify(f"retrain finished: candidate {version}", "ok")
         self.finished_run.emit(version)
 
     def _on_error(self, error: str) -> None:
         self._end()
-        self.stage.setText(f"failed: {error}")
+        self.stage.setText(f"not finished: {error}")
         self.stage.setStyleSheet(f"color: {theme.NG};")
+        self.ctx.handle.log_event("retrain_failed", self.ctx.who, f"retrain of line {self.ctx.handle.line}: {error}")
         self.ctx.notify(f"retrain failed: {error}", "error")
         self.finished_run.emit(None)
 
     # ------------------------------------------------------------------ versions
-    def _fill_versions(self, select: ModelVersion | None = None) -> None:
-        versions = list(reversed(self.book.versions))
-        self.versions.setRowCount(len(versions))
-        for row, v in enumerate(versions):
-            cells = [v.version, v.status.upper(), time.strftime("%H:%M:%S", time.localtime(v.created))]
+    def _fill_versions(self, select: str | None = None) -> None:
+        try:
+            self.book = self.trainer.book(self.ctx.handle)
+            self.rows = list(reversed(self.book.rows()))
+        except Exception as exc:  # an unreadable registry is shown, not fatal
+            self.rows = []
+            self.gate_note.setText(f"model registry unreadable: {exc}")
+        self.versions.setRowCount(len(self.rows))
+        for row, v in enumerate(self.rows):
+            cells = [v.version + ("  (gate refused)" if v.gate_refused else ""), v.status.upper(), v.created]
             cells += [f"{v.metrics[k]:.3g}" if k in v.metrics else "-" for k in METRIC_COLUMNS]
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if col == 1:
                     item.setForeground(theme.qcolor(STATUS_COLOURS.get(v.status, theme.TEXT)))
+                if col == 0 and v.gate_refused:
+                    item.setForeground(theme.qcolor(theme.FAULT))
                 self.versions.setItem(row, col, item)
-            if v is select:
+            if v.version == select:
                 self.versions.selectRow(row)
-        self.rollback_button.setEnabled(self.book.previous() is not None)
+        self.rollback_button.setEnabled(self.book is not None and self.book.can_rollback())
 
-    def selected_version(self) -> ModelVersion | None:
+    def _selection_changed(self) -> None:
+        row = self.selected_row()
+        self.gate_note.setText(f"Gate refused {row.version}: {row.gate_refused}" if row and row.gate_refused else "")
+
+    def selected_row(self) -> VersionRow | None:
         rows = {i.row() for i in self.versions.selectedIndexes()}
-        if not rows:
-            return None
-        versions = list(reversed(self.book.versions))
-        return versions[min(rows)]
+        return self.rows[min(rows)] if rows else None
 
     def approve_selected(self) -> None:
-        version = self.selected_version()
-        if version is None or version.status == "active":
-            self.ctx.notify("select a candidate version to approve", "warn")
+        row = self.selected_row()
+        if row is None or row.status == "active" or self.book is None:
+            self.ctx.notify("select a version that is not active to approve it", "warn")
             return
-        self._swap(lambda: self.book.approve(self.ctx.handle, version, self.ctx.who),
-                   f"model {version.version} approved and running")
+        force = False
+        if row.gate_refused:
+            if self.confirm_force and QMessageBox.question(
+                    self, "Gate refused", f"The promotion gate refused {row.version}:\n{row.gate_refused}\n\n"
+                    "Deploy it anyway? This is logged as a forced promotion with your name.") \
+                    != QMessageBox.StandardButton.Yes:
+                return
+            force = True
+        book, handle, who = self.book, self.ctx.handle, self.ctx.who
+        self._swap(lambda: book.approve(handle, row.version, who, force), f"model {row.version} approved and running")
 
     def rollback(self) -> None:
-        if self.book.previous() is None:
+        if self.book is None or not self.book.can_rollback():
             self.ctx.notify("no earlier version to roll back to", "warn")
             return
-        self._swap(lambda: self.book.rollback(self.ctx.handle, self.ctx.who), "rolled back")
+        book, handle, who = self.book, self.ctx.handle, self.ctx.who
+        self._swap(lambda: book.rollback(handle, who), "rolled back")
 
-    def _swap(self, action: object, text: str) -> None:
+    def _swap(self, action: Callable[[], object], text: str) -> None:
         self.approve_button.setEnabled(False)
         self.rollback_button.setEnabled(False)
 
@@ -238,5 +274,6 @@ class RetrainPanel(QWidget):
             self.approve_button.setEnabled(True)
             self._fill_versions()
             self.ctx.notify(f"model swap failed: {error}", "error")
+            self.version_changed.emit()
 
-        run_task(action, name="model-swap", on_done=done, on_error=failed)  # type: ignore[arg-type]
+        run_task(action, name="model-swap", on_done=done, on_error=failed)
