@@ -72,7 +72,7 @@ def test_percentile() -> None:
 def test_ascii_simulator_passes_a_correct_station(modem: VirtualNullModem, station: SimulatedStation) -> None:
     with AsciiServer(fast_spec(modem.a.path), station) as link:
         assert link.wait_for_state(LinkState.CONNECTED)
-        report = AsciiPlcSimulator(str(modem.b.path), deadline_ms=2000).run(200, rate_hz=300)
+        report = AsciiPlcSimulator(str(modem.b.path), deadline_ms=2000).run(200, rate_hz=50)
     assert report.ok, report.mismatches
     assert len(report.parts) == 200 and report.count("MISSING") == 0
     assert report.count("OK") + report.count("NG") == 200
@@ -82,7 +82,7 @@ def test_ascii_simulator_passes_a_correct_station(modem: VirtualNullModem, stati
 def test_ascii_simulator_with_checksums(modem: VirtualNullModem, station: SimulatedStation) -> None:
     with AsciiServer(fast_spec(modem.a.path, checksum="required"), station) as link:
         assert link.wait_for_state(LinkState.CONNECTED)
-        report = AsciiPlcSimulator(str(modem.b.path), checksum=True).run(20, rate_hz=500)
+        report = AsciiPlcSimulator(str(modem.b.path), checksum=True).run(20, rate_hz=50)
     assert report.ok, report.mismatches
 
 
