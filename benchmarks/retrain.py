@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,7 +42,8 @@ def _png(path: Path, rgb) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb)
 
 
-def make_line(root: Path, model: str, image_size: int, layers: list[int], n_good: int, n_defect: int) -> Path:
+def make_line(root: Path, model: str, image_size: int, layers: list[int], n_good: int, n_defect: int,
+              training: dict | None = None) -> Path:
     """Few-shot folder + station YAML in ``root``; returns the YAML path."""
     gen = PartGenerator((SIZE, SIZE), seed=11)
     for i in range(n_good):
@@ -55,7 +57,7 @@ def make_line(root: Path, model: str, image_size: int, layers: list[int], n_good
             "model": {"name": model, "pretrained": "random", "image_size": image_size, "feature_layers": layers},
             "prompts": {"defects": {"scratch": "a scratch on the ring surface", "dent": "a dent in the metal",
                                     "chip": "a chipped outer rim", "stain": "a brown stain on the metal"}},
-            "fewshot": {"folder": "fewshot"}}
+            "fewshot": {"folder": "fewshot"}, "training": training or {}}
     config = root / "station.yaml"
     config.write_text(yaml.safe_dump({"station": "bench", "model_dir": "models", "cache_dir": "cache",
                                       "lines": [line]}))
@@ -92,7 +94,12 @@ def _cpu() -> str:
 def report(args: argparse.Namespace, runs: list[dict], loads: list[tuple[float, float, float]]) -> str:
     import torch
 
-    names = ["1: first run (empty caches)", "2: features cached", "3: one good image added"]
+    from inspector.training.settings import TrainingSpec
+
+    spec = TrainingSpec()
+    names = ["1: first run (empty caches)", "2: features cached", "3: one good image added",
+             "4: features cached, `heads: [patch, clip_adapter, tip_adapter]`",
+             "5: first run (empty caches), `augment.views: 0`"]
     lines = [
         "# Retrain wall time: `inspector train` end to end",
         "",
@@ -103,32 +110,47 @@ def report(args: argparse.Namespace, runs: list[dict], loads: list[tuple[float, 
         f"({torch.get_num_threads()} threads), Python {platform.python_version()}",
         f"- Line: {args.model} with random weights at {args.image_size} px, feature layers {args.layers}; "
         f"{args.good} good + {args.defect} defect parts (256 px, 4 defect kinds, with masks); default "
-        f"`training:` settings (heads patch, clip_adapter, tip_adapter, coop; 1 augmented view per training "
-        f"image; max 30 epochs, early stopping after 5); validation: {runs[0]['mode']}",
+        f"`training:` settings (heads {', '.join(spec.heads)}; {spec.augment.views} augmented view(s) per "
+        f"training image; at most {spec.max_epochs} epochs ({spec.coop.max_epochs} for CoOp), early stopping "
+        f"after {spec.patience}); validation: {runs[0]['mode']} (a quarter of each class held out)",
         "- Each run is a fresh `inspector train` process: wall time includes interpreter, torch and Lightning "
         "start-up and the backbone load. Other jobs shared the CPU (load average per run below).",
         "",
-        "| run | wall time | pipeline total | encode | train (all heads) | evaluate | views encoded / cached "
-        "| load avg |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| run | wall time | pipeline total | backbone + prompts | encode | train (all heads) | evaluate "
+        "| views encoded / cached | load avg |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r, load in zip(names, runs, loads):
         t = r["timings"]
         train = sum(v for k, v in t.items() if k.startswith("train_"))
         lines.append(f"| {name} | {r['wall_s']:.1f} s | {t.get('total_before_register', 0):.1f} s | "
-                     f"{t.get('encode', 0):.1f} s | {train:.1f} s | {t.get('evaluate', 0):.1f} s | "
+                     f"{t.get('backbone', 0):.1f} s | {t.get('encode', 0):.1f} s | {train:.1f} s | "
+                     f"{t.get('evaluate', 0):.1f} s | "
                      f"{r['cache']['encoded']} / {r['cache']['hits']} | {load[0]:.1f} |")
-    first, cached = runs[0], runs[1]
+    first, cached, lean = runs[0], runs[1], runs[3]
+
+    def met(value: float, target: float) -> str:
+        return "met" if value <= target else "missed"
+
+    def pipe(r: dict) -> float:
+        return float(r["timings"].get("total_before_register", 0.0))
+
+    startup = statistics.median(r["wall_s"] - pipe(r) for r in runs)
     lines += [
         "",
-        f"Targets: first run <= 60 s -> {first['wall_s']:.1f} s; cached features <= 10 s -> {cached['wall_s']:.1f} s "
-        f"(of which the pipeline itself {cached['timings'].get('total_before_register', 0):.1f} s).",
-        "",
-        "Per-head training time (run 2): " + ", ".join(
-            f"{k.removeprefix('train_')} {v:.1f} s" for k, v in cached["timings"].items() if k.startswith("train_")),
-        "",
-        f"Held-out metrics of run 1 (random weights, so only the patch head sees the defects): new AUROC "
-        f"{first['new']['auroc']:.3f} vs base heads {first['base']['auroc']:.3f}; per head "
+        f"- Target first run <= 60 s: {first['wall_s']:.1f} s ({met(first['wall_s'], 60)}).",
+        f"- Target cached features <= 10 s: {cached['wall_s']:.1f} s as a fresh process, {pipe(cached):.1f} s in the "
+        f"pipeline ({met(pipe(cached), 10)}); without the CoOp head {pipe(lean):.1f} s in the pipeline "
+        f"({met(pipe(lean), 10)}), {lean['wall_s']:.1f} s as a process.",
+        f"- Process start-up (interpreter, torch / Lightning / open_clip imports) is about {startup:.1f} s of every "
+        "command; a GUI that trains in its running process, on its loaded backbone, does not pay it nor the "
+        "backbone load.",
+        "- Per-head training time with cached features (run 2): " + ", ".join(
+            f"{k.removeprefix('train_')} {v:.1f} s" for k, v in cached["timings"].items() if k.startswith("train_"))
+        + ". CoOp runs the ViT-B-16 text transformer forward and backward every step.",
+        f"- Held-out metrics of run 1 ({first['mode']}; random weights, so only the patch head can see the "
+        f"defects): fused AUROC with the new adapter {first['new']['auroc']:.3f} vs base heads "
+        f"{first['base']['auroc']:.3f}; per head "
         + ", ".join(f"{k} {v:.2f}" for k, v in first["heads_auroc"].items() if v is not None) + ".",
     ]
     return "\n".join(lines) + "\n"
@@ -155,6 +177,18 @@ def main() -> int:
             loads.append(os.getloadavg())
             runs.append(run_train(config))
             print(f"run {i + 1}: {runs[-1]['wall_s']:.1f} s, {runs[-1]['cache']}", flush=True)
+        station = yaml.safe_load(config.read_text())
+        station["lines"][0]["training"] = {"heads": ["patch", "clip_adapter", "tip_adapter"]}
+        config.write_text(yaml.safe_dump(station))
+        loads.append(os.getloadavg())
+        runs.append(run_train(config))
+        print(f"run 4: {runs[-1]['wall_s']:.1f} s, {runs[-1]['cache']}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="retrain-bench-") as tmp:
+        config = make_line(Path(tmp), args.model, args.image_size, args.layers, args.good, args.defect,
+                           {"augment": {"views": 0}})
+        loads.append(os.getloadavg())
+        runs.append(run_train(config))
+        print(f"run 5: {runs[-1]['wall_s']:.1f} s, {runs[-1]['cache']}", flush=True)
     text = report(args, runs, loads)
     print(text)
     if args.out != "-":

@@ -50,19 +50,20 @@ class FeatureCache:
     ``path`` None keeps everything in memory (tests, read-only stations).
     """
 
-    def __init__(self, path: Path | None, model_key: str) -> None:
+    def __init__(self, path: Path | None, model_key: str, read_only: bool = False) -> None:
         self.path = Path(path) if path is not None else None
         self.model_key = model_key
+        self.read_only = read_only  # e.g. DDP ranks other than 0: they read what rank 0 wrote
         self.stats = CacheStats()
         self._memory: dict[tuple[str, str], Features] = {}
         self._lock = threading.Lock()
 
     @classmethod
-    def for_backbone(cls, folder: Path | None, model_key: str) -> FeatureCache:
+    def for_backbone(cls, folder: Path | None, model_key: str, read_only: bool = False) -> FeatureCache:
         """The cache file of a backbone identity inside ``folder`` (None: in memory only)."""
         if folder is None:
             return cls(None, model_key)
-        return cls(Path(folder) / f"features-{cache_key(model_key)}.h5", model_key)
+        return cls(Path(folder) / f"features-{cache_key(model_key)}.h5", model_key, read_only)
 
     # ------------------------------------------------------------------------------------ file
     def _open(self, mode: str) -> h5py.File | None:
@@ -120,7 +121,7 @@ class FeatureCache:
         return out
 
     def _write(self, items: dict[tuple[str, str], Features]) -> None:
-        if self.path is None or not items:
+        if self.path is None or not items or self.read_only:
             return
         try:
             fh = self._open("a")
@@ -156,7 +157,8 @@ class FeatureCache:
             missing_keys = [k for k in dict.fromkeys(keys) if k not in found]
             found.update(self._read(missing_keys))
             todo = [k for k in dict.fromkeys(keys) if k not in found]
-            self.stats.hits += len(keys) - len([k for k in keys if k in todo])
+            pending = set(todo)
+            self.stats.hits += sum(1 for k in keys if k not in pending)
             index = {k: i for i, k in enumerate(keys)}
             done = 0
             if progress is not None:

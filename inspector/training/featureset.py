@@ -62,12 +62,13 @@ class FeatureSet:
                           torch.cat([i.original for i in items]), torch.cat([i.synthetic for i in items]),
                           [k for i in items for k in i.keys])
 
-    def item(self, i: int, extra: dict[str, Tensor] | None = None, dense: bool = False) -> dict[str, Tensor]:
-        """One view as a flat dict of tensors (what a DataLoader collates)."""
+    def item(self, i: Any, extra: dict[str, Tensor] | None = None, dense: bool = False, patches: bool = True
+             ) -> dict[str, Tensor]:
+        """One view (or, with an index tensor / slice, a batch) as a flat dict of tensors."""
         f = self.features
         out: dict[str, Tensor] = {"global": f.global_emb[i], "label": self.labels[i], "cls": self.classes[i],
                                   "mask": self.masks[i], "mask_known": self.mask_known[i], "group": self.groups[i]}
-        for layer, tokens in f.patches.items():
+        for layer, tokens in f.patches.items() if patches else ():
             out[f"patch_{layer}"] = tokens[i]
         if dense and f.dense is not None:
             out["dense"] = f.dense[i]

@@ -54,40 +54,62 @@ _SEARCH_CHUNK = 16
 
 # ------------------------------------------------------------------------------------ data
 class FeatureDataset(Dataset):
-    """Views of a FeatureSet as dicts of tensors (plus per-view extras the head precomputed)."""
+    """Views of a FeatureSet as dicts of tensors (plus per-view extras the head precomputed).
 
-    def __init__(self, data: FeatureSet, extra: dict[str, Tensor] | None = None, dense: bool = False) -> None:
+    Only what the head reads is served: the image-embedding heads never see patch tokens.
+    """
+
+    def __init__(self, data: FeatureSet, extra: dict[str, Tensor] | None = None, dense: bool = False,
+                 patches: bool = True) -> None:
         self.data = data
         self.extra = extra or {}
         self.dense = dense
+        self.patches = patches
 
     def __len__(self) -> int:
         return len(self.data)
 
+    def __getitem__(self, i: Any) -> dict[str, Tensor]:
+        return self.data.item(i, self.extra, self.dense, self.patches)
+
+    def everything(self) -> dict[str, Tensor]:
+        """All views as one batch (no per-epoch collation)."""
+        return self[torch.arange(len(self))]
+
+
+class _OneBatch(Dataset):
+    def __init__(self, batch: dict[str, Tensor]) -> None:
+        self.batch = batch
+
+    def __len__(self) -> int:
+        return 1
+
     def __getitem__(self, i: int) -> dict[str, Tensor]:
-        return self.data.item(i, self.extra, self.dense)
+        return self.batch
 
 
 class FeatureDataModule(pl.LightningDataModule):
-    """Training and validation views of one fit; shuffling is seeded."""
+    """Training and validation views of one fit; shuffling is seeded. ``batch_size`` None: every view per step."""
 
-    def __init__(self, train: FeatureSet, val: FeatureSet | None, batch_size: int, seed: int = 0,
+    def __init__(self, train: FeatureSet, val: FeatureSet | None, batch_size: int | None, seed: int = 0,
                  train_extra: dict[str, Tensor] | None = None, val_extra: dict[str, Tensor] | None = None,
-                 dense: bool = False) -> None:
+                 dense: bool = False, patches: bool = True) -> None:
         super().__init__()
-        self.train_set = FeatureDataset(train, train_extra, dense)
-        self.val_set = FeatureDataset(val, val_extra, dense) if val is not None and len(val) else None
+        self.train_set = FeatureDataset(train, train_extra, dense, patches)
+        self.val_set = FeatureDataset(val, val_extra, dense, patches) if val is not None and len(val) else None
         self.batch_size = batch_size
         self.seed = seed
 
     def train_dataloader(self) -> DataLoader:
+        if self.batch_size is None or self.batch_size >= len(self.train_set):
+            # One batch of every view: order does not matter, so it is collated once for all epochs.
+            return DataLoader(_OneBatch(self.train_set.everything()), batch_size=None)
         gen = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.train_set, batch_size=min(self.batch_size, len(self.train_set)), shuffle=True,
-                          generator=gen, num_workers=0)
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, generator=gen, num_workers=0)
 
     def val_dataloader(self) -> DataLoader:
         assert self.val_set is not None
-        return DataLoader(self.val_set, batch_size=max(1, len(self.val_set)), shuffle=False, num_workers=0)
+        return DataLoader(_OneBatch(self.val_set.everything()), batch_size=None)
 
 
 # ------------------------------------------------------------------------------------ modules
@@ -96,6 +118,7 @@ class HeadModule(pl.LightningModule):
 
     name: ClassVar[str] = ""
     uses_dense: ClassVar[bool] = False
+    uses_patches: ClassVar[bool] = False
     # Image-embedding heads see every view in one step; the patch head uses training.batch_size.
     full_batch: ClassVar[bool] = True
 
@@ -161,6 +184,7 @@ class PatchModule(HeadModule):
 
     name = "patch"
     full_batch = False
+    uses_patches = True
     head: ResidualPatchHead
 
     def extras(self, data: FeatureSet, training: bool) -> dict[str, Tensor]:
@@ -374,6 +398,20 @@ def quiet_lightning() -> Iterator[None]:
             lg.setLevel(level)
 
 
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch intra-op threads for the duration of a fit (restored after)."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @dataclass
 class FitResult:
     """A trained pure head and how its training went."""
@@ -407,12 +445,11 @@ def fit_head(module: HeadModule, train: FeatureSet, val: FeatureSet | None, spec
         callbacks += [best, checkpoint]
         if spec.patience > 0:
             callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=spec.patience, check_finite=True))
-    batch = max(len(train), 1) if module.full_batch else spec.batch_size
-    dm = FeatureDataModule(train, val if validate else None, batch, seed=spec.seed + (fold or 0),
-                           train_extra=module.extras(train, training=True),
+    dm = FeatureDataModule(train, val if validate else None, None if module.full_batch else spec.batch_size,
+                           seed=spec.seed + (fold or 0), train_extra=module.extras(train, training=True),
                            val_extra=module.extras(val, training=False) if validate else None,  # type: ignore[arg-type]
-                           dense=module.uses_dense)
-    with quiet_lightning():
+                           dense=module.uses_dense, patches=module.uses_patches)
+    with quiet_lightning(), torch_threads(spec.threads):
         trainer = build_trainer(spec, run_dir, module.name, version, max_epochs, callbacks, validate)
         trainer.fit(module, datamodule=dm)
     if cancel.cancelled or should_stop():
@@ -475,6 +512,8 @@ def make_module(name: str, train: FeatureSet, ctx: HeadContext, max_epochs: int,
         width = int(learner.context.shape[1])
         coop = CoOpHead(dim, n_classes, spec.coop.context, width)
         coop.set_text(ctx.class_text, ctx.scale)
+        args["lr"] = spec.coop.lr or spec.lr
+        args["max_epochs"] = min(max_epochs, spec.coop.max_epochs or max_epochs)
         return CoOpModule(coop, learner, **args)
     msg = f"unknown head {name!r}; known: {sorted(MODULES)}"
     raise ValueError(msg)

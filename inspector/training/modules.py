@@ -128,16 +128,27 @@ class ResidualPatchHead(nn.Module):
 
     def patch_logits(self, features: Features, nn_idx: Tensor | None = None, nn_dist: Tensor | None = None
                      ) -> Tensor:
-        """[B, N] anomaly logits; pass precomputed ``neighbours`` to skip the search (training)."""
+        """[B, N] anomaly logits; pass precomputed ``neighbours`` to skip the search (training).
+
+        The MLP's first layer is linear in the residual ``q - m``, so it is applied as
+        ``W q - (W M)[nn]``: a large batch projects the memory once instead of gathering and
+        concatenating full-width neighbour tokens (a few frames project just their neighbours).
+        """
         if nn_idx is None or nn_dist is None:
             nn_idx, nn_dist = self.neighbours(features)
-        residuals = []
-        for i, layer in enumerate(self.layers):
-            q = features.patches[layer].float()
-            residuals.append(q - self.memory(layer).to(q)[nn_idx[..., i]])
         z = (nn_dist - self.dist_mean) / self.dist_std
-        x = torch.cat([*residuals, z], dim=-1)
-        return self.gain * z.mean(dim=-1) + self.offset + self.mlp(x)[..., 0]
+        first = self.mlp[0]
+        n = len(self.layers)
+        h = F.linear(z, first.weight[:, n * self.dim :], first.bias)
+        for i, layer in enumerate(self.layers):
+            w = first.weight[:, i * self.dim : (i + 1) * self.dim]
+            q = features.patches[layer].float()
+            mem = self.memory(layer).to(q)
+            if q.shape[0] * q.shape[1] >= mem.shape[0]:
+                h = h + q @ w.T - (mem @ w.T)[nn_idx[..., i]]
+            else:
+                h = h + (q - mem[nn_idx[..., i]]) @ w.T
+        return self.gain * z.mean(dim=-1) + self.offset + self.mlp[2](self.mlp[1](h))[..., 0]
 
     def forward(self, features: Features) -> HeadOutput:
         logits = self.patch_logits(features)
@@ -294,8 +305,9 @@ class TextTower:
         from open_clip.transformer import text_global_pool
 
         cast = self.transformer.get_cast_dtype() if hasattr(self.transformer, "get_cast_dtype") else x.dtype
-        x = x.to(cast) + self.positional_embedding.to(cast)
-        mask = self.attn_mask.to(x.device) if self.attn_mask is not None else None
+        n = x.shape[1]  # prompts may be cut after their last end-of-text token (see PromptLearner)
+        x = x.to(cast) + self.positional_embedding[:n].to(cast)
+        mask = self.attn_mask[:n, :n].to(x.device) if self.attn_mask is not None else None
         x = self.transformer(x, attn_mask=mask)
         x = self.ln_final(x)
         x = text_global_pool(x, token_ids, self.pool_type, eos_token_id=self.eos_token_id)
@@ -319,6 +331,14 @@ class PromptLearner(nn.Module):
         if init is None:
             init = torch.randn(n_ctx, width, generator=torch.Generator().manual_seed(0)) * 0.02
         self.context = nn.Parameter(init.detach().clone().float())
+        if tower.attn_mask is not None and tower.pool_type in ("argmax", "eos"):
+            # Causal attention: nothing after the end-of-text token reaches it, so the padding up to
+            # the context length (77) is dead weight - cutting it makes each step several times cheaper.
+            if tower.pool_type == "eos" and tower.eos_token_id is not None:
+                ends = (token_ids == tower.eos_token_id).int().argmax(dim=1)
+            else:
+                ends = token_ids.argmax(dim=1)
+            token_ids = token_ids[:, : int(ends.max()) + 1]
         self.register_buffer("token_ids", token_ids.clone(), persistent=False)
         with torch.no_grad():
             emb = tower.token_embedding(token_ids.to(tower.token_embedding.weight.device)).float()

@@ -42,7 +42,7 @@ from inspector.training.feature_cache import FeatureCache
 from inspector.training.featureset import FeatureSet, mask_to_grid
 from inspector.training.gate import GateDecision, ValidationMetrics, decide
 from inspector.training.progress import CancelToken, Emitter, Observer, TrainingEvent
-from inspector.training.registry import BASE, AuditHook, ModelRegistry, current_user
+from inspector.training.registry import BASE, AuditHook, LoadedVersion, ModelRegistry, current_user
 from inspector.training.settings import TrainingSpec
 from inspector.training.synthesis import DefectSynthesizer
 
@@ -112,6 +112,21 @@ def _training_scope() -> Iterator[None]:
             yield
     finally:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+def global_rank() -> int:
+    """This process's rank in a multi-process (DDP) run: every rank runs the pipeline, rank 0 alone writes."""
+    import os
+
+    for var in ("RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    local = os.environ.get("LOCAL_RANK", "")
+    node = os.environ.get("NODE_RANK", "0")
+    if local.isdigit():
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0)
+        return int(node) * per_node + int(local) if node.isdigit() and per_node else int(local)
+    return 0
 
 
 def build_inspector(station: StationConfig, line: LineConfig) -> Inspector:
@@ -220,7 +235,7 @@ class LineTraining:
         identity = model_identity(inspector)
         key = (f"{identity}|precision={self.line.model.precision}|mean={inspector.backbone.mean}"
                f"|std={inspector.backbone.std}")
-        self.cache = FeatureCache.for_backbone(self.cache_dir, key)
+        self.cache = FeatureCache.for_backbone(self.cache_dir, key, read_only=global_rank() != 0)
         keys = [(self.samples[v.sample].sha256, self.augmenter.view_id(self.samples[v.sample].sha256, v.index))
                 for v in self.views]
 
@@ -312,8 +327,8 @@ class LineTraining:
         t0 = time.perf_counter()
         pl.seed_everything(self.spec.seed + (fold or 0), workers=True, verbose=False)
         module = make_module(name, train, ctx, max_epochs, seed=self.spec.seed)
-        result = fit_head(module, train, val, self.spec, run_dir=self.run_dir, max_epochs=max_epochs, fold=fold,
-                          emit=self.emit, should_stop=self.should_stop)
+        result = fit_head(module, train, val, self.spec, run_dir=self.run_dir, max_epochs=module.max_epochs,
+                          fold=fold, emit=self.emit, should_stop=self.should_stop)
         self._lap(f"train_{name}", t0)
         return result
 
@@ -333,9 +348,6 @@ class LineTraining:
         for k, fold in enumerate(self.folds):
             train_ids, val_ids = self._fold_members(fold)
             train, val = self._subset(train_ids, False), self._subset(val_ids, True)
-            if int(val.labels.sum()) == 0 or int((val.labels == 0).sum()) == 0:
-                _logger.info("fold %d validates on %d good / %d defect view(s)", k, int((val.labels == 0).sum()),
-                             int(val.labels.sum()))
             results = {name: self._fit(name, ctx, train, val, k if kfold else None, self.spec.max_epochs)
                        for name in self.heads}
             t0 = time.perf_counter()
@@ -358,7 +370,7 @@ class LineTraining:
             self.final = self.fold_results[0]
         self.deployed_loaded = deployed
 
-    def _deployed_adapter(self):
+    def _deployed_adapter(self) -> LoadedVersion | None:
         """The deployed version's adapter when it can run on this backbone (else it is judged as base)."""
         name = self.registry.deployed()
         self.deployed_name = name
@@ -567,8 +579,11 @@ def train_line(
             run.prepare_views()
             run.encode()
             run._check()
-            run.train()
-            run.assemble()
+            from inspector.training.lightning import torch_threads
+
+            with torch_threads(spec.threads):  # small models: see training.threads
+                run.train()
+                run.assemble()
     except TrainingDivergedError as exc:
         emit(TrainingEvent("done", f"diverged: {exc}"))
         msg = f"{exc}. Nothing was registered; line {line.name} keeps {deployed_before}."
@@ -581,6 +596,9 @@ def train_line(
             run.prune_runs()
 
     decision = decide(run.metrics_new, run.metrics_reference, spec.gate, run.deployed_name)
+    if global_rank() != 0:  # DDP: the other ranks trained in step with rank 0, which registers
+        return TrainingReport(line.name, None, False, False, decision, deployed_before, deployed_before,
+                              run.metrics_record(decision), list(run.data.skipped), dict(run.timings))
     emit(TrainingEvent("gate", "gate passed" if decision.passed else "gate refused: " + "; ".join(decision.reasons),
                        metrics={"auroc": run.metrics_new.auroc, "f1": run.metrics_new.f1}))
     run.timings["total_before_register"] = time.perf_counter() - t_start

@@ -136,7 +136,7 @@ class GateSpec(_Strict):
 # ------------------------------------------------------------------------------------ heads
 class PatchHeadSpec(_Strict):
     hidden: int = Field(default=64, ge=4, le=4096)
-    memory_size: int = Field(default=2048, ge=64, le=65536)  # coreset of good patch tokens per layer
+    memory_size: int = Field(default=1024, ge=64, le=65536)  # coreset of good patch tokens per layer
     weight: float = Field(default=1.0, ge=0.0)
 
 
@@ -156,6 +156,9 @@ class CoOpSpec(_Strict):
     context: int = Field(default=4, ge=1, le=32)  # learnable context tokens
     init: str | None = "a photo of a"  # initial context words (their token count must equal context)
     weight: float = Field(default=1.0, ge=0.0)
+    # Each CoOp step runs the text transformer forward and backward: cap its epochs separately.
+    max_epochs: int | None = Field(default=10, ge=1, le=10000)  # null = training.max_epochs
+    lr: float | None = Field(default=5e-3, gt=0.0, le=1.0)  # null = training.lr
 
 
 # ------------------------------------------------------------------------------------ training
@@ -172,11 +175,11 @@ class TrainingSpec(_Strict):
     tip_adapter: TipAdapterSpec = TipAdapterSpec()
     coop: CoOpSpec = CoOpSpec()
 
-    max_epochs: int = Field(default=30, ge=1, le=10000)
+    max_epochs: int = Field(default=20, ge=1, le=10000)
     lr: float = Field(default=1e-3, gt=0.0, le=1.0)
     weight_decay: float = Field(default=1e-4, ge=0.0, le=1.0)
     batch_size: int = Field(default=16, ge=1, le=4096)
-    patience: int = Field(default=5, ge=0, le=1000)  # early stopping: epochs without improvement; 0 = off
+    patience: int = Field(default=4, ge=0, le=1000)  # early stopping: epochs without improvement; 0 = off
     seed: int = Field(default=0, ge=0)
     deterministic: bool = True
 
@@ -187,6 +190,10 @@ class TrainingSpec(_Strict):
     num_nodes: int = Field(default=1, ge=1)
     # auto: bf16-mixed (or 16-mixed) on a GPU, 32-true on CPU.
     precision: Literal["auto", "32-true", "16-mixed", "bf16-mixed", "64-true"] = "auto"
+    # CPU threads while the heads train and validate (encoding keeps the process setting); null =
+    # torch's setting. 1 leaves the other cores to a station that inspects meanwhile, and is the
+    # faster choice on a CPU that other processes keep busy (OpenMP barriers stall there).
+    threads: int | None = Field(default=None, ge=1, le=256)
 
     min_good_images: int = Field(default=4, ge=2, le=10000)
     augment: AugmentSpec = AugmentSpec()
