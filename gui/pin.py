@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
 import tempfile
@@ -24,6 +25,7 @@ SCRYPT_R = 8
 SCRYPT_P = 1
 MIN_LEN = 4
 MAX_LEN = 12
+_FIELDS = frozenset(("salt", "hash", "n", "r", "p"))
 
 
 class PinError(ValueError):
@@ -82,7 +84,7 @@ class PinStore:
         except (OSError, ValueError) as exc:
             msg = f"PIN file {self.path} cannot be read ({exc}); delete it and set a new PIN"
             raise PinError(msg) from None
-        if data.get("kdf") != "scrypt" or not {"salt", "hash", "n", "r", "p"} <= data.keys():
+        if not isinstance(data, dict) or data.get("kdf") != "scrypt" or not data.keys() >= _FIELDS:
             msg = f"PIN file {self.path} is not a scrypt PIN file; delete it and set a new PIN"
             raise PinError(msg)
         return data
@@ -111,24 +113,39 @@ class PinStore:
         """Seconds left of a lockout (0 when not locked)."""
         if not self.is_set:
             return 0.0
-        return max(0.0, float(self._read().get("locked_until", 0.0)) - self._clock())
+        now = self._clock()
+        return max(0.0, self._locked_until(self._read(), now) - now)
+
+    def _locked_until(self, data: dict, now: float) -> float:
+        try:
+            until = float(data.get("locked_until", 0.0))
+        except (TypeError, ValueError):
+            until = math.nan
+        # A damaged value (text, NaN) counts as a fresh lockout, never as "not locked".
+        return now + self.lockout_s if math.isnan(until) else until
 
     def verify(self, pin: str) -> PinCheck:
         """Check one attempt; a locked store refuses every PIN (the right one too) until the lockout ends."""
         data = self._read()
         now = self._clock()
-        locked_until = float(data.get("locked_until", 0.0))
+        locked_until = self._locked_until(data, now)
         if locked_until > now:
             return PinCheck(False, locked_until - now, 0)
         if locked_until:  # a lockout that ran out starts a fresh count
             data["failures"], data["locked_until"] = 0, 0.0
-        digest = _hash(pin, bytes.fromhex(data["salt"]), int(data["n"]), int(data["r"]), int(data["p"]))
-        if hmac.compare_digest(digest, bytes.fromhex(data["hash"])):
+        try:
+            digest = _hash(pin, bytes.fromhex(data["salt"]), int(data["n"]), int(data["r"]), int(data["p"]))
+            stored = bytes.fromhex(data["hash"])
+            failures = int(data.get("failures", 0))
+        except (TypeError, ValueError, OverflowError, MemoryError) as exc:  # a damaged or tampered file
+            msg = f"PIN file {self.path} is damaged ({exc}); delete it and set a new PIN"
+            raise PinError(msg) from None
+        if hmac.compare_digest(digest, stored):
             if data.get("failures") or data.get("locked_until"):
                 data["failures"], data["locked_until"] = 0, 0.0
                 self._write(data)
             return PinCheck(True, 0.0, self.max_failures)
-        failures = int(data.get("failures", 0)) + 1
+        failures += 1
         if failures >= self.max_failures:
             data["failures"], data["locked_until"] = 0, now + self.lockout_s
             self._write(data)

@@ -28,13 +28,14 @@ _NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN / inf are refused: a NaN threshold would silently turn every verdict NG, an inf weight poisons fusion.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelSpec(_Strict):
     """Which open_clip backbone to run and where its weights come from."""
 
-    name: str = Field(description="open_clip architecture, e.g. ViT-B-16")
+    name: str = Field(min_length=1, description="open_clip architecture, e.g. ViT-B-16")
     # An open_clip tag (resolved offline from the local cache), a local weights file, or 'random'.
     pretrained: str = Field(min_length=1)
     # Expected sha256 of the weights file; loading refuses a mismatch.
@@ -50,10 +51,10 @@ class ModelSpec(_Strict):
 class PromptSpec(_Strict):
     """Text prompts of one product line."""
 
-    normal_states: tuple[str, ...] = ("flawless {}", "perfect {}", "unblemished {}", "{} without flaw",
-                                      "{} without defect", "{} without damage")
-    anomalous_states: tuple[str, ...] = ("damaged {}", "broken {}", "{} with flaw", "{} with defect",
-                                         "{} with damage")
+    normal_states: tuple[str, ...] = Field(default=("flawless {}", "perfect {}", "unblemished {}", "{} without flaw",
+                                                    "{} without defect", "{} without damage"), min_length=1)
+    anomalous_states: tuple[str, ...] = Field(default=("damaged {}", "broken {}", "{} with flaw", "{} with defect",
+                                                       "{} with damage"), min_length=1)
     # Named defect descriptions: label -> free text ("a scratch on the rim").
     defects: dict[str, str] = Field(default_factory=dict)
     # None = the built-in photo template ensemble; a list replaces it.
@@ -70,6 +71,14 @@ class PromptSpec(_Strict):
             if text.count("{}") != 1:
                 msg = f"{text!r} must contain exactly one '{{}}' placeholder for the object/state"
                 raise ValueError(msg)
+        return value
+
+    @field_validator("templates")
+    @classmethod
+    def _templates_not_empty(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and not value:
+            msg = "an empty template list leaves no prompts; use null for the built-in templates"
+            raise ValueError(msg)
         return value
 
     @field_validator("defects")
@@ -142,6 +151,14 @@ class LineConfig(_Strict):
     heads: HeadWeights = HeadWeights()
     decision: DecisionSpec = DecisionSpec()
     training: TrainingSpec = TrainingSpec()
+
+    @field_validator("object_name")
+    @classmethod
+    def _object_named(cls, value: str) -> str:
+        if not value.strip():
+            msg = "object_name must name the part (it goes into every prompt), not be blank"
+            raise ValueError(msg)
+        return value
 
     @field_validator("roi")
     @classmethod
@@ -219,7 +236,13 @@ def _describe(error: dict[str, Any]) -> str:
         return "required key is missing"
     msg = error.get("msg", "invalid value")
     msg = msg.removeprefix("Value error, ")
-    return f"{msg} (got {error.get('input')!r})" if "input" in error and kind != "model_type" else msg
+    if "input" not in error or kind == "model_type":
+        return msg
+    got = repr(error["input"])
+    return f"{msg} (got {got if len(got) <= _GOT_MAX else got[:_GOT_MAX - 3] + '...'})"
+
+
+_GOT_MAX = 120  # the offending value is quoted in the message, cut to this many characters
 
 
 def parse_station_config(data: Any, source: str | Path = "<memory>") -> StationConfig:
@@ -229,9 +252,15 @@ def parse_station_config(data: Any, source: str | Path = "<memory>") -> StationC
     try:
         config = StationConfig.model_validate(data)
     except ValidationError as exc:
-        problems = []
+        errors = []
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            errors.append((loc, err))
+        problems = []
+        for loc, err in errors:
+            # pydantic adds "lines: should have at least 1 item" when an item failed: the item's error says it all.
+            if err.get("type") == "too_short" and any(len(o) > len(loc) and o[:len(loc)] == loc for o, _ in errors):
+                continue
             problems.append((_key_path(loc), _describe(err)))
         raise ConfigError(str(source), problems) from None
     if isinstance(source, Path):
@@ -248,13 +277,49 @@ def load_station_config(path: str | Path) -> StationConfig:
         raise ConfigError(str(path), [("(file)", "no such file; list station_configs/ for the lines")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), [("(file)", f"cannot read: {exc}")]) from None
+    return parse_station_config(_parse_yaml(text, path), path)
+
+
+def _parse_yaml(text: str, path: Path) -> Any:
+    """YAML text -> data; syntax errors, duplicate keys and absurd nesting become ConfigError."""
     try:
-        data = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        duplicates = _duplicate_keys(root) if root is not None else []
+        if duplicates:
+            raise ConfigError(str(path), duplicates)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
         raise ConfigError(str(path), [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
-    return parse_station_config(data, path)
+    except RecursionError:
+        raise ConfigError(str(path), [("(file)", "nested too deeply to be a station config")]) from None
+
+
+def _duplicate_keys(root: yaml.Node) -> list[tuple[str, str]]:
+    """Keys that appear twice in one mapping, by key path (PyYAML would silently keep the last one)."""
+    found: list[tuple[str, str]] = []
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, tuple[str | int, ...]]] = [(root, ())]
+    while stack:
+        node, loc = stack.pop()
+        if id(node) in seen:  # an alias: already checked where it was defined
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key, value in node.value:
+                name = key.value if isinstance(key, yaml.ScalarNode) else None
+                if name is not None and name != "<<":
+                    if name in first:
+                        found.append((_key_path((*loc, name)), f"duplicate key (lines {first[name] + 1} and "
+                                      f"{key.start_mark.line + 1}); keep one of them"))
+                    else:
+                        first[name] = key.start_mark.line
+                stack.append((value, (*loc, name if name is not None else "?")))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, (*loc, i)) for i, item in enumerate(node.value))
+    return found
 
 
 def config_hash(line: LineConfig) -> str:
@@ -272,11 +337,37 @@ def atomic_write_text(path: Path, text: str) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
+            if hasattr(os, "fchmod"):  # mkstemp creates 0600: keep the file's mode (a service may read it)
+                os.fchmod(fh.fileno(), _mode_of(path))
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+
+
+def _mode_of(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def update_line_in_file(path: Path, line_name: str, updates: dict[str, Any]) -> StationConfig:
@@ -287,26 +378,40 @@ def update_line_in_file(path: Path, line_name: str, updates: dict[str, Any]) -> 
     from io import StringIO
 
     from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError as RuamelError
 
     rt = YAML()
     rt.preserve_quotes = True
     path = Path(path)
-    doc = rt.load(path.read_text(encoding="utf-8"))
-    lines = doc.get("lines") or []
-    target = next((x for x in lines if x.get("name") == line_name), None)
+    try:
+        doc = rt.load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(path), [("(file)", "no such file; nothing was written")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [("(file)", f"cannot read: {exc}")]) from None
+    except RuamelError as exc:
+        raise ConfigError(str(path), [("(file)", f"not valid YAML: {exc}")]) from None
+    lines = doc.get("lines") if isinstance(doc, dict) else None
+    if not isinstance(lines, list):
+        raise ConfigError(str(path), [("lines", "expected a list of lines; run `inspector config check` on the file")])
+    index, target = next(((i, x) for i, x in enumerate(lines) if isinstance(x, dict) and x.get("name") == line_name),
+                         (None, None))
     if target is None:
         raise ConfigError(str(path), [("lines", f"no line named {line_name!r}")])
     for dotted, value in updates.items():
         node = target
         *parents, leaf = dotted.split(".")
-        for key in parents:
+        for depth, key in enumerate(parents):
             if node.get(key) is None:
                 node[key] = {}
             node = node[key]
+            if not isinstance(node, dict):
+                where = _key_path(("lines", index, *parents[: depth + 1]))
+                raise ConfigError(str(path), [(where, f"is {type(node).__name__}, not a mapping; cannot set {dotted}")])
         node[leaf] = value
     buf = StringIO()
     rt.dump(doc, buf)
     text = buf.getvalue()
-    config = parse_station_config(yaml.safe_load(text), path)
+    config = parse_station_config(_parse_yaml(text, path), path)
     atomic_write_text(path, text)
     return config

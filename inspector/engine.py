@@ -446,6 +446,25 @@ class Inspector:
             r.timings_ms["total"] = sum(timings.values())
         return results
 
+    def _defect_class(self, i: int, outputs: dict[str, HeadOutput]) -> tuple[str, float | None]:
+        """Name of an NG part's defect: from the trained adapter (it learned the line's labelled defects),
+        else the linear probe, else the zero-shot prompts; "anomaly" when no head names classes."""
+        sources: list[tuple[str, tuple[str, ...]]] = []
+        if self.adapter is not None:
+            sources.append(("adapter", tuple(getattr(self.adapter, "defect_names", ()))))
+        sources += [("probe", self.probe.defect_names if self.probe.fitted else ()),
+                    ("zero_shot", self.zero_shot.defect_names)]
+        for head, names in sources:
+            out = outputs.get(head)
+            if out is None or out.class_probs is None or not names:
+                continue
+            probs = out.class_probs[i]
+            if probs.numel() != len(names):
+                continue
+            k = int(torch.argmax(probs))
+            return names[k], float(probs[k])
+        return "anomaly", None
+
     def _upsample(self, fused_map: Tensor, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
         out = []
         for i, (h, w) in enumerate(sizes):
@@ -460,14 +479,7 @@ class Inspector:
         ng = not score < self.threshold  # NaN can never pass as OK
         defect = confidence = None
         if ng:
-            source = outputs.get("probe") if "probe" in outputs else outputs.get("zero_shot")
-            names = self.probe.defect_names if "probe" in outputs else self.zero_shot.defect_names
-            if source is not None and source.class_probs is not None and names:
-                probs = source.class_probs[i]
-                k = int(torch.argmax(probs))
-                defect, confidence = names[k], float(probs[k])
-            else:
-                defect = "anomaly"
+            defect, confidence = self._defect_class(i, outputs)
         roi = self.line.roi or (0, 0, frame.shape[1], frame.shape[0])
         regions = []
         if ng and anomaly_map is not None:

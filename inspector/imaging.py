@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import warnings
 from pathlib import Path
 
 import cv2
@@ -11,6 +13,8 @@ from inspector.errors import ImageDecodeError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MIN_SIDE = 16
+# A declared size beyond this is refused before decoding (a corrupt or hostile header must not allocate gigabytes).
+MAX_PIXELS = 1 << 27  # 134 MP: above any line-scan or area camera frame the station expects
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -21,15 +25,38 @@ def load_image(path: str | Path) -> np.ndarray:
     except OSError as exc:
         msg = f"{path}: cannot read image file ({exc.strerror or exc})"
         raise ImageDecodeError(msg) from None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    _check_declared_size(data, path)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except cv2.error as exc:  # OpenCV asserts on some headers (e.g. its own pixel limit) instead of returning None
+        msg = f"{path}: not a decodable image ({str(exc).strip().splitlines()[-1]}); replace or remove it"
+        raise ImageDecodeError(msg) from None
     if image is None:
         msg = f"{path}: not a decodable image (corrupt, truncated or unsupported format); replace or remove it"
         raise ImageDecodeError(msg)
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        # BGR(A) -> RGB by indexing: cvtColor refuses int16 / int32 / float64 TIFFs with a raw cv2.error.
+        image = image[:, :, 2::-1]
     return validate_frame(image, source=str(path))
+
+
+def _check_declared_size(data: np.ndarray, path: Path) -> None:
+    """Refuse a file whose header declares more than MAX_PIXELS before anything allocates the pixels."""
+    from PIL import Image  # header only (lazy open); Pillow comes with torchvision
+
+    too_big = f"{path}: the image declares more than the {MAX_PIXELS:,} pixels a frame may have"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(memoryview(data))) as peek:
+                width, height = peek.size
+        except Image.DecompressionBombError:  # Pillow's own limit (above ours) tripped while reading the header
+            raise ImageDecodeError(f"{too_big}; it is corrupt or not a camera frame - replace or remove it") from None
+        except Exception:  # not a format Pillow knows, or a broken header: OpenCV decides
+            return
+    if width * height > MAX_PIXELS:
+        msg = f"{too_big} ({width}x{height}); it is corrupt or not a camera frame - replace or remove it"
+        raise ImageDecodeError(msg)
 
 
 def validate_frame(frame: object, source: str = "frame") -> np.ndarray:

@@ -245,6 +245,30 @@ def test_adapter_hot_swap_and_rollback(tiny_backbone, goods, test_set) -> None:
     assert back.model_version == "base" and back.score == pytest.approx(base.score, abs=1e-5)
 
 
+class _NamingAdapter(_ConstantAdapter):
+    """An adapter trained on the line's defects: it names them with its own class probabilities."""
+
+    defect_names = ("burr", "crack")
+
+    def forward(self, features):
+        from inspector.heads import HeadOutput
+
+        probs = torch.tensor([[0.2, 0.8]]).expand(features.batch_size, 2)
+        return HeadOutput(self.value.expand(features.batch_size), None, probs)
+
+
+def test_ng_parts_are_named_by_the_adapter_classes(tiny_backbone, goods, test_set) -> None:
+    insp = make_inspector(tiny_backbone)
+    insp.fit(goods)
+    frame = test_set[0][0]
+    insp.install_adapter(_NamingAdapter(50.0), "v0004", score_stats=(0.0, 1.0), threshold=0.0)
+    named = insp.inspect(frame)
+    assert named.verdict == "NG" and named.defect == "crack" and named.defect_confidence == pytest.approx(0.8)
+    insp.install_adapter(_ConstantAdapter(50.0), "v0005", score_stats=(0.0, 1.0), threshold=0.0)
+    fallback = insp.inspect(frame)  # no classes from the adapter: the zero-shot prompts name the defect
+    assert fallback.verdict == "NG" and fallback.defect in insp.zero_shot.defect_names
+
+
 def test_fitted_state_cache_round_trip(tmp_path: Path, tiny_backbone, repo_root: Path, test_set) -> None:
     folder = repo_root / "fewshot_data" / "demo"
     cache = tmp_path / "cache"

@@ -6,6 +6,7 @@ decoded strings, timestamps, media and summaries.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections import Counter
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import h5py
 import numpy as np
 
@@ -21,7 +23,7 @@ from inspector.audit import recovery
 from inspector.audit.h5log import log_files
 from inspector.audit.media import decode_image
 from inspector.audit.schema import FORMAT_NAME, STAGES, decode_str
-from inspector.errors import InspectorError
+from inspector.errors import ImageDecodeError, InspectorError
 
 _logger = logging.getLogger(__name__)
 
@@ -29,13 +31,22 @@ _STRING_FIELDS = ("part_id", "line", "verdict", "defect", "fault", "trigger", "f
                   "model_name", "weights_sha256", "model_version", "config_hash")
 
 
+# What h5py / HDF5 / numpy raise on a damaged file; the reader turns them into AuditReadError.
+_DAMAGE = (OSError, RuntimeError, KeyError, ValueError, TypeError, OverflowError)
+_DAMAGED_FIX = ("keep the file for analysis and restore it from a backup if there is one; the station's other "
+                "files are not affected (`inspector log summary FOLDER` lists what is readable)")
+
+
 class AuditReadError(InspectorError):
     """A file is not an audit log or cannot be read."""
 
 
 def iso_utc(time_ns: int) -> str:
-    """UTC ISO-8601 with milliseconds, e.g. 2026-05-11T08:15:00.123Z."""
-    stamp = dt.datetime.fromtimestamp(int(time_ns) / 1e9, dt.UTC)
+    """UTC ISO-8601 with milliseconds, e.g. 2026-05-11T08:15:00.123Z (``invalid time <ns>`` if out of range)."""
+    try:
+        stamp = dt.datetime.fromtimestamp(int(time_ns) / 1e9, dt.UTC)
+    except (OverflowError, OSError, ValueError):  # a damaged row: say so instead of failing the whole read
+        return f"invalid time {int(time_ns)}"
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 
@@ -80,15 +91,39 @@ class AuditReader:
             raise AuditReadError(msg)
         try:
             self._f = h5py.File(self.path, "r", swmr=True)
-        except OSError as exc:
-            msg = f"{self.path}: not a readable HDF5 audit file ({exc})"
+        except _DAMAGE as exc:
+            cut = recovery.truncation(self.path)
+            if cut is not None:
+                msg = (f"{self.path}: audit file is truncated ({cut[0]} of {cut[1]} bytes: cut short by a full "
+                       f"disk or an interrupted copy); {_DAMAGED_FIX}")
+            else:
+                msg = f"{self.path}: not a readable HDF5 audit file ({exc}); {_DAMAGED_FIX}"
             raise AuditReadError(msg) from None
-        if self._f.attrs.get("format") != FORMAT_NAME or "inspections" not in self._f:
+        try:
+            ours = self._f.attrs.get("format") == FORMAT_NAME and isinstance(self._f.get("inspections"), h5py.Dataset)
+            if ours:
+                self.attrs: dict[str, Any] = {k: _attr(v) for k, v in self._f.attrs.items()}
+                stages = self.attrs.get("stages", STAGES)
+                self.stages: tuple[str, ...] = tuple(str(x) for x in stages) if isinstance(stages, tuple) else STAGES
+                len(self)  # the table's shape must be readable
+        except (AuditReadError, *_DAMAGE) as exc:
+            self._f.close()
+            msg = f"{self.path}: damaged audit file, its header cannot be read ({exc}); {_DAMAGED_FIX}"
+            raise AuditReadError(msg) from None
+        if not ours:
             self._f.close()
             msg = f"{self.path}: HDF5 file but not an inspector audit log (no 'inspections' table)"
             raise AuditReadError(msg)
-        self.attrs: dict[str, Any] = {k: _attr(v) for k, v in self._f.attrs.items()}
-        self.stages: tuple[str, ...] = tuple(self.attrs.get("stages", STAGES))
+
+    @contextlib.contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        """Turn h5py's errors on a damaged file into AuditReadError naming the file and what was read."""
+        try:
+            yield
+        except _DAMAGE as exc:
+            why = f"{type(exc).__name__}: {exc}"
+            msg = f"{self.path}: damaged audit file, {what} cannot be read ({why}); {_DAMAGED_FIX}"
+            raise AuditReadError(msg) from None
 
     def close(self) -> None:
         self._f.close()
@@ -101,13 +136,15 @@ class AuditReader:
 
     def refresh(self) -> int:
         """Pick up records written since opening (live files); returns the record count."""
-        for ds in self._f.values():
-            if isinstance(ds, h5py.Dataset):
-                ds.refresh()
+        with self._reading("the live datasets"):
+            for ds in self._f.values():
+                if isinstance(ds, h5py.Dataset):
+                    ds.refresh()
         return len(self)
 
     def __len__(self) -> int:
-        return int(self._f["inspections"].shape[0])
+        with self._reading("the record count"):
+            return int(self._f["inspections"].shape[0])
 
     @property
     def is_open_for_write(self) -> bool:
@@ -117,22 +154,29 @@ class AuditReader:
     # ------------------------------------------------------------------ records
     def table(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Raw structured rows (bytes fields) of the inspections table."""
-        return self._f["inspections"][start:stop]
+        with self._reading(f"inspections[{start}:{stop if stop is not None else ''}]"):
+            rows = self._f["inspections"][start:stop]
+        if rows.dtype.names is None or "seq" not in rows.dtype.names:
+            msg = f"{self.path}: damaged audit file, the inspections table has no records layout; {_DAMAGED_FIX}"
+            raise AuditReadError(msg)
+        return rows
 
     def records(self, start: int = 0, stop: int | None = None) -> list[dict[str, Any]]:
         """Rows as dicts with decoded strings, ``timestamp`` (UTC ISO) and stage latencies (``ms``)."""
         rows = self.table(start, stop)
         stages = self.stage_ms(start, stop)
         out = []
-        for i, row in enumerate(rows):
-            rec: dict[str, Any] = {name: row[name].item() for name in rows.dtype.names if name != "roi"}
-            for name in _STRING_FIELDS:
-                rec[name] = decode_str(row[name])
-            rec["roi"] = tuple(int(v) for v in row["roi"])
-            rec["timestamp"] = iso_utc(row["time_ns"])
-            rec["untrained"] = bool(row["untrained"])
-            rec["ms"] = {s: float(stages[i, k]) for k, s in enumerate(self.stages) if np.isfinite(stages[i, k])}
-            out.append(rec)
+        with self._reading("the inspection records"):
+            for i, row in enumerate(rows):
+                rec: dict[str, Any] = {name: row[name].item() for name in rows.dtype.names if name != "roi"}
+                for name in _STRING_FIELDS:
+                    rec[name] = decode_str(row[name])
+                rec["roi"] = tuple(int(v) for v in row["roi"])
+                rec["timestamp"] = iso_utc(row["time_ns"])
+                rec["untrained"] = bool(row["untrained"])
+                rec["ms"] = ({s: float(stages[i, k]) for k, s in enumerate(self.stages) if k < stages.shape[1]
+                              and np.isfinite(stages[i, k])} if i < len(stages) else {})
+                out.append(rec)
         return out
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -142,41 +186,56 @@ class AuditReader:
 
     def stage_ms(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         stop = len(self) if stop is None else min(stop, len(self))
-        return self._f["stage_ms"][start:stop]
+        with self._reading("the stage latencies"):
+            return self._f["stage_ms"][start:stop]
 
     def embeddings(self) -> np.ndarray:
         """float16 [N, D] global embeddings (rows of parts not inspected are NaN)."""
-        return self._f["embedding"][: len(self)]
+        n = len(self)
+        with self._reading("the embeddings"):
+            return self._f["embedding"][:n]
 
     def heatmap(self, i: int) -> np.ndarray | None:
-        if "heatmap" not in self._f:
-            return None
-        heat = self._f["heatmap"][i]
+        with self._reading(f"the heatmap of record {i}"):
+            if "heatmap" not in self._f:
+                return None
+            heat = self._f["heatmap"][i]
         return None if np.isnan(heat).all() else heat
 
     def thumbnail(self, i: int) -> np.ndarray | None:
         """RGB thumbnail of record ``i`` (None when not stored)."""
-        row = self._f["inspections"][i]
-        return self._blob("thumbnails", int(row["thumb_offset"]), int(row["thumb_size"]))
+        with self._reading(f"record {i}"):
+            row = self._f["inspections"][i]
+            where = int(row["thumb_offset"]), int(row["thumb_size"])
+        return self._blob("thumbnails", i, *where)
 
     def frame(self, i: int) -> np.ndarray | None:
         """Full RGB frame of record ``i`` (None when not stored: see log.save_full_frames)."""
-        row = self._f["inspections"][i]
-        return self._blob("frames", int(row["frame_offset"]), int(row["frame_size"]))
+        with self._reading(f"record {i}"):
+            row = self._f["inspections"][i]
+            where = int(row["frame_offset"]), int(row["frame_size"])
+        return self._blob("frames", i, *where)
 
-    def _blob(self, name: str, offset: int, size: int) -> np.ndarray | None:
+    def _blob(self, name: str, i: int, offset: int, size: int) -> np.ndarray | None:
         if size == 0:
             return None
-        return decode_image(self._f[name][offset : offset + size].tobytes())
+        with self._reading(f"the {name} blob of record {i}"):
+            data = self._f[name][offset : offset + size].tobytes()
+        try:
+            return decode_image(data)
+        except (ImageDecodeError, cv2.error) as exc:
+            msg = f"{self.path}: record {i}: stored {name[:-1]} is damaged ({exc}); its other fields are intact"
+            raise AuditReadError(msg) from None
 
     def events(self) -> list[dict[str, Any]]:
-        rows = self._f["events"][:]
         out = []
-        for row in rows:
-            ev = {name: decode_str(row[name]) for name in ("kind", "who", "what", "old", "new")}
-            ev["time_ns"], ev["after_seq"] = int(row["time_ns"]), int(row["after_seq"])
-            ev["timestamp"] = iso_utc(row["time_ns"])
-            out.append(ev)
+        with self._reading("the events table"):
+            rows = self._f["events"][:]
+            for row in rows:
+                ev = {name: decode_str(row[name]) for name in ("kind", "who", "what", "old", "new")}
+                ev["time_ns"], ev["after_seq"] = int(row["time_ns"]), int(row["after_seq"])
+                ev["timestamp"] = iso_utc(row["time_ns"])
+                out.append(ev)
         return out
 
 
@@ -219,28 +278,36 @@ def summarize(path: Path) -> LogSummary:
             _logger.warning("%s", exc)
             summary.unreadable.append(str(file))
             continue
-        with reader:
-            summary.files.append(str(file))
-            if reader.is_open_for_write:
-                summary.open_files.append(str(file))
-            rows = reader.table()
-            n = len(rows)
-            summary.records += n
-            verdicts = rows["verdict"]
-            faults = rows["fault"] != b""
-            summary.faults += int(faults.sum())
-            summary.ok += int(((verdicts == b"OK") & ~faults).sum())
-            summary.ng += int(((verdicts == b"NG") & ~faults).sum())
-            seqs.append(rows["seq"].astype(np.int64))
-            if n:
-                times += [int(rows["time_ns"].min()), int(rows["time_ns"].max())]
+        try:  # read everything first: a file damaged half-way adds nothing, and is listed as unreadable
+            with reader:
+                is_open = reader.is_open_for_write
+                rows = reader.table()
                 k = reader.stages.index("total") if "total" in reader.stages else None
-                if k is not None:
-                    totals.append(reader.stage_ms()[:, k])
-            counters["lines"].update(decode_str(v) for v in rows["line"])
-            counters["defects"].update(decode_str(v) for v, f in zip(rows["defect"], faults) if v and not f)
-            counters["models"].update(decode_str(v) for v in rows["model"])
-            counters["events"].update(e["kind"] for e in reader.events())
+                stage_ms = reader.stage_ms() if len(rows) and k is not None else None
+                kinds = [e["kind"] for e in reader.events()]
+        except AuditReadError as exc:
+            _logger.warning("%s", exc)
+            summary.unreadable.append(str(file))
+            continue
+        summary.files.append(str(file))
+        if is_open:
+            summary.open_files.append(str(file))
+        n = len(rows)
+        summary.records += n
+        verdicts = rows["verdict"]
+        faults = rows["fault"] != b""
+        summary.faults += int(faults.sum())
+        summary.ok += int(((verdicts == b"OK") & ~faults).sum())
+        summary.ng += int(((verdicts == b"NG") & ~faults).sum())
+        seqs.append(rows["seq"].astype(np.int64))
+        if n:
+            times += [int(rows["time_ns"].min()), int(rows["time_ns"].max())]
+            if stage_ms is not None and k is not None and stage_ms.ndim == 2 and k < stage_ms.shape[1]:
+                totals.append(stage_ms[:, k])
+        counters["lines"].update(decode_str(v) for v in rows["line"])
+        counters["defects"].update(decode_str(v) for v, f in zip(rows["defect"], faults) if v and not f)
+        counters["models"].update(decode_str(v) for v in rows["model"])
+        counters["events"].update(kinds)
     if seqs and sum(len(s) for s in seqs):
         allseq = np.unique(np.concatenate(seqs))
         summary.first_seq, summary.last_seq = int(allseq[0]), int(allseq[-1])

@@ -75,12 +75,18 @@ class _Superblock:
 
     @classmethod
     def read(cls, path: Path) -> _Superblock | None:
-        with path.open("rb") as fh:
-            head = fh.read(12 + 4 * 8 + 4)
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(12 + 4 * 8 + 4)
+        except OSError as exc:  # unreadable (permissions, vanished): not ours to seal
+            _logger.warning("%s: cannot read its superblock (%s)", path, exc)
+            return None
         if len(head) < 12 or head[:8] != SIGNATURE or head[8] not in (2, 3) or head[9] not in (4, 8):
             return None
+        if len(head) < 12 + 4 * head[9] + 4:  # a file cut inside its superblock
+            return None
         sb = cls(head)
-        if len(head) < sb.length + 4 or lookup3(head[: sb.length]) != sb.checksum:
+        if lookup3(head[: sb.length]) != sb.checksum:
             return None
         return sb
 
@@ -89,6 +95,19 @@ class _Superblock:
         body[_FLAGS_AT] = 0
         struct.pack_into(self._fmt, body, self.eoa_at, eoa)
         return bytes(body) + struct.pack("<I", lookup3(bytes(body)))
+
+
+def truncation(path: Path) -> tuple[int, int] | None:
+    """(file size, size the superblock expects) when a v2/v3 HDF5 file is shorter than it says; else None."""
+    path = Path(path)
+    sb = _Superblock.read(path)
+    if sb is None:
+        return None
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return None
+    return (size, sb.eoa) if size < sb.eoa else None
 
 
 def open_flags(path: Path) -> int | None:

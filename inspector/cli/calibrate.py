@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
+from inspector.cli.audit_log import add_audit_args, audited, who
 from inspector.cli.common import add_config_args, load_inspector
 
 
@@ -13,6 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_config_args(p)
     p.add_argument("--method", choices=("false_reject", "f1", "cost"), help="default: the line's setting")
     p.add_argument("--dry-run", action="store_true", help="print, do not write the config")
+    add_audit_args(p)
     p.set_defaults(func=run)
 
 
@@ -39,9 +41,14 @@ def run(args: argparse.Namespace) -> int:
         fewshot_folder=str(inspector.line.fewshot.folder),
         fewshot_images=inspector._last_fit.files if inspector._last_fit else [],
     )
-    update_line_in_file(station.source, inspector.line.name,
-                        {"decision.threshold": round(float(calib.threshold), 6),
-                         "decision.calibration.record": _plain(record)})
+    old = station.line(inspector.line.name).decision.threshold
+    new = round(float(calib.threshold), 6)
+    with audited(station, args) as log:  # refused (nothing written) when the change cannot be recorded
+        update_line_in_file(station.source, inspector.line.name,
+                            {"decision.threshold": new, "decision.calibration.record": _plain(record)})
+        log("calibration", who(args), f"line {inspector.line.name}: threshold calibrated ({calib.method}, "
+            f"{calib.n_good} good / {calib.n_defect} defect) and written to {station.source.name}",
+            {"decision.threshold": old}, {"decision.threshold": new, "method": calib.method})
     console.print(f"written to {station.source}")
     return 0
 

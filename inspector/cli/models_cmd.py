@@ -1,13 +1,15 @@
 """``inspector models list | promote VERSION | rollback``: a line's registered adapter versions.
 
 These commands change ``models/<line>/deployed.json`` only; a running station follows it
-(:class:`inspector.training.deploy.DeploymentWatcher`) and swaps between two frames.
+(:class:`inspector.training.deploy.DeploymentWatcher`) and swaps between two frames. Promotions and
+rollbacks are recorded in the station's audit log (who, when, old -> new; see inspector.cli.audit_log).
 """
 
 from __future__ import annotations
 
 import argparse
 
+from inspector.cli.audit_log import add_audit_args, audited, who
 from inspector.cli.common import add_config_args
 
 
@@ -26,11 +28,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p_promote.add_argument("version", metavar="VERSION", help="e.g. v3 (see `inspector models list`)")
     p_promote.add_argument("--force", action="store_true", help="deploy even if the gate refuses (logged)")
     p_promote.add_argument("--reason", default="", help="why (recorded with the promotion)")
+    add_audit_args(p_promote)
     p_promote.set_defaults(func=run_promote)
 
     p_back = cmds.add_parser("rollback", help="deploy the version that was deployed before the current one")
     add_config_args(p_back)
     p_back.add_argument("--reason", default="", help="why (recorded with the rollback)")
+    add_audit_args(p_back)
     p_back.set_defaults(func=run_rollback)
 
 
@@ -39,7 +43,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _registry(args: argparse.Namespace):
+def _station_registry(args: argparse.Namespace):
     from inspector.config import load_station_config
     from inspector.errors import InspectorError
     from inspector.training.registry import ModelRegistry
@@ -49,7 +53,11 @@ def _registry(args: argparse.Namespace):
         line = station.line(args.line)
     except KeyError as exc:
         raise InspectorError(str(exc.args[0])) from None
-    return ModelRegistry(station.resolve(station.model_dir), line.name)
+    return station, ModelRegistry(station.resolve(station.model_dir), line.name)
+
+
+def _registry(args: argparse.Namespace):
+    return _station_registry(args)[1]
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -82,9 +90,7 @@ def run_list(args: argparse.Namespace) -> int:
 def run_promote(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from inspector.training.registry import current_user
-
-    registry = _registry(args)
+    station, registry = _station_registry(args)
     info = registry.get(args.version)
     deployed = registry.deployed()
     console = Console()
@@ -103,8 +109,9 @@ def run_promote(args: argparse.Namespace) -> int:
         console.print(f"[red]gate refuses {info.version}:[/] " + "; ".join(reasons), highlight=False)
         console.print("use --force --reason TEXT to deploy it anyway (logged)", highlight=False)
         return 1
-    old = registry.promote(info.version, who=current_user(), forced=not passed, reason=args.reason,
-                          gate={**gate, "passed": passed, "reasons": reasons})
+    with audited(station, args) as record:
+        old = registry.promote(info.version, who=who(args), forced=not passed, reason=args.reason,
+                               gate={**gate, "passed": passed, "reasons": reasons}, audit=record)
     console.print(f"line {registry.line}: {old} -> {info.version}{' (FORCED)' if not passed else ''}",
                   highlight=False)
     return 0
@@ -113,9 +120,8 @@ def run_promote(args: argparse.Namespace) -> int:
 def run_rollback(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from inspector.training.registry import current_user
-
-    registry = _registry(args)
-    old, new = registry.rollback(who=current_user(), reason=args.reason)
+    station, registry = _station_registry(args)
+    with audited(station, args) as record:
+        old, new = registry.rollback(who=who(args), reason=args.reason, audit=record)
     Console().print(f"line {registry.line}: rolled back {old} -> {new}", highlight=False)
     return 0

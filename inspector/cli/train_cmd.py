@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from inspector.cli.audit_log import add_audit_args, check_writable, recorder, who
 from inspector.cli.common import add_config_args
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="deploy even if the gate refuses (logged, with --reason)")
     p.add_argument("--reason", default="", help="why (recorded with the promotion)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
+    add_audit_args(p)
     p.set_defaults(func=run)
 
 
@@ -120,10 +122,13 @@ def run(args: argparse.Namespace) -> int:
         raise InspectorError(str(exc.args[0])) from None
     console = Console(stderr=True)
     token = CancelToken()
+    if (line.training.auto_promote if args.promote is None else args.promote) or args.force:
+        check_writable(station, args)  # a promotion at the end must be recorded: find out before training
     try:
         with _ctrl_c_cancels(token, console), _RichProgress(console, not args.no_progress) as bar:
             report = train_line(station, line.name, observers=[bar], cancel=token, max_epochs=args.max_epochs,
-                                promote=args.promote, force=args.force, reason=args.reason)
+                                promote=args.promote, force=args.force, reason=args.reason, who=who(args),
+                                audit=recorder(station, args))
     except TrainingCancelledError as exc:
         console.print(f"[yellow]{exc}")
         return 130

@@ -257,7 +257,7 @@ class ModelRegistry:
                    old, version)
         else:
             _logger.info("promotion by %s: %s", who, what)
-            _audit(audit, "model_promote", who, what, old, version)
+            _audit(audit, "model_promote", who, f"{what} (reason: {reason})" if reason else what, old, version)
         return old
 
     def rollback(self, *, who: str | None = None, reason: str = "", audit: AuditHook | None = None) -> tuple[str, str]:
@@ -274,7 +274,7 @@ class ModelRegistry:
         self._write_deployment(data)
         what = f"line {self.line}: model {old} rolled back to {new}"
         _logger.warning("rollback by %s: %s", who, what)
-        _audit(audit, "model_rollback", who, what, old, new)
+        _audit(audit, "model_rollback", who, f"{what} (reason: {reason})" if reason else what, old, new)
         return old, new
 
 
