@@ -31,7 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inspector import __version__
 from inspector.audit.h5log import AuditEvent, AuditLogError, AuditWriter, to_text
@@ -62,10 +62,14 @@ from inspector.station.sources import (
 from inspector.station.stats import CameraStats, LogStats, LoopStats, Tally
 from inspector.station.triggers import FreeRunClock, FutureReply, Trigger, TriggerKind, TriggerQueue, check_part_id
 
+if TYPE_CHECKING:
+    from inspector.training.deploy import DeploymentWatcher
+
 _logger = logging.getLogger(__name__)
 
 _POLL_S = 0.1
 CHANGEOVER_DRAIN_S = 30.0
+MODEL_POLL_S = 1.0  # how often the registry's deployed.json is checked for a promotion / rollback
 
 
 @dataclass
@@ -102,6 +106,7 @@ class StationLoop:
         max_parts: int | None = None,
         max_batch: int = 1,
         inspect_queue: int = 2,
+        follow_models: bool = True,
     ) -> None:
         self.station = station
         try:
@@ -148,6 +153,8 @@ class StationLoop:
         self._fatal: str | None = None
         self._t_start = time.monotonic()
         self._threads: list[threading.Thread] = []
+        self.follow_models = follow_models
+        self._watcher: DeploymentWatcher | None = None
 
     # ================================================================== lifecycle
     def start(self) -> StationLoop:
@@ -165,6 +172,7 @@ class StationLoop:
                     if self.station.log.required:
                         raise
                     _logger.error("running WITHOUT the audit log (log.required is false): %s", exc)
+            self._follow_models(inspector)
             if not self.camera.connect():
                 _logger.warning("camera not available at start: %s (retrying)", self.camera.last_error)
             self._reply.start()
@@ -217,6 +225,8 @@ class StationLoop:
             if t.is_alive():
                 _logger.error("%s did not stop within %.0f s", t.name, timeout)
         self._capture_exited.set()
+        if self._watcher is not None:
+            self._watcher.stop()
         self._reply.stop(max(0.1, deadline - time.monotonic()))
         for runner in self._sinks:
             runner.stop(max(0.1, deadline - time.monotonic()))
@@ -374,10 +384,40 @@ class StationLoop:
                 self._line = line
             finally:
                 self._busy_reason = None
+            self._follow_models(inspector)
         ident = inspector.backbone.identity
         self.log_event("changeover", who, f"line {old.line.name if old else '-'} -> {line}",
                        {"line": old.line.name, "config_hash": old.config_hash} if old else "",
                        {"line": line, "config_hash": inspector.config_hash, "model": ident.label()})
+
+    def _follow_models(self, inspector: Inspector) -> None:
+        """Run the line's deployed trained version and follow promotions / rollbacks made elsewhere
+        (``inspector models``, the GUI, ``inspector train``): swapped between two frames, logged.
+
+        A damaged or foreign version is logged as ``model_error`` and the line keeps its current heads.
+        """
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+        if not self.follow_models:
+            return
+        from inspector.training.deploy import DeploymentWatcher
+        from inspector.training.registry import ModelRegistry
+
+        line = inspector.line.name
+        registry = ModelRegistry(self.station.resolve(self.station.model_dir), line)
+
+        def swapped(old: str, new: str) -> None:
+            self.log_event("model_swap", "registry", f"line {line}: model {old} -> {new}", old, new)
+
+        def failed(exc: Exception) -> None:
+            self.log_event("model_error", "registry",
+                           f"line {line}: deployed model not applied, still running {inspector.model_version}: "
+                           f"{exc}"[:500])
+
+        watcher = DeploymentWatcher(inspector, registry, interval_s=MODEL_POLL_S, on_swap=swapped, on_error=failed)
+        watcher.check()  # the deployed version before the first frame
+        self._watcher = watcher.start()
 
     def _install(self, inspector: Inspector) -> None:
         classes = list(inspector.line.prompts.defects)
@@ -606,7 +646,9 @@ class StationLoop:
             model=ident.label() if ident else "",
             model_name=ident.model if ident else "",
             weights_sha256=ident.sha256 if ident else None,
-            model_version=inspector.model_version if inspector is not None else "",
+            # The result's own version: a swap between inspection and publishing must not relabel it.
+            model_version=result.model_version if result is not None else (
+                inspector.model_version if inspector is not None else ""),
             config_hash=inspector.config_hash if inspector is not None else "",
             untrained=bool(ident and ident.untrained),
         )

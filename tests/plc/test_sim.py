@@ -70,11 +70,13 @@ def test_percentile() -> None:
 
 
 def test_ascii_simulator_passes_a_correct_station(modem: VirtualNullModem) -> None:
-    # A deep queue: a loaded CI box may stall the simulated station's worker; E04 is tested elsewhere.
+    # A deep queue and a generous deadline: a loaded CI box may stall the simulated station's worker
+    # for seconds. This checks the matching of 200 parts; E04 and deadline misses are tested above,
+    # latency is measured by benchmarks/plc_latency.py.
     with SimulatedStation(lines=("ring", "gear"), latency_s=0.001, queue_size=256) as station, \
             AsciiServer(fast_spec(modem.a.path), station) as link:
         assert link.wait_for_state(LinkState.CONNECTED)
-        report = AsciiPlcSimulator(str(modem.b.path), deadline_ms=2000).run(200, rate_hz=50)
+        report = AsciiPlcSimulator(str(modem.b.path), deadline_ms=30_000).run(200, rate_hz=50)
     assert report.ok, report.mismatches
     assert len(report.parts) == 200 and report.count("MISSING") == 0
     assert report.count("OK") + report.count("NG") == 200

@@ -86,3 +86,35 @@ def test_an_adapter_for_another_backbone_is_refused(running: tuple[Inspector, Mo
     with pytest.raises(IncompatibleModelError, match="retrain the line"):
         apply_version(inspector, registry, "v1")
     assert inspector.model_version == "base"
+
+
+def test_a_running_station_follows_promotions_made_elsewhere(trained: TrainedLine, tmp_path: Path) -> None:
+    """`inspector models promote | rollback` (another process) reaches a running StationLoop between frames."""
+    from inspector.audit.h5log import log_files
+    from inspector.audit.reader import AuditReader
+    from inspector.station.loop import StationLoop
+    from inspector.station.sources import SyntheticSource
+
+    station = trained.copy(tmp_path)
+    registry = ModelRegistry(tmp_path / "models", "ring")
+    assert registry.deployed() == "v1"
+    loop = StationLoop(station, source=SyntheticSource(), trigger_mode="software", log_dir=tmp_path / "logs")
+    with loop:
+        assert loop.inspector.model_version == "v1"  # the deployed version from the first part
+        loop.trigger().result(timeout=60)
+        registry.rollback(who="test")  # as `inspector models rollback` does, from another process
+        deadline = time.monotonic() + 15
+        while loop.inspector.model_version != "base" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        loop.trigger().result(timeout=60)
+        registry.promote("v1", who="test")
+        deadline = time.monotonic() + 15
+        while loop.inspector.model_version != "v1" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        loop.trigger().result(timeout=60)
+    (path,) = log_files(tmp_path / "logs")
+    with AuditReader(path) as reader:
+        swaps = [(e["old"], e["new"]) for e in reader.events() if e["kind"] == "model_swap"]
+        versions = [r["model_version"] for r in reader.records()]
+    assert swaps == [("base", "v1"), ("v1", "base"), ("base", "v1")]  # at start, then each change
+    assert versions == ["v1", "base", "v1"]  # every logged result names the version that judged it
