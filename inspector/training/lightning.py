@@ -157,11 +157,15 @@ class HeadModule(pl.LightningModule):
         self.log("train_loss", loss.detach(), on_step=False, on_epoch=True, batch_size=int(batch["label"].shape[0]))
         return loss
 
+    def loss_and_scores(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Validation: the loss and the per-view anomaly scores (a head may share work between them)."""
+        return self.loss(batch), self.scores(batch)
+
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        loss = self.loss(batch)
+        loss, scores = self.loss_and_scores(batch)
         self.log("val_loss", loss.detach(), on_step=False, on_epoch=True, batch_size=int(batch["label"].shape[0]),
                  sync_dist=True)
-        self._val_scores.append(self.scores(batch).detach().float().cpu())
+        self._val_scores.append(scores.detach().float().cpu())
         self._val_labels.append(batch["label"].detach().cpu())
 
     def on_validation_epoch_end(self) -> None:
@@ -265,6 +269,10 @@ class CoOpModule(HeadModule):
     def scores(self, batch: dict[str, Tensor]) -> Tensor:
         with torch.no_grad():
             return log_odds(self._logits(batch, self.learner()))
+
+    def loss_and_scores(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        logits = self._logits(batch, self.learner())  # one pass of the text tower for both
+        return F.cross_entropy(logits, batch["cls"]), log_odds(logits)
 
     def export(self) -> nn.Module:
         with torch.no_grad():
