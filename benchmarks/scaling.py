@@ -39,9 +39,11 @@ def main() -> None:
     rows: dict[str, list[dict]] = {"shots": [], "size": [], "batch": []}
 
     def bench(kind: str, **kw: int) -> None:
-        cfg = BenchConfig(model=args.model, device=args.device, frames=args.frames, warmup=1, **kw)
+        cfg = BenchConfig(model=args.model, device=args.device, frames=args.frames, warmup=1,
+                          measure_startup=False, **kw)
         r = run_bench(cfg)
-        row = {"kind": kind, **kw, **{k: v for k, v in asdict(r).items() if not isinstance(v, dict)}}
+        row = {"kind": kind, **kw, **{k: v for k, v in asdict(r).items() if not isinstance(v, dict)},
+               "loadavg": os.getloadavg()[0]}
         rows[kind].append(row)
         print(json.dumps({k: row[k] for k in ("kind", "shots", "image_size", "batch", "end_to_end_p50_ms",
                                               "backbone_p50_ms", "ratio_p50")}), flush=True)
@@ -74,13 +76,13 @@ def main() -> None:
              f"date {dt.date.today()}; command: `python benchmarks/scaling.py --model {args.model} "
              f"--device {args.device} --frames {args.frames}`", ""]
     for kind, key in (("shots", "shots"), ("size", "image_size"), ("batch", "batch")):
-        lines += [f"| {key} | end-to-end p50 ms | p99 ms | encode_image p50 ms | ratio | memory search / backbone |",
-                  "|---|---|---|---|---|---|"]
+        lines += [f"| {key} | end-to-end p50 ms | p99 ms | encode_image p50 ms | ratio | memory search / backbone "
+                  "| load avg |", "|---|---|---|---|---|---|---|"]
         for r in rows[kind]:
             search = r["memory_search_fraction_of_backbone"]
             lines.append(f"| {r[key]} | {r['end_to_end_p50_ms']:.1f} | {r['end_to_end_p99_ms']:.1f} | "
                          f"{r['backbone_p50_ms']:.1f} | {r['ratio_p50']:.3f} | "
-                         f"{'-' if search is None else f'{100 * search:.1f} %'} |")
+                         f"{'-' if search is None else f'{100 * search:.1f} %'} | {r['loadavg']:.1f} |")
         lines.append("")
     (args.out / "scaling.md").write_text("\n".join(lines))
 

@@ -45,6 +45,8 @@ class BenchConfig:
     precision: str = "fp32"
     feature_layers: tuple[int, ...] = (6, 9)
     threads: int | None = None
+    # False: one cold start only (no warm start, no changeover) - for sweeps that only need per-frame figures.
+    measure_startup: bool = True
 
 
 @dataclass
@@ -64,10 +66,10 @@ class BenchResult:
     frames_per_s: float
     stages_p50_ms: dict[str, float]
     stages_p99_ms: dict[str, float]
-    startup_s: float  # warm: text and fitted-state caches present (every start after the first)
-    changeover_s: float  # to a line fitted before (state from the disk cache)
+    startup_s: float | None  # warm: text and fitted-state caches present (every start after the first)
+    changeover_s: float | None  # to a line fitted before (state from the disk cache)
     startup_cold_s: float
-    changeover_cold_s: float
+    changeover_cold_s: float | None
     peak_rss_mb: float
     peak_gpu_mb: float | None
     memory_bank_tokens: int
@@ -130,10 +132,13 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
 
     line = _line(cfg)
     say("startup, cold: config -> ready (load backbone, encode prompts, fit references), empty caches")
-    _, _, startup_cold_s = start(line, None)
-    gc.collect()
-    say("startup, warm: the same with the text and fitted-state caches of the previous start")
-    inspector, backbone, startup_s = start(line, None)
+    inspector, backbone, startup_cold_s = start(line, None)
+    startup_s = changeover_s = changeover_cold_s = None
+    if cfg.measure_startup:
+        del inspector, backbone
+        gc.collect()
+        say("startup, warm: the same with the text and fitted-state caches of the previous start")
+        inspector, backbone, startup_s = start(line, None)
 
     # Bare backbone: open_clip's own encode_image of the same architecture at the same input size.
     size = inspector.extractor.image_size[0]
@@ -172,12 +177,13 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
         bank = sum(int(inspector.references.memory(layer).shape[0]) for layer in inspector.references.layers)
         search_fraction = _p(stages.get("references", []), 50) / max(_p(bare_ms, 50), 1e-9)
 
-    say("changeover: a second line on the loaded backbone, cold (nothing cached) and warm (fitted before)")
-    line2 = _line(cfg, name="bench-b", object_name="metal washer")
-    other, _, changeover_cold_s = start(line2, backbone)
-    del other
-    other, _, changeover_s = start(line2, backbone)
-    del other
+    if cfg.measure_startup:
+        say("changeover: a second line on the loaded backbone, cold (nothing cached) and warm (fitted before)")
+        line2 = _line(cfg, name="bench-b", object_name="metal washer")
+        other, _, changeover_cold_s = start(line2, backbone)
+        del other
+        other, _, changeover_s = start(line2, backbone)
+        del other
     gc.collect()
     shutil.rmtree(cache, ignore_errors=True)
 
