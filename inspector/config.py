@@ -233,7 +233,9 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "extra_forbidden":
         return "unknown key (check the spelling; see station_configs/demo.yaml for every key)"
     if kind == "missing":
-        return "required key is missing"
+        loc = error.get("loc") or ()
+        return "missing value at this position (too few items)" if loc and isinstance(loc[-1], int) \
+            else "required key is missing"
     msg = error.get("msg", "invalid value")
     msg = msg.removeprefix("Value error, ")
     if "input" not in error or kind == "model_type":

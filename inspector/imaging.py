@@ -46,7 +46,7 @@ def _check_declared_size(data: np.ndarray, path: Path) -> None:
 
     too_big = f"{path}: the image declares more than the {MAX_PIXELS:,} pixels a frame may have"
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore")  # bomb and corrupt-EXIF warnings: the header is only peeked at
         try:
             with Image.open(io.BytesIO(memoryview(data))) as peek:
                 width, height = peek.size

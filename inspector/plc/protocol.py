@@ -26,6 +26,8 @@ _LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _TEXT_UNSAFE = re.compile(r"[^\x20-\x7e]|\*")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _SCORE_LIMIT = 999_999.999  # keeps a RES line short whatever the fused score's units
+_SCORE_RE = re.compile(r"-?[0-9]{1,7}(?:\.[0-9]{1,6})?|nan")
+_DEFECT_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # what sanitize_label produces
 
 
 class ErrorCode(enum.StrEnum):
@@ -332,12 +334,14 @@ def parse_reply(line: bytes, mode: ChecksumMode | str = ChecksumMode.OPTIONAL) -
     if kind == "RES":
         if n != 5 or not PART_ID_RE.fullmatch(fields[1]) or fields[2] not in ("OK", "NG"):
             raise bad("RES,<part_id>,<OK|NG>,<score>,<defect>")
-        try:
-            score = float(fields[3])
-        except ValueError:
-            raise bad("RES score as a decimal or nan") from None
+        # Strict: float() would also take " 1", "1_0", "inf", "1e9"; the station writes -?d.ddd or nan.
+        if not _SCORE_RE.fullmatch(fields[3]):
+            raise bad("RES score as a decimal or nan")
+        score = float(fields[3])
         if fields[2] == "OK" and not math.isfinite(score):
             raise bad("an OK result with a finite score")
+        if not _DEFECT_RE.fullmatch(fields[4]) or (fields[2] == "OK" and fields[4] != "-"):
+            raise bad("RES defect as a label (A-Z a-z 0-9 _ . -) or '-', and '-' for OK")
         defect = None if fields[4] == "-" else fields[4]
         return Decoded(Result(fields[1], fields[2], score, defect), checksummed)
     if kind == "PONG" and n == 1:

@@ -61,7 +61,10 @@ def score_register(score: float) -> int:
     """Score x 1000 as uint16: NaN -> 65535 (no score), otherwise rounded and clamped to 0..65534."""
     if math.isnan(score):
         return SCORE_NONE
-    return max(0, min(SCORE_NONE - 1, round(score * 1000))) if math.isfinite(score) else SCORE_NONE - 1
+    if not math.isfinite(score):
+        return SCORE_NONE - 1
+    # Clamp before scaling: score * 1000 overflows to inf for huge scores and round(inf) raises.
+    return max(0, min(SCORE_NONE - 1, round(max(-1.0, min(score, 100.0)) * 1000)))
 
 
 def result_registers(verdict: PartVerdict, part_number: int) -> tuple[int, int, int, int, int]:

@@ -408,7 +408,15 @@ class StationLoop:
         registry = ModelRegistry(self.station.resolve(self.station.model_dir), line)
 
         def swapped(old: str, new: str) -> None:
-            self.log_event("model_swap", "registry", f"line {line}: model {old} -> {new}", old, new)
+            who, why = "registry", ""
+            try:  # who deployed it, from the registry's history
+                last = registry.deployment()["history"][-1]
+                if str(last.get("version")) == new:
+                    who = str(last.get("who") or who)
+                    why = f" ({last.get('action', 'deploy')}{': ' + last['reason'] if last.get('reason') else ''})"
+            except Exception:  # the swap happened; the name is a courtesy
+                pass
+            self.log_event("model_swap", who, f"line {line}: model {old} -> {new}{why}", old, new)
 
         def failed(exc: Exception) -> None:
             self.log_event("model_error", "registry",

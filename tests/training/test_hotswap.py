@@ -115,6 +115,8 @@ def test_a_running_station_follows_promotions_made_elsewhere(trained: TrainedLin
     (path,) = log_files(tmp_path / "logs")
     with AuditReader(path) as reader:
         swaps = [(e["old"], e["new"]) for e in reader.events() if e["kind"] == "model_swap"]
+        whos = [e["who"] for e in reader.events() if e["kind"] == "model_swap"]
         versions = [r["model_version"] for r in reader.records()]
     assert swaps == [("base", "v1"), ("v1", "base"), ("base", "v1")]  # at start, then each change
     assert versions == ["v1", "base", "v1"]  # every logged result names the version that judged it
+    assert whos[1:] == ["test", "test"]  # who rolled back / promoted, from the registry's history

@@ -1,0 +1,103 @@
+"""CLI changes are audit-logged in the station's HDF5 log folder (who, when, old -> new), and refused
+(nothing changed) when they cannot be recorded because a running station holds the folder."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from inspector.audit.h5log import AuditWriter, log_files
+from inspector.audit.reader import AuditReader
+from inspector.cli import main
+from inspector.training.registry import ModelRegistry, current_user
+from tests.conftest import tiny_line
+from tests.training.conftest import tiny_adapter
+
+METRICS = {"gate": {"passed": True, "compared_to": "base", "reasons": []},
+           "deployment": {"score_stats": [0.5, 2.0], "map_stats": None, "threshold": 1.0}}
+CARD = {"backbone": {"key": "tiny|random"}, "heads": ["patch"]}
+
+
+def events(folder: Path) -> list[dict]:
+    out: list[dict] = []
+    for path in log_files(folder):
+        with AuditReader(path) as reader:
+            out += reader.events()
+    return out
+
+
+@pytest.fixture
+def station(tmp_path: Path) -> Path:
+    """A station YAML (log folder logs/, model_dir models/) whose line has two registered versions."""
+    path = tmp_path / "station.yaml"
+    path.write_text(yaml.safe_dump({"station": "hall3", "model_dir": "models", "log": {"folder": "logs",
+                                    "min_free_mb": 1}, "lines": [tiny_line()]}))
+    registry = ModelRegistry(tmp_path / "models", "ring")
+    for _ in range(2):
+        registry.register(tiny_adapter(), METRICS, CARD)
+    return path
+
+
+def test_promote_and_rollback_are_logged_with_who_and_old_new(station: Path) -> None:
+    logs = station.parent / "logs"
+    assert main(["models", "promote", "v1", "--config", str(station), "--reason", "line trial"]) == 0
+    assert main(["models", "rollback", "--config", str(station), "--who", "Dana", "--reason", "too many NG"]) == 0
+    got = [(e["kind"], e["who"], e["old"], e["new"]) for e in events(logs)]
+    user = current_user()
+    dana = "Dana" if user == "Dana" else f"Dana (os:{user})"
+    assert got == [("model_promote", user, "base", "v1"), ("model_rollback", dana, "v1", "base")]
+    what = [e["what"] for e in events(logs)]
+    assert "line trial" in what[0] and "too many NG" in what[1]
+    assert all(e["timestamp"].startswith("20") for e in events(logs))  # when
+
+
+def test_forced_promotion_is_logged_as_forced(station: Path) -> None:
+    registry = ModelRegistry(station.parent / "models", "ring")
+    registry.promote("v1", who="anna")
+    # v2 was validated against base, not the deployed v1: the gate refuses it unless forced.
+    assert main(["models", "promote", "v2", "--config", str(station)]) == 1
+    assert events(station.parent / "logs") == []  # refused: nothing changed, nothing logged
+    assert main(["models", "promote", "v2", "--config", str(station), "--force", "--reason", "customer"]) == 0
+    (event,) = events(station.parent / "logs")
+    assert event["kind"] == "model_promote_forced" and (event["old"], event["new"]) == ("v1", "v2")
+    assert "customer" in event["what"]
+
+
+def test_change_is_refused_while_a_station_holds_the_log(station: Path, capsys: pytest.CaptureFixture) -> None:
+    registry = ModelRegistry(station.parent / "models", "ring")
+    with AuditWriter(station.parent / "logs", station="running-station"):  # a running station's writer
+        assert main(["models", "promote", "v1", "--config", str(station)]) == 2
+        assert main(["models", "rollback", "--config", str(station)]) == 2
+    err = capsys.readouterr().err
+    assert "nothing was changed" in err and "in use by" in err and "Stop the station" in err
+    assert registry.deployed() == "base"
+    assert main(["models", "promote", "v1", "--config", str(station)]) == 0  # the station stopped: allowed
+    assert registry.deployed() == "v1"
+
+
+def test_log_dir_option_and_disabled_log(station: Path, tmp_path: Path) -> None:
+    other = tmp_path / "elsewhere"
+    assert main(["models", "promote", "v1", "--config", str(station), "--log-dir", str(other)]) == 0
+    assert [e["kind"] for e in events(other)] == ["model_promote"]
+    data = yaml.safe_load(station.read_text())
+    data["log"]["enabled"] = False
+    station.write_text(yaml.safe_dump(data))
+    assert main(["models", "rollback", "--config", str(station)]) == 0  # no audit log configured: allowed
+    assert not (station.parent / "logs").exists()
+
+
+def test_calibration_write_back_is_logged(tmp_path: Path, repo_root: Path) -> None:
+    shutil.copytree(repo_root / "fewshot_data" / "demo", tmp_path / "fewshot")
+    line = tiny_line(fewshot={"folder": "fewshot", "max_shots": 4}, decision={"threshold": 0.25})
+    config = tmp_path / "station.yaml"
+    config.write_text(yaml.safe_dump({"station": "test", "log": {"folder": "logs", "min_free_mb": 1},
+                                      "lines": [line]}))
+    assert main(["calibrate", "--config", str(config), "--who", "Eve"]) == 0
+    new = yaml.safe_load(config.read_text())["lines"][0]["decision"]["threshold"]
+    (event,) = events(tmp_path / "logs")
+    assert event["kind"] == "calibration" and event["who"].startswith("Eve")
+    assert '"decision.threshold": 0.25' in event["old"] and str(new)[:6] in event["new"]
+    assert "false_reject" in event["new"]
