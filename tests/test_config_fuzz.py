@@ -87,6 +87,8 @@ BAD_CONFIGS = [
     ("line not a mapping", _set("lines", ["ring"]), "lines[0]", "dictionary"),
     ("bad line name", _set("lines.0.name", "bad name!"), "lines[0].name", "pattern"),
     ("training lr negative", _set("lines.0.training.lr", -0.1), "lines[0].training.lr", "greater"),
+    ("infinite free-space floor", _set("log.min_free_mb", float("inf")), "log.min_free_mb", "finite"),
+    ("NaN PLC silence", _set("plc.plc_silence_s", float("nan")), "plc.plc_silence_s", "finite"),
     # Raw YAML text: the key path is the line / column (or the duplicated key's path).
     ("duplicate defect names", "lines:\n- name: ring\n  object_name: ring\n  model: {name: m, pretrained: random}\n"
      "  prompts:\n    defects:\n      dent: a dent\n      dent: another dent\n", "lines[0].prompts.defects.dent",
