@@ -30,6 +30,11 @@ crash is sealed by the next writer on the same folder (:func:`inspector.audit.re
 what ``h5clear -s`` does), and until then it is readable with ``swmr=True``. A folder has one
 writer at a time (lock file ``.writer.lock``). Files are never reopened for appending: a new run
 or a rotation always starts a new file, so a damaged file can never take earlier ones with it.
+
+When writes fail (disk full, quota, a dying medium) the write raises :class:`AuditLogError`, the
+file is set aside as it was at its last flush (HDF5 can neither close nor keep writing such a file)
+and the next write starts a new file, after a probe write shows the folder takes data again. A
+set-aside file is sealed by the next writer on the folder, like a crashed one.
 """
 
 from __future__ import annotations
@@ -78,6 +83,7 @@ _logger = logging.getLogger(__name__)
 LOCK_NAME = ".writer.lock"
 _STAMP_RE = re.compile(r"_(\d{8}T\d{6}Z)(?:_(\d+))?$")
 _DISK_CHECK_S = 5.0
+_PROBE_BYTES = 256 * 1024
 
 
 class AuditLogError(InspectorError):
@@ -263,7 +269,7 @@ class AuditWriter:
             raise
         except Exception as exc:  # h5py raises OSError / RuntimeError / ValueError / KeyError
             where = self._path or self.folder
-            self._abandon()
+            self._abandon(broken=True)
             msg = f"audit log {where}: write failed ({exc}); the next write starts a new file"
             raise AuditLogError(msg) from exc
         if self._file is not None and self._path is not None and self._path.stat().st_size > self.spec.max_mb * 1e6:
@@ -330,7 +336,29 @@ class AuditWriter:
             k += 1
         return path
 
+    def _probe_writable(self) -> None:
+        """Write, sync and remove a small file before a new log file is created.
+
+        A folder that takes no data (full disk or quota, a file-size limit, a dying medium) must fail
+        here, with a clear error: inside HDF5, starting SWMR on a new file whose writes fail crashes the
+        process (segmentation fault with h5py 3.16 / HDF5 2.0; benchmarks/faults.py ``disk``).
+        """
+        probe = self.folder / f".probe-{os.getpid()}"
+        try:
+            with probe.open("wb") as fh:
+                fh.write(bytes(_PROBE_BYTES))
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            msg = (f"audit log folder {self.folder}: cannot write ({exc.strerror or exc}); free disk space or move "
+                   "the log (log.folder / --log-dir)")
+            raise AuditLogError(msg) from None
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+
     def _open_file(self, time_ns: int) -> None:
+        self._probe_writable()
         path = self._new_path(time_ns)
         spec = self.spec
         f = h5py.File(path, "w-", libver="latest")
@@ -370,9 +398,10 @@ class AuditWriter:
                 ds["heatmap"] = f.create_dataset("heatmap", (0, p, p), np.float16, maxshape=(None, p, p),
                                                  chunks=(HEATMAP_CHUNK, p, p), fillvalue=np.nan)
             ds["stage_ms"].attrs["stages"] = np.array(STAGES, dtype=h5py.string_dtype())
+            f.flush()  # a write failure shows here as an exception, not inside the SWMR start (see above)
             f.swmr_mode = True
         except BaseException:
-            f.close()
+            _set_aside(f, {})
             path.unlink(missing_ok=True)
             raise
         self._file, self._ds, self._path = f, ds, path
@@ -458,27 +487,43 @@ class AuditWriter:
         if self._file is None:
             return
         f, path = self._file, self._path
-        self._file, self._ds, self._path = None, {}, None
+        ds, self._file, self._ds, self._path = self._ds, None, {}, None
         try:
             f.flush()
             os.fsync(f.id.get_vfd_handle())
-        finally:
-            f.close()
+        except Exception:
+            _set_aside(f, ds)
+            raise
+        f.close()
         self._previous = path.name if path else ""
         _logger.info("audit log: closed %s", path)
 
-    def _abandon(self) -> None:
-        """After a failed write: drop the file (what was published in it stays readable)."""
+    def _abandon(self, broken: bool = False) -> None:
+        """After a failed write: drop the file (what was published in it stays readable).
+
+        ``broken``: an HDF5 write or flush failed, so the file is set aside without touching it again.
+        """
         if self._file is not None:
-            with contextlib.suppress(Exception):
-                self._close_file()
+            if broken:
+                _set_aside(self._file, self._ds)
+            else:
+                with contextlib.suppress(Exception):
+                    self._close_file()
             self._file, self._ds, self._path = None, {}, None
             self._pending_reason = "previous write failed"
 
     def _scan_last_seq(self) -> int:
+        # Capped SWMR metadata retries: a damaged file must not stall the station's start-up.
+        from inspector.audit.reader import _open_swmr
+
         for path in reversed(log_files(self.folder)):
+            cut = recovery.truncation(path)
+            if cut is not None:
+                _logger.warning("audit file %s is truncated (%d of %d bytes); skipped when resuming the sequence",
+                                path, *cut)
+                continue
             try:
-                with h5py.File(path, "r", swmr=True) as f:
+                with _open_swmr(path) as f:
                     table = f["inspections"]
                     if table.shape[0]:
                         return int(table[table.shape[0] - 1]["seq"])
@@ -497,6 +542,30 @@ class AuditWriter:
                     _logger.info("audit log: deleted %s (older than log.keep_days)", path)
                 except OSError as exc:
                     _logger.warning("audit log: cannot delete old file %s: %s", path, exc)
+
+
+# Files whose HDF5 writes failed. HDF5 (2.0, h5py 3.16) cannot close such a file: closing it, or
+# letting its dataset objects be freed, fails ("slist already enabled") or crashes the process, and
+# so does starting SWMR on a new file after such an attempt (benchmarks/faults.py, scenario disk).
+# So they are kept, untouched, until the process ends; what was flushed before the failure stays
+# readable (SWMR), and the next writer on the folder seals the file like a crashed one.
+_SET_ASIDE: list[tuple[h5py.File, dict[str, h5py.Dataset]]] = []
+
+
+def _set_aside(f: h5py.File, datasets: dict[str, h5py.Dataset]) -> None:
+    # HDF5 flushes every open file when the process ends: that late flush of the half-failed state
+    # wrote a record of zeros into the file, and crashed when it failed. /dev/null on the file's
+    # descriptor swallows it; the descriptor number stays taken, so nothing else is written through it.
+    # Same-process readers of that file fail from then on (HDF5 shares one handle per file).
+    with contextlib.suppress(Exception):
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            os.dup2(null, f.id.get_vfd_handle())
+        finally:
+            os.close(null)
+    _SET_ASIDE.append((f, datasets))
+    _logger.warning("audit log: a file whose writes failed is set aside open (%d so far in this process)",
+                    len(_SET_ASIDE))
 
 
 def _extend(dataset: h5py.Dataset, start: int, data: np.ndarray) -> None:

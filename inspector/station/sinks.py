@@ -37,6 +37,10 @@ _logger = logging.getLogger(__name__)
 Policy = Literal["block", "drop_newest", "drop_oldest"]
 _POLL_S = 0.2
 MAX_UNWRITTEN_EVENTS = 1000
+# A log that cannot write is retried this often while no record comes (with log.required the station
+# refuses parts until it writes again, so every second of delay is a second of line stop). A retry
+# on a still-full disk costs a free-space check or one failed probe write.
+LOG_RETRY_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -333,7 +337,7 @@ class AuditSink(Sink):
 
     def __init__(self, writer: AuditWriter, spec: LogSpec,
                  on_written: Callable[[list[StationResult], bool], None] | None = None,
-                 retry_s: float = 5.0) -> None:
+                 retry_s: float = LOG_RETRY_S) -> None:
         self.writer = writer
         self.spec = spec
         self.on_written = on_written

@@ -237,9 +237,13 @@ class ModelRegistry:
 
     def promote(self, version: str, *, who: str | None = None, forced: bool = False, reason: str = "",
                 gate: dict[str, Any] | None = None, audit: AuditHook | None = None) -> str:
-        """Deploy ``version`` (the gate was checked by the caller); returns the previously deployed one."""
+        """Deploy ``version`` (the gate was checked by the caller); returns the previously deployed one.
+
+        The version is loaded first: a damaged one (unreadable adapter, missing statistics) raises
+        RegistryError and the deployment stays as it was.
+        """
         if version != BASE:
-            self.get(version)
+            self.load(version)
         who = who or current_user()
         data = self.deployment()
         old = str(data["stack"][-1])

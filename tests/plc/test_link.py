@@ -113,6 +113,21 @@ def test_port_vanishing_and_coming_back(pty: PtyPort, station: SimulatedStation)
         assert server.counters.reconnects == 1
 
 
+def test_a_replugged_port_is_reopened_at_once_not_after_the_backoff(pty: PtyPort, station: SimulatedStation) -> None:
+    """The backoff paces failing opens; a device path that comes back is reopened within a poll (faults.py serial)."""
+    server = AsciiServer(fast_spec(pty.path, reconnect_min_s=5, reconnect_max_s=10), station)
+    with server:
+        assert server.wait_for_state(LinkState.CONNECTED)
+        pty.close()  # USB adapter pulled
+        assert server.wait_for_state(LinkState.LOST, timeout=3)
+        time.sleep(0.3)  # the immediate reopen failed: the next attempt of the backoff is 5 s away
+        pty.open()
+        replugged = time.monotonic()
+        assert server.wait_for_state(LinkState.CONNECTED, timeout=3)
+        assert time.monotonic() - replugged < 1.0
+        assert PlcEnd(pty).ask("PING") == b"PONG"
+
+
 def test_stop_is_prompt_even_during_a_long_backoff(short_dir: Path, station: SimulatedStation) -> None:
     server = AsciiServer(fast_spec(short_dir / "never", reconnect_min_s=30, reconnect_max_s=60), station)
     server.start()

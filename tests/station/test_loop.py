@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -279,6 +280,20 @@ def test_log_that_cannot_write(make_station, engines_for, tmp_path: Path, requir
         assert gap["what"].endswith("- seq 1")
         kinds = [e["kind"] for e in events]
         assert kinds[0] == "station_start" and "log_retry" in kinds  # events of the outage were kept
+
+
+def test_a_required_log_resumes_within_a_second_of_space_returning(make_station, engines_for) -> None:
+    """While a required log cannot write the station refuses parts, so it retries often (faults.py disk)."""
+    station = make_station(log={"min_free_mb": 1e12, "required": True})
+    with StationLoop(station, engines=engines_for(station)) as loop:
+        wait_for(lambda: loop.stats().log.failed is not None, what="log failure")
+        time.sleep(0.3)  # a retry or two fail meanwhile
+        audit = loop._audit
+        audit.writer.spec = audit.writer.spec.model_copy(update={"min_free_mb": 0})  # disk space freed
+        freed = time.monotonic()
+        wait_for(lambda: loop.status().state is StationState.READY, timeout=10, what="log recovery")
+        assert time.monotonic() - freed < 1.5
+        assert loop.trigger("R1").result(TIMEOUT).fault is None
 
 
 def test_changeover_without_restart_or_backbone_reload(make_station, fitted, tmp_path: Path) -> None:

@@ -148,3 +148,19 @@ def test_damaged_pointer_is_a_clear_error(tmp_path: Path) -> None:
         with pytest.raises(RegistryError, match="fix or delete it") as info:
             registry.deployed()
         assert str(pointer) in str(info.value)
+
+
+def test_a_damaged_version_is_not_deployed(tmp_path: Path) -> None:
+    """Promotion loads the version first: a corrupt adapter is refused and deployed.json keeps the old one."""
+    from inspector.training.errors import RegistryError
+    from inspector.training.registry import ADAPTER_FILE
+
+    registry = ModelRegistry(tmp_path / "models", "ring")
+    for _ in range(2):
+        registry.register(tiny_adapter(), METRICS, CARD)
+    registry.promote("v1", who="anna")
+    (registry.folder / "v2" / ADAPTER_FILE).write_bytes(b"\x00garbage, not safetensors")
+    events: list[tuple] = []
+    with pytest.raises(RegistryError, match="cannot be loaded"):
+        registry.promote("v2", who="bob", audit=lambda *e: events.append(e))
+    assert registry.deployed() == "v1" and not events
