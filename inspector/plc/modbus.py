@@ -11,7 +11,8 @@ thread without touching pymodbus internals.
 
 Also handled here, because pymodbus' server does not:
 - requests for other unit ids (and broadcasts) are dropped, never answered (RS-485 multi-drop);
-- a vanished port (USB unplug) is reopened with backoff (pymodbus' serial server stays dead);
+- a vanished port (USB unplug) is reopened with backoff (pymodbus' serial server stays dead), at once
+  when its device path reappears;
 - the kernel RS-485 settings from the config are applied to the opened port.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -29,6 +31,7 @@ import serial.rs485
 from inspector.plc import registers as reg
 from inspector.plc.base import PlcLink
 from inspector.plc.errors import PlcError
+from inspector.plc.link import PATH_POLL_S, device_path
 from inspector.plc.settings import PlcSpec
 from inspector.station.port import PartVerdict, StationPort, TriggerRejected
 
@@ -193,9 +196,29 @@ class ModbusRtuServer(PlcLink):
             if stop.is_set():
                 break
             self._set_port(False, detail)
+            if await self._wait_retry(stop, delay):
+                delay = self.spec.reconnect_min_s  # the device is back: retry now, then from the start
+            else:
+                delay = min(delay * 2, self.spec.reconnect_max_s)
+
+    async def _wait_retry(self, stop: asyncio.Event, delay: float) -> bool:
+        """Wait ``delay`` before the next open; True when a missing device path reappeared meanwhile
+        (a replugged USB adapter is reopened at once, not after the grown backoff; see link.py)."""
+        path = device_path(self.spec.port)
+        if path is None or os.path.exists(path):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, self.spec.reconnect_max_s)
+            return False
+        deadline = time.monotonic() + delay
+        while not stop.is_set():
+            if os.path.exists(path):
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), min(PATH_POLL_S, left))
+        return False
 
     def _device(self) -> Any:
         from pymodbus.simulator import DataType, SimData, SimDevice

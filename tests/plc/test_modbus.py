@@ -165,6 +165,25 @@ def test_a_retried_coil_write_does_not_inspect_twice(server, client, station: Si
     assert station.received.count("15") == 1
 
 
+def test_a_replugged_port_is_reopened_at_once_not_after_the_backoff(modem: VirtualNullModem,
+                                                                    station: SimulatedStation) -> None:
+    """As the ASCII link: the backoff paces failing opens, a device path that comes back is reopened at once."""
+    link = ModbusRtuServer(fast_spec(modem.a.path, protocol="modbus", unit_id=UNIT, reconnect_min_s=5,
+                                     reconnect_max_s=10), station)
+    link.start()
+    try:
+        assert link.wait_for_state(LinkState.CONNECTED, timeout=5), link.detail
+        modem.unplug()
+        assert link.wait_for_state(LinkState.LOST, timeout=3)
+        time.sleep(0.3)  # the next attempt of the backoff is 5 s away
+        modem.replug()
+        replugged = time.monotonic()
+        assert link.wait_for_state(LinkState.CONNECTED, timeout=4)
+        assert time.monotonic() - replugged < 1.5
+    finally:
+        link.stop()
+
+
 def test_port_vanishes_mid_run_and_comes_back(server, modem: VirtualNullModem, station: SimulatedStation) -> None:
     plc = ModbusSerialClient(str(modem.b.path), baudrate=115200, timeout=1.0, retries=0)
     assert plc.connect()
