@@ -97,6 +97,27 @@ def test_timeout_then_late_verdict_is_dropped(make_tracker) -> None:
     assert tracker.stats.timeouts == 1 and tracker.stats.late_dropped == 1
 
 
+def test_a_timeout_is_recorded_in_the_station_audit_log() -> None:
+    """The line acted on TIMEOUT: the station's log must say so, not only hold the later verdict."""
+    events: list[tuple] = []
+
+    class LoggingPort(ScriptedPort):
+        def log_event(self, kind: str, who: str, what: str, old: object = "", new: object = "") -> None:
+            events.append((kind, who, what, new))
+
+    replies: list = []
+    tracker = TriggerTracker(LoggingPort(lambda pid, reply: replies.append(reply)), 0.05)
+    tracker.start()
+    try:
+        inbox = Inbox()
+        tracker.release(tracker.submit("P42", inbox))
+        assert inbox.wait(1) and inbox.items[0].defect == "TIMEOUT"
+    finally:
+        tracker.stop()
+    assert [(k, w) for k, w, _, _ in events] == [("plc_timeout", "plc")]
+    assert "P42" in events[0][2] and events[0][3] == {"part_id": "P42", "deadline_ms": 50}
+
+
 def test_wrong_part_id_from_the_station_becomes_a_fault(make_tracker) -> None:
     inbox = Inbox()
     tracker = make_tracker(lambda pid, reply: reply(ok("someone-else")))
