@@ -60,8 +60,14 @@ def apply_version(inspector: Inspector, registry: ModelRegistry, version: str) -
 
 
 def apply_deployed(inspector: Inspector, registry: ModelRegistry) -> str:
-    """Bring the engine to the registry's deployed version (at start-up); returns that version."""
+    """Bring the engine to the registry's deployed version; returns the version the engine then runs.
+
+    ``base`` means "no trained adapter": an engine without one (the base heads, or a GUI refit of
+    them, which has its own version label) already runs it and is left as it is.
+    """
     version = registry.deployed()
+    if version == BASE and inspector.adapter is None:
+        return inspector.model_version
     if version != inspector.model_version:
         apply_version(inspector, registry, version)
     return version
