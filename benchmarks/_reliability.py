@@ -115,6 +115,13 @@ def process_figures() -> dict[str, float]:
     return {"rss_mb": round(rss_mb(), 1), "fds": open_fds(), "threads": threading.active_count()}
 
 
+def cpu_name() -> str:
+    """The CPU model (inspector.bench.cpu_name), imported only when a report is written."""
+    from inspector.bench import cpu_name as name
+
+    return name()
+
+
 def percentiles(values: Iterable[float], qs: tuple[float, ...] = (50, 95, 99)) -> dict[str, float]:
     import numpy as np
 
@@ -124,18 +131,6 @@ def percentiles(values: Iterable[float], qs: tuple[float, ...] = (50, 95, 99)) -
     out = {f"p{q:g}": round(float(np.percentile(data, q)), 3) for q in qs}
     out["max"] = round(float(data.max()), 3)
     return out
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def command_line() -> str:

@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from inspector.bench import cpu_name  # noqa: E402
 from inspector.plc.ascii_server import AsciiServer  # noqa: E402
 from inspector.plc.base import LinkState  # noqa: E402
 from inspector.plc.modbus import ModbusRtuServer  # noqa: E402
@@ -134,16 +135,6 @@ def bench_modbus(parts: int, inspection_s: float, folder: Path) -> dict[str, lis
 def _interpreter() -> str:
     exe = Path(sys.executable)
     return str(exe.relative_to(ROOT)) if exe.is_relative_to(ROOT) else exe.name
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def row(name: str, values: list[float]) -> str:

@@ -32,6 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import cv2  # noqa: E402
 import yaml  # noqa: E402
 
+from inspector.bench import cpu_name  # noqa: E402
 from inspector.synthetic import DEFECT_KINDS, PartGenerator  # noqa: E402
 
 SIZE = 256
@@ -99,16 +100,6 @@ def run_in_process(config: Path, repeats: int = 2) -> list[dict]:
     return out
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def report(args: argparse.Namespace, runs: list[dict], loads: list[tuple[float, float, float]],
            inproc: list[dict]) -> str:
     import torch
@@ -125,7 +116,7 @@ def report(args: argparse.Namespace, runs: list[dict], loads: list[tuple[float, 
         f"- Date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Command: `.venv/bin/python benchmarks/retrain.py --model {args.model} --image-size {args.image_size} "
         f"--good {args.good} --defect {args.defect}`",
-        f"- Machine: {_cpu()}, {os.cpu_count()} cores, no GPU; torch {torch.__version__} "
+        f"- Machine: {cpu_name()}, {os.cpu_count()} cores, no GPU; torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), Python {platform.python_version()}",
         f"- Line: {args.model} with random weights at {args.image_size} px, feature layers {args.layers}; "
         f"{args.good} good + {args.defect} defect parts (256 px, 4 defect kinds, with masks); default "

@@ -81,6 +81,19 @@ class BenchResult:
         return json.dumps(asdict(self), indent=2)
 
 
+def cpu_name() -> str:
+    """The CPU model for benchmark reports ("AMD EPYC ..."), from /proc/cpuinfo where there is one."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
 def _p(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
