@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from inspector.plc.sim import PartTrace  # noqa: E402  (what the PLC saw for one trigger)
+
 DEMO_CONFIG = ROOT / "station_configs" / "demo.yaml"
 SMALL_MODEL = "inspector-tiny-vit"
 _GAP_RE = re.compile(r" - seq (.+)$")
@@ -222,30 +224,6 @@ def read_audit_isolated(folder: Path) -> AuditContents:
 
 
 @dataclass
-class PlcPart:
-    """What the PLC saw for one trigger (perf_counter times of the process that ran the PLC)."""
-
-    part_id: str
-    sent_at: float
-    ack_at: float | None = None
-    result_at: float | None = None
-    verdict: str | None = None
-    score: float | None = None
-    defect: str | None = None
-    refused: str | None = None
-
-    @property
-    def latency_ms(self) -> float | None:
-        return None if self.result_at is None else 1000 * (self.result_at - self.sent_at)
-
-    @property
-    def inspected(self) -> bool:
-        """A verdict from an inspection (not NG/FAULT, not NG/TIMEOUT)."""
-        return self.verdict is not None and self.defect not in ("FAULT", "TIMEOUT") and self.score is not None \
-            and math.isfinite(self.score)
-
-
-@dataclass
 class Reconciliation:
     """What the PLC was told against the audit log, part by part."""
 
@@ -272,7 +250,7 @@ class Reconciliation:
         return out
 
 
-def reconcile(parts: Iterable[PlcPart], log: AuditContents, decided: dict[str, int] | None = None,
+def reconcile(parts: Iterable[PartTrace], log: AuditContents, decided: dict[str, int] | None = None,
               only_prefixes: tuple[str, ...] | None = None) -> Reconciliation:
     """Match every PLC trace with its audit record; ``decided`` maps part id -> station seq (to find gaps)."""
     from inspector.plc.protocol import sanitize_label

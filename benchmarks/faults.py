@@ -60,7 +60,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from _reliability import (
     DEMO_CONFIG,
     ROOT,
-    PlcPart,
+    PartTrace,
     command_line,
     cpu_name,
     describe_model,
@@ -96,7 +96,7 @@ class LinePlc:
         self.period = 1.0 / rate_hz
         self.prefix = prefix
         self.ack_timeout_s = ack_timeout_s
-        self.parts: dict[str, PlcPart] = {}
+        self.parts: dict[str, PartTrace] = {}
         self.violations: list[str] = []
         self.not_sent = 0  # triggers due while the cable was pulled
         self._io = threading.Lock()  # the pty descriptors vs unplug / replug
@@ -135,7 +135,7 @@ class LinePlc:
         with self._io:
             self.port.open()
 
-    def traces(self) -> list[PlcPart]:
+    def traces(self) -> list[PartTrace]:
         with self._cond:
             return list(self.parts.values())
 
@@ -181,7 +181,7 @@ class LinePlc:
                     self.not_sent += 1
                     continue
                 with self._cond:
-                    trace = PlcPart(part_id, time.perf_counter())
+                    trace = PartTrace(part_id, time.perf_counter())
                     self.parts[part_id] = trace
                     self._awaiting = part_id
                 try:
@@ -693,7 +693,7 @@ def _corrupt(path: Path, kind: str, rng: random.Random) -> None:
         path.write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 8)
 
 
-def _longest_silence(traces: list[PlcPart], t0: float, t1: float) -> float:
+def _longest_silence(traces: list[PartTrace], t0: float, t1: float) -> float:
     times = sorted(p.result_at for p in traces if p.result_at and t0 <= p.result_at <= t1)
     edges = [t0, *times, t1]
     return max(b - a for a, b in itertools.pairwise(edges))

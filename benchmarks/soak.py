@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from _reliability import (
     DEMO_CONFIG,
     ROOT,
-    PlcPart,
+    PartTrace,
     command_line,
     cpu_name,
     describe_model,
@@ -68,8 +69,7 @@ def plc_child(argv: list[str]) -> int:
     from inspector.plc.sim import AsciiPlcSimulator
 
     report = AsciiPlcSimulator(args.plc_sim, deadline_ms=args.deadline_ms).run(args.parts, args.rate, args.prefix)
-    parts = [[p.part_id, p.sent_at, p.ack_at, p.result_at, p.verdict, p.score, p.defect, p.refused]
-             for p in report.parts]
+    parts = [asdict(p) for p in report.parts]
     json.dump({"mismatches": report.mismatches, "notes": report.notes, "elapsed_s": report.elapsed_s,
                "parts": parts}, sys.stdout)
     return 0
@@ -82,7 +82,7 @@ def run_window(port: str, n: int, rate: float, prefix: str, deadline_ms: float) 
     if proc.returncode != 0:
         raise SystemExit(f"PLC simulator failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     out = json.loads(proc.stdout)
-    out["parts"] = [PlcPart(*row) for row in out["parts"]]
+    out["parts"] = [PartTrace(**row) for row in out["parts"]]
     return out
 
 
@@ -109,7 +109,7 @@ def soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     station = parse_station_config(data)
     figures: list[dict[str, Any]] = []
     windows: list[dict[str, Any]] = []
-    parts: list[PlcPart] = []
+    parts: list[PartTrace] = []
     sim_mismatches: list[str] = []
     t_load = time.perf_counter()
     loop = StationLoop(station, trigger_mode="plc").start()

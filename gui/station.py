@@ -145,12 +145,11 @@ class StationHandle:
                 return
             loop = StationLoop(self.config, line=self.line, source=self._source, engines=self.engines,
                                log_dir=self.log_dir, log=self.log_enabled, trigger_mode=self.trigger_mode,
-                               rate_hz=self.rate_hz)
+                               rate_hz=self.rate_hz, model_dir=self.registry_dir)
             for fn, name, size in self._observers:
                 loop.add_observer(fn, name=name, queue_size=size)
-            loop.start()
+            loop.start()  # runs the line's deployed model version and follows the registry
             self._loop = loop
-            self._apply_deployed(loop.inspector)
             self._start_plc()
 
     def stop(self) -> None:
@@ -181,7 +180,6 @@ class StationHandle:
             loop = self._loop
             if loop is not None:
                 loop.changeover(line, who)
-                self._apply_deployed(loop.inspector)
             else:
                 old = self.line
                 self.config.line(line)  # KeyError names the lines
@@ -239,23 +237,6 @@ class StationHandle:
             return old.backbone(spec)  # shares loaded backbones; loads with the old loader when new
 
         return EngineCache(config, loader=loader)
-
-    def _apply_deployed(self, inspector: Inspector) -> None:
-        """Run the line's deployed trained version (inspector.training's registry), if it has one."""
-        try:
-            from inspector.training import ModelRegistry, apply_deployed
-        except Exception:  # training not installed: base heads
-            return
-        try:
-            registry = ModelRegistry(self.registry_dir, inspector.line.name)
-            deployed = registry.deployed()
-            # "base" means no adapter: an engine without one (base heads, a GUI refit) is already right.
-            if (deployed != "base" and deployed != inspector.model_version) or (
-                    deployed == "base" and inspector.adapter is not None):
-                apply_deployed(inspector, registry)
-        except Exception:  # a broken or foreign version must not keep the line from running on its base heads
-            _logger.exception("deployed model of line %s could not be applied; running %s", inspector.line.name,
-                              inspector.model_version)
 
     # ------------------------------------------------------------------ audit events
     def log_event(self, kind: str, who: str, what: str, old: object = "", new: object = "") -> None:

@@ -10,6 +10,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -48,3 +50,18 @@ def tiny_backbone():
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+def plant(part, rng: np.random.Generator, radius: int = 5, kind: str = "texture") -> tuple[np.ndarray, np.ndarray]:
+    """Paste a defect on the ring surface (CutPaste-style foreign texture, or a dark pit)."""
+    img = part.image.copy()
+    ys, xs = np.nonzero(part.ring)
+    k = rng.integers(len(ys))
+    mask = np.zeros(img.shape[:2], np.uint8)
+    cv2.circle(mask, (int(xs[k]), int(ys[k])), radius, 1, -1)
+    sel = mask.astype(bool)
+    if kind == "texture":
+        img[sel] = rng.integers(0, 255, (int(sel.sum()), 3), dtype=np.uint8)
+    else:
+        img[sel] = (img[sel] * 0.15).astype(np.uint8) + rng.integers(0, 30, (int(sel.sum()), 3), dtype=np.uint8)
+    return img, mask

@@ -44,6 +44,12 @@ class PartTrace:
         return None if self.result_at is None else 1000 * (self.result_at - self.sent_at)
 
     @property
+    def inspected(self) -> bool:
+        """Answered with a verdict from an inspection (not NG/FAULT, not NG/TIMEOUT, a finite score)."""
+        return self.verdict is not None and self.defect not in ("FAULT", "TIMEOUT") and self.score is not None \
+            and math.isfinite(self.score)
+
+    @property
     def kind(self) -> str:
         """OK / NG / FAULT / TIMEOUT / REFUSED / MISSING."""
         if self.refused:

@@ -88,8 +88,9 @@ class StationLoop:
     """A running station; implements :class:`inspector.station.port.StationPort`.
 
     ``source`` replaces the camera of the config (tests, tools); ``engines`` shares fitted lines
-    with other code; ``log_dir`` overrides ``log.folder``; ``max_parts`` ends the run after that
-    many parts (``inspector run --frames``).
+    with other code; ``log_dir`` overrides ``log.folder`` and ``model_dir`` the config's model
+    registry; ``max_parts`` ends the run after that many parts (``inspector run --frames``).
+    ``follow_models``: run each line's deployed trained version and follow promotions.
     """
 
     def __init__(
@@ -107,6 +108,7 @@ class StationLoop:
         max_batch: int = 1,
         inspect_queue: int = 2,
         follow_models: bool = True,
+        model_dir: Path | None = None,
     ) -> None:
         self.station = station
         try:
@@ -154,6 +156,7 @@ class StationLoop:
         self._t_start = time.monotonic()
         self._threads: list[threading.Thread] = []
         self.follow_models = follow_models
+        self.model_dir = Path(model_dir) if model_dir is not None else station.resolve(station.model_dir)
         self._watcher: DeploymentWatcher | None = None
 
     # ================================================================== lifecycle
@@ -405,7 +408,7 @@ class StationLoop:
         from inspector.training.registry import ModelRegistry
 
         line = inspector.line.name
-        registry = ModelRegistry(self.station.resolve(self.station.model_dir), line)
+        registry = ModelRegistry(self.model_dir, line)
 
         def swapped(old: str, new: str) -> None:
             who, why = "registry", ""

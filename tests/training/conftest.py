@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from inspector.config import StationConfig, parse_station_config
 from inspector.synthetic import PartGenerator
 from inspector.training.modules import AdapterStack, ClipAdapterHead, CoOpHead, ResidualPatchHead, TipAdapterHead
+from tests.conftest import plant as plant_texture
 from tests.conftest import tiny_line
 from tests.heads.conftest import random_features
 
@@ -34,14 +35,8 @@ FAST_TRAINING = {
 
 def plant(part, rng: np.random.Generator, radius: int) -> tuple[np.ndarray, np.ndarray]:
     """A CutPaste-style foreign texture disc on the ring surface, and its mask (0/255)."""
-    img = part.image.copy()
-    ys, xs = np.nonzero(part.ring)
-    k = rng.integers(len(ys))
-    mask = np.zeros(img.shape[:2], np.uint8)
-    cv2.circle(mask, (int(xs[k]), int(ys[k])), radius, 255, -1)
-    sel = mask.astype(bool)
-    img[sel] = rng.integers(0, 255, (int(sel.sum()), 3), dtype=np.uint8)
-    return img, mask
+    img, mask = plant_texture(part, rng, radius)
+    return img, mask * 255
 
 
 def _write(path: Path, rgb: np.ndarray) -> None:
