@@ -198,6 +198,9 @@ class ReplyChecker:
             return [self.parts[p] for p in self.order]
 
 
+PING_RETRY_S = 0.5  # how often an unanswered PING is repeated during the handshake
+
+
 def _pace(start: float, index: int, rate_hz: float) -> None:
     due = start + index / rate_hz
     delay = due - time.perf_counter()
@@ -209,8 +212,10 @@ class AsciiPlcSimulator:
     """Sends ``TRIG`` lines at a fixed rate (pipelined, like a conveyor) and checks ACK / RES replies."""
 
     def __init__(self, port: str, *, baudrate: int = 115200, parity: str = "N", checksum: bool = False,
-                 deadline_ms: float = 2500, on_progress: Callable[[int], None] | None = None) -> None:
+                 deadline_ms: float = 2500, handshake_s: float = 10.0,
+                 on_progress: Callable[[int], None] | None = None) -> None:
         self.port = port
+        self.handshake_s = handshake_s
         self.baudrate = baudrate
         self.parity = parity
         self.checksum = checksum
@@ -258,14 +263,26 @@ class AsciiPlcSimulator:
         return SimReport("ascii", self.port, checker.traces(), mismatches, time.perf_counter() - started, notes)
 
     def _handshake(self, ser: serial.SerialBase, notes: list[str]) -> bool:
-        """PING -> PONG, then STATUS (noted in the report); both before the first trigger."""
-        for body, kind in (("PING", proto.Pong), ("STATUS", proto.StatusReply)):
-            ser.write(proto.encode_line(body, self.checksum))
-            reply = self._await_reply(kind, timeout=2.0)
-            if reply is None:
+        """PING until PONG (a PLC polls a station that is still booting), then STATUS, before the first trigger.
+
+        A station opening its port flushes whatever arrived before, so one PING sent too early is lost:
+        PING is repeated every ``PING_RETRY_S`` for ``handshake_s``.
+        """
+        deadline = time.monotonic() + self.handshake_s
+        while True:
+            ser.write(proto.encode_line("PING", self.checksum))
+            left = deadline - time.monotonic()
+            if self._await_reply(proto.Pong, timeout=max(0.0, min(PING_RETRY_S, left))) is not None:
+                break
+            if time.monotonic() >= deadline:
                 return False
-            if isinstance(reply, proto.StatusReply):
-                notes.append(f"station {reply.state}, line {reply.line}, model {reply.model_version}")
+        ser.write(proto.encode_line("STATUS", self.checksum))
+        reply = self._await_reply(proto.StatusReply, timeout=2.0)
+        if not isinstance(reply, proto.StatusReply):
+            return False
+        notes.append(f"station {reply.state}, line {reply.line}, model {reply.model_version}")
+        with self._reply_event:  # late PONGs of repeated PINGs are not replies to anything that follows
+            self._pending_reply[:] = [r for r in self._pending_reply if not isinstance(r, proto.Pong)]
         return True
 
     def _await_reply(self, kind: type, timeout: float) -> proto.Reply | None:

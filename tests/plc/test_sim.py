@@ -107,6 +107,26 @@ def test_simulator_reports_faults_without_failing(modem: VirtualNullModem, stati
     assert report.ok and report.count("FAULT") == 1
 
 
+def test_simulator_pings_until_a_late_station_answers(modem: VirtualNullModem, station: SimulatedStation) -> None:
+    """A station that opens its port after the PLC's first PING (which the open flushes) still handshakes."""
+    result: list = []
+    sim = AsciiPlcSimulator(str(modem.b.path), deadline_ms=10_000)
+    runner = threading.Thread(target=lambda: result.append(sim.run(3, rate_hz=100)))
+    runner.start()
+    threading.Event().wait(0.8)  # the first PING goes out to a closed port
+    with AsciiServer(fast_spec(modem.a.path), station):
+        runner.join(timeout=30)
+    (report,) = result
+    assert report.ok, report.mismatches
+    assert len(report.parts) == 3
+
+
+def test_simulator_gives_up_on_a_silent_station(modem: VirtualNullModem) -> None:
+    report = AsciiPlcSimulator(str(modem.b.path), handshake_s=0.6).run(3, rate_hz=100)
+    assert report.mismatches == ["station does not answer PING (check port, baud rate, protocol)"]
+    assert report.elapsed_s < 5
+
+
 class RogueStation:
     """A broken station on a pty: answers PING/STATUS, then ACKs every trigger twice and never RES."""
 

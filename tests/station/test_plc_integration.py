@@ -23,6 +23,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_plc_triggers_through_the_real_link(make_station, engines_for, tmp_path: Path) -> None:
+    from inspector.plc.base import LinkState
     from inspector.plc.settings import PlcSpec
 
     station = make_station(trigger={"mode": "plc"})
@@ -34,6 +35,7 @@ def test_plc_triggers_through_the_real_link(make_station, engines_for, tmp_path:
                                            loop)
             link.start()
             try:
+                assert link.wait_for_state(LinkState.CONNECTED)
                 report = sim.AsciiPlcSimulator(plc_end, deadline_ms=10_000).run(parts=6, rate_hz=20)
             finally:
                 link.stop()
