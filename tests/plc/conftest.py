@@ -74,7 +74,7 @@ class PlcEnd:
         raw = data.encode() if isinstance(data, str) else data
         os.write(self.port.master, raw)
 
-    def line(self, timeout: float = 2.0) -> bytes:
+    def line(self, timeout: float = 10.0) -> bytes:
         """Next line without its CR LF; AssertionError on timeout."""
         deadline = time.monotonic() + timeout
         while b"\n" not in self._buf:
@@ -88,11 +88,11 @@ class PlcEnd:
         assert line.endswith(b"\r"), f"line not CR LF terminated: {line!r}"
         return line[:-1]
 
-    def lines(self, count: int, timeout: float = 5.0) -> list[bytes]:
+    def lines(self, count: int, timeout: float = 10.0) -> list[bytes]:
         deadline = time.monotonic() + timeout
         return [self.line(max(0.01, deadline - time.monotonic())) for _ in range(count)]
 
-    def ask(self, data: bytes | str, timeout: float = 2.0) -> bytes:
+    def ask(self, data: bytes | str, timeout: float = 10.0) -> bytes:
         """Send one line (CR LF added if missing) and return the next line received."""
         raw = data.encode() if isinstance(data, str) else data
         self.send(raw if raw.endswith(b"\n") else raw + b"\r\n")

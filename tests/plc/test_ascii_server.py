@@ -129,8 +129,8 @@ def test_late_result_never_sent_after_timeout(ascii_server, plc: PlcEnd, station
     server = ascii_server(result_timeout_ms=100)
     station.slow_parts["S1"] = 0.4
     assert plc.ask("TRIG,S1") == b"ACK,S1"
-    assert plc.line(timeout=1) == b"RES,S1,NG,nan,TIMEOUT"
-    assert wait_until(lambda: server.counters.late_dropped == 1, timeout=3)  # the station did answer, later
+    assert plc.line() == b"RES,S1,NG,nan,TIMEOUT"
+    assert wait_until(lambda: server.counters.late_dropped == 1, timeout=10)  # the station did answer, later
     assert station.answered[-1].part_id == "S1" and station.answered[-1].fault is None
     assert plc.quiet(0.1)
     assert plc.ask("TRIG,S2") == b"ACK,S2"  # and the next part is business as usual
@@ -162,9 +162,9 @@ def test_port_vanishes_mid_run_and_comes_back(ascii_server, pty: PtyPort, statio
         assert plc.ask(f"TRIG,A{i}") == f"ACK,A{i}".encode()
         assert plc.line().startswith(f"RES,A{i},".encode())
     pty.close()
-    assert server.wait_for_state(LinkState.LOST, timeout=3)
+    assert server.wait_for_state(LinkState.LOST, timeout=10)
     pty.open()
-    assert server.wait_for_state(LinkState.CONNECTED, timeout=3)
+    assert server.wait_for_state(LinkState.CONNECTED, timeout=10)
     plc = PlcEnd(pty)
     for i in range(50):
         assert plc.ask(f"TRIG,B{i}") == f"ACK,B{i}".encode()

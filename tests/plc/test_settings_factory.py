@@ -58,5 +58,5 @@ def test_a_missing_port_is_lost_not_an_exception(protocol: str) -> None:
     with SimulatedStation() as station:
         link = create_plc_link(PlcSpec(protocol=protocol, port="/dev/does-not-exist", reconnect_min_s=0.05), station)
         with link:
-            assert link.wait_for_state(LinkState.LOST, timeout=3)
+            assert link.wait_for_state(LinkState.LOST, timeout=10)
         assert link.state == LinkState.STOPPED

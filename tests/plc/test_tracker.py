@@ -40,7 +40,7 @@ class Inbox:
             self.items.append(verdict)
             self.cond.notify_all()
 
-    def wait(self, count: int, timeout: float = 3.0) -> bool:
+    def wait(self, count: int, timeout: float = 10.0) -> bool:
         with self.cond:
             return self.cond.wait_for(lambda: len(self.items) >= count, timeout)
 

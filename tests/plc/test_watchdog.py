@@ -18,12 +18,12 @@ def test_reports_silence_once_and_recovery() -> None:
     dog = SilenceWatchdog(0.05, on_change)
     dog.start()
     try:
-        assert changed.wait(2)
+        assert changed.wait(10)
         assert dog.silent and changes == [True]
         dog.touch()
         assert changes == [True, False] and not dog.silent
         changed.clear()
-        assert changed.wait(2)
+        assert changed.wait(10)
         assert changes == [True, False, True]
     finally:
         dog.stop()
