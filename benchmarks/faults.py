@@ -74,7 +74,7 @@ from _reliability import (
 
 from inspector.station.sources import CameraError, FrameSource, RawFrame
 
-KINDS = ("serial", "camera", "disk", "kill", "checkpoint")
+KINDS = ("serial", "camera", "disk", "kill", "standby", "checkpoint")
 RECOVERY_LIMIT_S = 2.0
 # Outage lengths, cycled over the repetitions: short ones and one past every backoff's early steps.
 HOLDS_S = (1.0, 5.0, 0.5, 2.0)
@@ -761,6 +761,79 @@ def scenario_kill(ctx: Context) -> Scenario:
     return sc
 
 
+def scenario_standby(ctx: Context) -> Scenario:
+    from inspector.station.process import StationProcess, kill_all
+
+    sc = Scenario("standby", "kill -9 of the station with a warm standby waiting (`inspector run --standby`)",
+                  "`inspector run --headless --plain --trigger free_run --rate 20` on the line config, a second one "
+                  "with `--standby` loads the line and waits; the active one is SIGKILLed after 5-25 published parts "
+                  "(seeded), the standby takes over, a new standby is started for the next repetition; the last "
+                  "station is stopped with SIGINT")
+    work = ctx.work / "standby"
+    logs = work / "logs"
+    work.mkdir(parents=True, exist_ok=True)
+    config = write_yaml({**ctx.data, "log": {**ctx.data.get("log", {}), "folder": str(logs)}}, work / "station.yaml")
+    rng = random.Random(ctx.seed)
+    extra = ("--trigger", "free_run", "--rate", "20")
+    printed: dict[int, tuple[str, str]] = {}
+    active = StationProcess(config, *extra)
+    standby: StationProcess | None = None
+    ready_s: list[float] = []
+    try:
+        active.wait(lambda: len(active.published) >= 1, what="the first part")
+        for i in range(1, ctx.repeat + 1):
+            standby = StationProcess(config, *extra, "--standby")
+            standby.wait(lambda s=standby: s.said("standby ready"), what="standby ready")
+            ready_s.append(time.monotonic() - standby.started_at)
+            target = len(active.published) + rng.randint(5, 25)
+            active.wait(lambda a=active, n=target: len(a.published) >= n, what=f"{target} parts")
+            killed_at = time.monotonic()
+            active.finish(signal.SIGKILL)
+            printed.update(active.published)
+            try:
+                standby.wait(lambda s=standby: s.first_part_at is not None, timeout=WAIT_S,
+                             what="a part from the standby")
+            except AssertionError as exc:
+                sc.reps.append(Rep(i, False, None, {"error": str(exc)[:300]}))
+                ctx.tick(sc, sc.reps[-1])
+                break
+            rec = standby.first_part_at - killed_at
+            sc.reps.append(Rep(i, rec < RECOVERY_LIMIT_S, _r(rec), {"killed_after_parts": len(active.published),
+                                                                    "standby_ready_after_s": _r(ready_s[-1])}))
+            ctx.tick(sc, sc.reps[-1])
+            active, standby = standby, None
+        active.wait(lambda: len(active.published) >= 3, what="3 parts")
+        if active.finish(signal.SIGINT) != 0:
+            sc.error = f"the last station did not stop cleanly: {active.stderr_text[-800:]}"
+        printed.update(active.published)
+    finally:
+        kill_all([active, standby])
+    log = read_audit(logs)
+    missing = [s for s in printed if s not in log.by_seq]
+    wrong = [s for s, (part, verdict) in printed.items()
+             if s in log.by_seq and (log.by_seq[s]["part_id"], log.by_seq[s]["verdict"]) != (part, verdict)]
+    sc.acked_lost = len(missing)
+    seq_dups = [d for d in log.duplicates if d.startswith("seq ")]
+    sc.unmatched = len(wrong) + len(seq_dups)
+    sc.ok_without_inspection = sum(1 for s, (_p, v) in printed.items() if v == "OK" and s in log.by_seq
+                                   and (log.by_seq[s]["fault"] or not math.isfinite(log.by_seq[s]["score"])))
+    seqs = sorted(log.by_seq)
+    holes = (seqs[-1] - seqs[0] + 1 - len(seqs)) if seqs else 0
+    takeovers = log.events_of("standby_takeover")
+    recovered = log.events_of("log_recovered")
+    sc.figures.update({"printed_parts": len(printed), "logged_records": len(log.by_seq), "files": len(log.files),
+                       "standby_takeover_events": len(takeovers), "log_recovered_events": len(recovered),
+                       "seq_holes": holes, "standby_ready_s": percentiles(ready_s, (50,))})
+    sc.checks["every printed (published) part is in the log, same part id and verdict"] = not missing and not wrong
+    sc.checks["one standby_takeover event per kill, every crashed file sealed"] = (
+        len(takeovers) == len(sc.reps) and len(recovered) == len(sc.reps) and not log.open_files)
+    sc.checks["the sequence continues across takeovers (no seq logged twice, no holes)"] = not seq_dups and holes == 0
+    sc.notes.append("recovery: SIGKILL of the active station -> first part published by the standby (the whole "
+                    "failover, no process start in it); the standby itself needs `standby_ready_s` to load "
+                    "before it can take over")
+    return sc
+
+
 def _station_process(config: Path, logs: Path, err_path: Path, stop_after: int, kill: bool) -> dict[str, Any]:
     """One `inspector run` process: read its published parts, SIGKILL it after ``stop_after`` (or let it end)."""
     from inspector.audit.h5log import log_files
@@ -860,7 +933,7 @@ class Context:
 
 SCENARIOS: dict[str, Callable[[Context], Scenario]] = {
     "serial": scenario_serial, "camera": scenario_camera, "disk": scenario_disk, "kill": scenario_kill,
-    "checkpoint": scenario_checkpoint,
+    "standby": scenario_standby, "checkpoint": scenario_checkpoint,
 }
 
 
@@ -933,7 +1006,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         base = parse_station_config({**data, "log": {**data.get("log", {}), "folder": str(work / "unused")}})
         engines = EngineCache(base)
-        if any(k != "kill" for k in kinds):
+        if any(k not in ("kill", "standby") for k in kinds):
             engines.get(base.line().name)  # load and fit the line once for the in-process scenarios
         ctx = Context(data, work, engines, args.repeat, args.rate, args.seed)
         for kind in kinds:

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import importlib
 import importlib.util
+import os
 import signal
 import sys
 import threading
@@ -16,6 +17,7 @@ from typing import Any
 
 from inspector.cli.common import add_config_args
 from inspector.errors import InspectorError
+from inspector.station.standby import StationLock, claim_station, line_fingerprint, wait_writer_free
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plc-protocol", choices=["ascii", "modbus"], help="PLC protocol (default: plc.protocol)")
     p.add_argument("--timeout", type=float, metavar="S",
                    help="give up after S seconds (exit 1 if --frames not reached)")
+    p.add_argument("--standby", action="store_true",
+                   help="warm standby: load the line now, wait while another station runs on the same log folder, "
+                        "take over the moment it ends (kill, crash, stop); see docs/deployment.md")
     p.add_argument("--plain", action="store_true",
                    help="one line per part instead of the live dashboard (default when stdout is not a terminal)")
     p.set_defaults(func=run)
@@ -97,6 +102,31 @@ def _link_status(link: Any) -> str:
     return str(getattr(state, "value", state))
 
 
+def _wait_as_standby(loop: Any, err: Any) -> tuple[StationLock, str | None, str]:
+    """Load the line, then wait for the station lock.
+
+    Returns the lock, whom it was taken from (None: nobody held it) and the fingerprint of what was loaded.
+    """
+    with err.status(f"standby: loading line {loop.line} ..."):
+        loop.engines.get(loop.line)
+    loaded = line_fingerprint(loop.station, loop.line)
+    lock = StationLock(loop.log_folder)
+    if lock.try_acquire():
+        err.print("standby: no station is running on this log folder; starting now")
+        return lock, None, loaded
+    previous = lock.holder()
+    err.print(f"standby ready: line {loop.line} loaded; waiting to take over from the active station ({previous})")
+    try:
+        lock.acquire()
+    except BaseException:
+        lock.release()
+        raise
+    if not wait_writer_free(loop.log_folder):
+        err.print("[yellow]standby: the audit writer lock is still held 5 s after the station ended")
+    err.print(f"standby: the active station ({previous}) ended; taking over")
+    return lock, previous, loaded
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -119,20 +149,41 @@ def run(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     if not args.headless:
         err.print("[dim]the operator GUI is started by the gui package; showing the terminal dashboard")
-    loop = StationLoop(station, line=args.line, log_dir=args.log_dir, log=False if args.no_log else None,
-                       trigger_mode=mode, rate_hz=args.rate, max_parts=args.frames)
-    interactive = sys.stdout.isatty() and not args.plain
+
+    def make_loop(config: Any) -> StationLoop:
+        return StationLoop(config, line=args.line, log_dir=args.log_dir, log=False if args.no_log else None,
+                           trigger_mode=mode, rate_hz=args.rate, max_parts=args.frames)
+
+    loop = make_loop(station)
+    lock: StationLock | None = None
+    if not args.standby and loop.log_enabled:
+        lock = claim_station(loop.log_folder)  # refuses a second station on this folder before loading anything
+        loop.station_lock = lock
     link: Any = None
-    extras = {"PLC": lambda: _link_status(link)} if mode == "plc" else None
-    view = Dashboard(loop, Console(), extras=extras) if interactive else PlainReporter(loop, sys.stdout)
     stop_driver = threading.Event()
     driver: threading.Thread | None = None
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     interrupted = False
+    takeover: str | None = None
     with _sigterm_as_interrupt():
         try:
+            if args.standby:
+                lock, takeover, loaded = _wait_as_standby(loop, err)
+                if takeover is not None:
+                    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+                    if line_fingerprint(station, loop.line) != loaded:
+                        err.print("standby: the config or the few-shot data changed while waiting; reloading the line")
+                        station = load_station_config(args.config)
+                        loop = make_loop(station)
+                loop.station_lock = lock
+            interactive = sys.stdout.isatty() and not args.plain
+            extras = {"PLC": lambda: _link_status(link)} if mode == "plc" else None
+            view = Dashboard(loop, Console(), extras=extras) if interactive else PlainReporter(loop, sys.stdout)
             with err.status(f"loading line {loop.line} ..."):
                 loop.start()
+            if takeover is not None:
+                loop.log_event("standby_takeover", "station", f"warm standby took over from {takeover}", takeover,
+                               f"pid {os.getpid()}")
             if loop.stats().untrained:
                 err.print(f"[yellow]note: {UNTRAINED_BANNER}")
             if factory is not None:
@@ -165,6 +216,8 @@ def run(args: argparse.Namespace) -> int:
                 except Exception as exc:
                     err.print(f"[red]PLC link did not stop cleanly: {exc}")
             loop.stop()
+            if lock is not None:
+                lock.release()  # after the log is closed: a standby takes over from here
     stats = loop.stats()
     err.print(summary_text(stats))
     if args.frames is not None and stats.parts < args.frames and not interrupted:

@@ -59,6 +59,7 @@ from inspector.station.sources import (
     SourceExhausted,
     create_source,
 )
+from inspector.station.standby import StationLock, claim_station
 from inspector.station.stats import CameraStats, LogStats, LoopStats, Tally
 from inspector.station.triggers import FreeRunClock, FutureReply, Trigger, TriggerKind, TriggerQueue, check_part_id
 
@@ -109,6 +110,7 @@ class StationLoop:
         inspect_queue: int = 2,
         follow_models: bool = True,
         model_dir: Path | None = None,
+        station_lock: StationLock | None = None,
     ) -> None:
         self.station = station
         try:
@@ -158,6 +160,10 @@ class StationLoop:
         self.follow_models = follow_models
         self.model_dir = Path(model_dir) if model_dir is not None else station.resolve(station.model_dir)
         self._watcher: DeploymentWatcher | None = None
+        # The log folder's station lock (one station per folder; a warm standby waits on it). Taken at
+        # start() when logging is on, unless the caller already holds it (``inspector run`` takes it
+        # before loading anything; a standby after its wait). Released at stop(), after the log closed.
+        self.station_lock = station_lock
 
     # ================================================================== lifecycle
     def start(self) -> StationLoop:
@@ -165,7 +171,13 @@ class StationLoop:
         if self._started:
             msg = "station loop already started"
             raise RuntimeError(msg)
-        inspector = self.engines.get(self._line)
+        if self.log_enabled and (self.station_lock is None or not self.station_lock.held):
+            self.station_lock = claim_station(self.log_folder)  # before the slow line load: refuse early
+        try:
+            inspector = self.engines.get(self._line)
+        except BaseException:
+            self._release_station()
+            raise
         self._install(inspector)
         try:
             if self.log_enabled:
@@ -242,8 +254,13 @@ class StationLoop:
         for runner in self._observers:
             runner.stop(max(0.1, deadline - time.monotonic()))
         self.camera.close()
+        self._release_station()
         self._stopped = True
         _logger.info("station stopped after %d parts", self.tally.parts)
+
+    def _release_station(self) -> None:
+        if self.station_lock is not None:
+            self.station_lock.release()  # a waiting standby takes over from here
 
     def __enter__(self) -> StationLoop:
         return self.start()

@@ -23,7 +23,7 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str, dic
     return proc, {s["kind"]: s for s in res["scenarios"]}
 
 
-@pytest.mark.parametrize("kind", ["serial", "camera", "disk", "kill", "checkpoint"])
+@pytest.mark.parametrize("kind", ["serial", "camera", "disk", "kill", "standby", "checkpoint"])
 def test_fault_is_survived_without_losing_or_inventing_verdicts(faults, kind: str) -> None:
     proc, scenarios = faults
     sc = scenarios[kind]

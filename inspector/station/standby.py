@@ -1,0 +1,158 @@
+"""Which process is the active station of a log folder, and the warm standby that waits to replace it.
+
+A station process that dies (``kill -9``, a crash, an OOM kill) is normally restarted by the service
+manager, and a new Python process spends seconds importing torch / open_clip and loading the line
+before it can answer the PLC again. A *warm standby* (``inspector run --standby``) is a second
+process that has already done all of that and waits on the folder's station lock; the kernel hands
+it the lock the moment the active process ends, however it ends, and it starts the line at once:
+seals the crashed audit file, opens the camera and the PLC port, and answers the next trigger.
+
+The lock is ``<log folder>/.station.lock`` (POSIX ``flock``): every ``inspector run`` holds it for its
+whole life, so a second station on the same folder is refused, and a standby simply blocks on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from inspector.errors import InspectorError
+
+if TYPE_CHECKING:
+    from inspector.config import StationConfig
+
+_logger = logging.getLogger(__name__)
+
+STATION_LOCK_NAME = ".station.lock"
+
+
+class StationBusyError(InspectorError):
+    """Another process is the active station of this log folder."""
+
+
+class StationLock:
+    """Exclusive lock on ``folder/.station.lock``; the holder's pid and host are written into it."""
+
+    def __init__(self, folder: Path) -> None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            msg = "station locking needs POSIX file locks (flock); run one station per log folder on this platform"
+            raise InspectorError(msg) from None
+        self._fcntl = fcntl
+        self.folder = Path(folder)
+        self.path = self.folder / STATION_LOCK_NAME
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            msg = f"cannot create the station lock {self.path}: {exc}; check log.folder (or --log-dir) is writable"
+            raise InspectorError(msg) from exc
+        self.held = False
+
+    def holder(self) -> str:
+        """What the current holder wrote (``pid 123 on host``), or "another process"."""
+        with contextlib.suppress(OSError):
+            text = os.pread(self._fd, 200, 0).decode(errors="replace").strip()
+            if text:
+                return text
+        return "another process"
+
+    def try_acquire(self) -> bool:
+        try:
+            self._fcntl.flock(self._fd, self._fcntl.LOCK_EX | self._fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        self._claim()
+        return True
+
+    def acquire(self) -> None:
+        """Block until this process holds the lock (Ctrl-C / SIGTERM interrupt the wait)."""
+        self._fcntl.flock(self._fd, self._fcntl.LOCK_EX)
+        self._claim()
+
+    def release(self) -> None:
+        """Give the lock up (closing the descriptor releases it; so does the process ending)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self.held = False
+
+    def _claim(self) -> None:
+        self.held = True
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+
+    def __enter__(self) -> StationLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def claim_station(folder: Path) -> StationLock:
+    """The lock of an active station, taken now; :class:`StationBusyError` naming the holder when taken."""
+    lock = StationLock(folder)
+    if not lock.try_acquire():
+        holder = lock.holder()
+        lock.release()
+        msg = (f"a station is already running on log folder {folder} ({holder}); stop it first, or start this one "
+               "with --standby to wait as its warm standby")
+        raise StationBusyError(msg)
+    return lock
+
+
+def wait_writer_free(folder: Path, timeout_s: float = 5.0) -> bool:
+    """Wait until no process holds the audit writer lock of ``folder`` (a dying station releases it last).
+
+    The kernel releases a killed process's locks one descriptor at a time: the station lock can come
+    free a moment before the audit writer's lock does.
+    """
+    import fcntl
+
+    from inspector.audit.h5log import LOCK_NAME
+
+    path = Path(folder) / LOCK_NAME
+    if not path.exists():
+        return True
+    deadline = time.monotonic() + timeout_s
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.005)
+                continue
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return True
+    finally:
+        os.close(fd)
+
+
+def line_fingerprint(station: StationConfig, line: str) -> str:
+    """sha256 over the config file and the line's few-shot folder listing (names, sizes, mtimes).
+
+    A standby loaded the line when it started; if either changed while it waited it reloads before
+    it takes over, so it never runs a line older than what a fresh start would load.
+    """
+    digest = hashlib.sha256()
+    if station.source is not None:
+        with contextlib.suppress(OSError):
+            digest.update(Path(station.source).read_bytes())
+    folder = station.line(line).fewshot.folder
+    if folder is not None:
+        root = station.resolve(folder)
+        for path in sorted(root.rglob("*")) if root.is_dir() else ():
+            with contextlib.suppress(OSError):
+                st = path.stat()
+                digest.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
