@@ -39,12 +39,9 @@ import json
 import math
 import os
 import platform
-import queue
 import random
-import re
 import select
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -838,54 +835,22 @@ def _station_process(config: Path, logs: Path, err_path: Path, stop_after: int, 
     """One `inspector run` process: read its published parts, SIGKILL it after ``stop_after`` (or let it end)."""
     from inspector.audit.h5log import log_files
     from inspector.audit.reader import AuditReader
+    from inspector.station.process import StationProcess
 
-    line_re = re.compile(r"^seq=(\d+) part=(\S+) (OK|NG) ")
     before = set(log_files(logs))
-    cmd = [sys.executable, "-c", "import sys; from inspector.cli import main; sys.exit(main())", "run",
-           "--config", str(config), "--headless", "--plain", "--trigger", "free_run", "--rate", "20"]
-    if not kill:
-        cmd += ["--frames", str(stop_after)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    lines: queue.Queue[tuple[float, str | None]] = queue.Queue()
-    t_wall, t0 = time.time(), time.perf_counter()
-    with err_path.open("w") as err:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
-
-        def pump() -> None:
-            assert proc.stdout is not None
-            for text in proc.stdout:
-                lines.put((time.perf_counter(), text))
-            lines.put((time.perf_counter(), None))
-
-        threading.Thread(target=pump, name="kill-stdout", daemon=True).start()
-        printed: dict[int, tuple[str, str]] = {}
-        first: float | None = None
-        deadline = time.perf_counter() + 240
-        error = None
-        while len(printed) < stop_after:
-            try:
-                at, text = lines.get(timeout=max(0.1, deadline - time.perf_counter()))
-            except queue.Empty:
-                error = "the station printed no part within 240 s"
-                break
-            if text is None:
-                break
-            m = line_re.match(text)
-            if m:
-                printed[int(m.group(1))] = (m.group(2), m.group(3))
-                first = first if first is not None else at
-        if kill:
-            proc.send_signal(signal.SIGKILL)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            error = error or "the station did not exit"
-    if not kill and proc.returncode != 0:
-        error = error or f"clean run exited {proc.returncode}: {err_path.read_text()[-800:]}"
-    if len(printed) < 1 and error is None:
-        error = f"no part printed (exit {proc.returncode}): {err_path.read_text()[-800:]}"
+    extra = ["--trigger", "free_run", "--rate", "20"] + ([] if kill else ["--frames", str(stop_after)])
+    t_wall, t0 = time.time(), time.monotonic()
+    proc = StationProcess(config, *extra, max_life_s=360)
+    error = None
+    try:
+        proc.wait(lambda: len(proc.published) >= stop_after, timeout=240, what=f"{stop_after} published parts")
+    except AssertionError as exc:
+        error = str(exc)[:800]
+    code = proc.finish(signal.SIGKILL if kill else None)
+    err_path.write_text(proc.stderr_text)
+    if not kill and code != 0:
+        error = error or f"clean run exited {code}: {proc.stderr_text[-800:]}"
+    first = None if proc.first_part_at is None else proc.first_part_at - t0
     startup = start_to_first = None
     new = [p for p in log_files(logs) if p not in before]
     if new:
@@ -894,9 +859,9 @@ def _station_process(config: Path, logs: Path, err_path: Path, stop_after: int, 
             if start:
                 startup = start[0]["time_ns"] / 1e9 - t_wall
                 if first is not None:
-                    start_to_first = (first - t0) - startup
-    return {"printed": printed, "parts": len(printed), "first_part_s": None if first is None else first - t0,
-            "startup_s": startup, "start_to_first_s": start_to_first, "exit": proc.returncode, "error": error}
+                    start_to_first = first - startup
+    return {"printed": dict(proc.published), "parts": len(proc.published), "first_part_s": first,
+            "startup_s": startup, "start_to_first_s": start_to_first, "exit": code, "error": error}
 
 
 # ================================================================================================ driver

@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     if mode == "plc" and station.plc is None and not args.plc_port:
         msg = f"{args.config}: trigger mode plc needs a plc: section (port, protocol) or --plc-port PORT"
         raise InspectorError(msg)
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # one line per message in a service journal
     if not args.headless:
         err.print("[dim]the operator GUI is started by the gui package; showing the terminal dashboard")
 

@@ -125,13 +125,14 @@ def test_standby_takes_over_a_killed_station(tmp_path: Path, text_cache_dir: Pat
         standby.wait(lambda: standby.said("standby ready"), what="standby ready")
         assert not standby.published
         active.wait(lambda: len(active.published) >= 8, what="8 parts")
+        config.write_text(config.read_text() + "# edited while the standby waited\n")
         killed_at = time.monotonic()
         assert active.finish(signal.SIGKILL) == -signal.SIGKILL
         standby.wait(lambda: len(standby.published) >= 5, what="5 parts after the takeover")
         assert standby.finish(signal.SIGINT) == 0, standby.stderr_text[-2000:]
     finally:
         kill_all([active, standby])
-    assert standby.said("taking over")
+    assert standby.said("taking over") and standby.said("changed while waiting; reloading the line")
     assert standby.first_part_at is not None and standby.first_part_at > killed_at
 
     logged: dict[int, tuple[str, str]] = {}
