@@ -102,20 +102,26 @@ def _link_status(link: Any) -> str:
     return str(getattr(state, "value", state))
 
 
+def _fingerprint(station: Any) -> str:
+    return "".join(line_fingerprint(station, line.name) for line in station.lines)
+
+
 def _wait_as_standby(loop: Any, err: Any) -> tuple[StationLock, str | None, str]:
-    """Load the line, then wait for the station lock.
+    """Load every line of the station (the active one may change over while we wait), then wait for the lock.
 
     Returns the lock, whom it was taken from (None: nobody held it) and the fingerprint of what was loaded.
     """
-    with err.status(f"standby: loading line {loop.line} ..."):
-        loop.engines.get(loop.line)
-    loaded = line_fingerprint(loop.station, loop.line)
+    for name in loop.line_names():
+        with err.status(f"standby: loading line {name} ..."):
+            loop.engines.get(name)
+    loaded = _fingerprint(loop.station)
     lock = StationLock(loop.log_folder)
     if lock.try_acquire():
         err.print("standby: no station is running on this log folder; starting now")
         return lock, None, loaded
     previous = lock.holder()
-    err.print(f"standby ready: line {loop.line} loaded; waiting to take over from the active station ({previous})")
+    err.print(f"standby ready: {len(loop.line_names())} line(s) loaded; waiting to take over from the active "
+              f"station ({previous})")
     try:
         lock.acquire()
     except BaseException:
@@ -150,9 +156,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.headless:
         err.print("[dim]the operator GUI is started by the gui package; showing the terminal dashboard")
 
-    def make_loop(config: Any) -> StationLoop:
+    def make_loop(config: Any, engines: Any = None) -> StationLoop:
+        # Without --line: the line this folder's last station ran (a restart or takeover resumes it).
         return StationLoop(config, line=args.line, log_dir=args.log_dir, log=False if args.no_log else None,
-                           trigger_mode=mode, rate_hz=args.rate, max_parts=args.frames)
+                           trigger_mode=mode, rate_hz=args.rate, max_parts=args.frames, engines=engines,
+                           resume_line=args.line is None)
 
     loop = make_loop(station)
     lock: StationLock | None = None
@@ -171,10 +179,12 @@ def run(args: argparse.Namespace) -> int:
                 lock, takeover, loaded = _wait_as_standby(loop, err)
                 if takeover is not None:
                     deadline = None if args.timeout is None else time.monotonic() + args.timeout
-                    if line_fingerprint(station, loop.line) != loaded:
-                        err.print("standby: the config or the few-shot data changed while waiting; reloading the line")
+                    if _fingerprint(station) != loaded:
+                        err.print("standby: the config or the few-shot data changed while waiting; reloading")
                         station = load_station_config(args.config)
                         loop = make_loop(station)
+                    else:  # the lines are loaded; start on the one the station ran when it died
+                        loop = make_loop(station, engines=loop.engines)
                 loop.station_lock = lock
             interactive = sys.stdout.isatty() and not args.plain
             extras = {"PLC": lambda: _link_status(link)} if mode == "plc" else None

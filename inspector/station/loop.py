@@ -59,7 +59,7 @@ from inspector.station.sources import (
     SourceExhausted,
     create_source,
 )
-from inspector.station.standby import StationLock, claim_station
+from inspector.station.standby import StationLock, claim_station, remember_line, remembered_line
 from inspector.station.stats import CameraStats, LogStats, LoopStats, Tally
 from inspector.station.triggers import FreeRunClock, FutureReply, Trigger, TriggerKind, TriggerQueue, check_part_id
 
@@ -92,6 +92,8 @@ class StationLoop:
     with other code; ``log_dir`` overrides ``log.folder`` and ``model_dir`` the config's model
     registry; ``max_parts`` ends the run after that many parts (``inspector run --frames``).
     ``follow_models``: run each line's deployed trained version and follow promotions.
+    ``resume_line`` (with no ``line``): start on the line the last station on this log folder was
+    running (``inspector run`` after a restart or a standby takeover), else the config's first line.
     """
 
     def __init__(
@@ -111,8 +113,13 @@ class StationLoop:
         follow_models: bool = True,
         model_dir: Path | None = None,
         station_lock: StationLock | None = None,
+        resume_line: bool = False,
     ) -> None:
         self.station = station
+        self.log_enabled = station.log.enabled if log is None else log
+        self.log_folder = Path(log_dir) if log_dir is not None else station.resolve(station.log.folder)
+        if line is None and resume_line and self.log_enabled:
+            line = self._resumable_line()
         try:
             self._line = station.line(line).name
         except KeyError:
@@ -125,8 +132,6 @@ class StationLoop:
         self.engines = engines or EngineCache(station)
         self.camera = Camera(source or create_source(station.camera, station.resolve), station.camera,
                              listener=self._camera_event)
-        self.log_enabled = station.log.enabled if log is None else log
-        self.log_folder = Path(log_dir) if log_dir is not None else station.resolve(station.log.folder)
         self.tally = Tally()
         self._triggers = TriggerQueue(station.trigger.queue_size)
         self._jobs: queue.Queue[_Job] = queue.Queue(maxsize=max(1, inspect_queue))
@@ -187,6 +192,8 @@ class StationLoop:
                     if self.station.log.required:
                         raise
                     _logger.error("running WITHOUT the audit log (log.required is false): %s", exc)
+            if self.log_enabled:
+                remember_line(self.log_folder, self._line)
             self._follow_models(inspector)
             if not self.camera.connect():
                 _logger.warning("camera not available at start: %s (retrying)", self.camera.last_error)
@@ -257,6 +264,16 @@ class StationLoop:
         self._release_station()
         self._stopped = True
         _logger.info("station stopped after %d parts", self.tally.parts)
+
+    def _resumable_line(self) -> str | None:
+        line = remembered_line(self.log_folder)
+        if line is not None and line not in {x.name for x in self.station.lines}:
+            _logger.warning("the last station on %s ran line %r, which this config does not have; starting on %s",
+                            self.log_folder, line, self.station.line().name)
+            return None
+        if line is not None:
+            _logger.info("resuming line %s (the line the last station on %s was running)", line, self.log_folder)
+        return line
 
     def _release_station(self) -> None:
         if self.station_lock is not None:
@@ -402,6 +419,8 @@ class StationLoop:
                         raise InspectorError(msg)
                 self._install(inspector)
                 self._line = line
+                if self.log_enabled:
+                    remember_line(self.log_folder, line)
             finally:
                 self._busy_reason = None
             self._follow_models(inspector)

@@ -9,12 +9,17 @@ seals the crashed audit file, opens the camera and the PLC port, and answers the
 
 The lock is ``<log folder>/.station.lock`` (POSIX ``flock``): every ``inspector run`` holds it for its
 whole life, so a second station on the same folder is refused, and a standby simply blocks on it.
+
+The running station also remembers its product line (``<log folder>/.station-line.json``, written at
+start and after every changeover), so a restart or a takeover resumes the line the PLC or the operator
+last chose instead of the config's first line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import socket
@@ -30,6 +35,7 @@ if TYPE_CHECKING:
 _logger = logging.getLogger(__name__)
 
 STATION_LOCK_NAME = ".station.lock"
+LINE_MEMORY_NAME = ".station-line.json"
 
 
 class StationBusyError(InspectorError):
@@ -156,3 +162,30 @@ def line_fingerprint(station: StationConfig, line: str) -> str:
                 st = path.stat()
                 digest.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()
+
+
+def remembered_line(folder: Path) -> str | None:
+    """The line the last station on this log folder was running (None: nothing remembered or unreadable)."""
+    path = Path(folder) / LINE_MEMORY_NAME
+    try:
+        line = json.loads(path.read_text(encoding="utf-8")).get("line")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, AttributeError) as exc:
+        _logger.warning("ignoring %s (%s); starting on the configured line", path, exc)
+        return None
+    return line if isinstance(line, str) and line else None
+
+
+def remember_line(folder: Path, line: str) -> None:
+    """Record the running line (temp file + fsync + rename: a crash leaves the old or the new one)."""
+    path = Path(folder) / LINE_MEMORY_NAME
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            json.dump({"line": line, "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:  # never stops the station: a restart then starts on the configured line
+        _logger.warning("cannot record the running line in %s: %s", path, exc)

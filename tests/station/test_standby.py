@@ -16,10 +16,13 @@ from inspector.config import load_station_config
 from inspector.errors import InspectorError
 from inspector.station.process import StationProcess, kill_all
 from inspector.station.standby import (
+    LINE_MEMORY_NAME,
     StationBusyError,
     StationLock,
     claim_station,
     line_fingerprint,
+    remember_line,
+    remembered_line,
     wait_writer_free,
 )
 from tests.station.conftest import tiny_station_dict
@@ -70,6 +73,33 @@ def test_the_station_loop_holds_the_lock_while_it_runs(make_station, engines_for
         pass
 
 
+
+def test_line_memory_round_trip_and_damage(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    assert remembered_line(tmp_path) is None
+    remember_line(tmp_path, "gear")
+    assert remembered_line(tmp_path) == "gear"
+    (tmp_path / LINE_MEMORY_NAME).write_text("{not json")
+    assert remembered_line(tmp_path) is None
+    assert "starting on the configured line" in caplog.text
+    remember_line(tmp_path / "missing" / "folder", "ring")  # cannot write: a warning, never an exception
+    assert "cannot record the running line" in caplog.text
+
+
+def test_a_restarted_station_resumes_the_line_it_ran(make_station, engines_for) -> None:
+    from inspector.station.loop import StationLoop
+
+    station = make_station(lines=("ring", "gear"))
+    engines = engines_for(station)
+    with StationLoop(station, engines=engines) as loop:
+        assert loop.line == "ring"
+        loop.changeover("gear")
+    assert StationLoop(station, engines=engines, resume_line=True).line == "gear"
+    assert StationLoop(station, engines=engines).line == "ring"  # only when asked (inspector run without --line)
+    assert StationLoop(station, engines=engines, line="ring", resume_line=True).line == "ring"  # --line wins
+    remember_line(StationLoop(station, engines=engines).log_folder, "press")  # a line this config no longer has
+    assert StationLoop(station, engines=engines, resume_line=True).line == "ring"
+
+
 def test_wait_writer_free(tmp_path: Path) -> None:
     assert wait_writer_free(tmp_path)  # no log yet
     with AuditWriter(tmp_path, embedding_dim=8):
@@ -108,46 +138,61 @@ def test_fingerprint_follows_the_config_and_the_fewshot_folder(tmp_path: Path, t
 @pytest.mark.integration
 @pytest.mark.slow
 def test_standby_takes_over_a_killed_station(tmp_path: Path, text_cache_dir: Path) -> None:
+    """Station A runs; B (standby) takes over A's line after kill -9; C (standby) reloads a changed config."""
     from inspector.audit.h5log import log_files
     from inspector.audit.reader import AuditReader
 
     config = tmp_path / "station.yaml"
-    config.write_text(yaml.safe_dump(tiny_station_dict(tmp_path, text_cache_dir,
+    config.write_text(yaml.safe_dump(tiny_station_dict(tmp_path, text_cache_dir, lines=("ring", "gear"),
                                                        trigger={"mode": "free_run", "rate_hz": 20})))
-    active = StationProcess(config)
-    standby: StationProcess | None = None
+    a = StationProcess(config)
+    b = c = None
     try:
-        active.wait(lambda: len(active.published) >= 3, what="3 parts")
+        a.wait(lambda: len(a.published) >= 3, what="3 parts")
         second = StationProcess(config)  # a second plain station is refused, naming the first
         assert second.finish() != 0
         assert second.said("already running on log folder") and second.said("--standby")
-        standby = StationProcess(config, "--standby")
-        standby.wait(lambda: standby.said("standby ready"), what="standby ready")
-        assert not standby.published
-        active.wait(lambda: len(active.published) >= 8, what="8 parts")
-        config.write_text(config.read_text() + "# edited while the standby waited\n")
+        b = StationProcess(config, "--standby")
+        b.wait(lambda: b.said("standby ready: 2 line(s) loaded"), what="standby ready")
+        assert not b.published
+        a.wait(lambda: len(a.published) >= 8, what="8 parts")
+        remember_line(tmp_path / "logs", "gear")  # as a changeover of the active station records it
         killed_at = time.monotonic()
-        assert active.finish(signal.SIGKILL) == -signal.SIGKILL
-        standby.wait(lambda: len(standby.published) >= 5, what="5 parts after the takeover")
-        assert standby.finish(signal.SIGINT) == 0, standby.stderr_text[-2000:]
+        assert a.finish(signal.SIGKILL) == -signal.SIGKILL
+        b.wait(lambda: len(b.published) >= 5, what="5 parts after the takeover")
+        assert b.first_part_at is not None and b.first_part_at > killed_at
+        assert b.said("taking over") and not b.said("reloading")
+
+        c = StationProcess(config, "--standby")
+        c.wait(lambda: c.said("standby ready"), what="the second standby ready")
+        config.write_text(config.read_text() + "# edited while the standby waited\n")
+        assert b.finish(signal.SIGKILL) == -signal.SIGKILL
+        c.wait(lambda: len(c.published) >= 3, what="3 parts after the second takeover")
+        assert c.said("changed while waiting; reloading")
+        waiting = StationProcess(config, "--standby")  # a standby stopped while it waits exits cleanly
+        waiting.wait(lambda: waiting.said("standby ready"), what="the third standby ready")
+        assert waiting.finish(signal.SIGTERM) == 0 and not waiting.published
+        assert c.finish(signal.SIGINT) == 0, c.stderr_text[-2000:]
     finally:
-        kill_all([active, standby])
-    assert standby.said("taking over") and standby.said("changed while waiting; reloading the line")
-    assert standby.first_part_at is not None and standby.first_part_at > killed_at
+        kill_all([a, b, c])
 
     logged: dict[int, tuple[str, str]] = {}
     events: list[dict] = []
+    lines_run: list[set[str]] = []
     files = log_files(tmp_path / "logs")
-    assert len(files) == 2
+    assert len(files) == 3
     for path in files:
         with AuditReader(path) as reader:
-            logged.update({r["seq"]: (r["part_id"], r["verdict"]) for r in reader.records()})
+            records = reader.records()
+            logged.update({r["seq"]: (r["part_id"], r["verdict"]) for r in records})
+            lines_run.append({r["line"] for r in records})
             events += reader.events()
-    for proc in (active, standby):
+    for proc in (a, b, c):
         assert all(logged.get(s) == v for s, v in proc.published.items()), "a published part is not in the log"
+    assert lines_run == [{"ring"}, {"gear"}, {"gear"}]  # each takeover resumed the line the station last ran
     seqs = sorted(logged)
-    assert seqs == list(range(seqs[0], seqs[-1] + 1))  # the standby continued the sequence
+    assert seqs == list(range(seqs[0], seqs[-1] + 1))  # the standbys continued the sequence
     kinds = [e["kind"] for e in events]
-    assert kinds.count("standby_takeover") == 1 and "log_recovered" in kinds
-    takeover = next(e for e in events if e["kind"] == "standby_takeover")
-    assert f"pid {active.pid}" in takeover["what"]
+    assert kinds.count("standby_takeover") == 2 and kinds.count("log_recovered") == 2
+    takeovers = [e for e in events if e["kind"] == "standby_takeover"]
+    assert f"pid {a.pid}" in takeovers[0]["what"] and f"pid {b.pid}" in takeovers[1]["what"]
