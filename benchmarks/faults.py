@@ -696,22 +696,48 @@ def _longest_silence(traces: list[PartTrace], t0: float, t1: float) -> float:
     return max(b - a for a, b in itertools.pairwise(edges))
 
 
+def _process_station(ctx: Context, name: str) -> tuple[Path, Path]:
+    """A config for `inspector run` processes of scenario ``name``: the line config, logging to its own folder."""
+    work = ctx.work / name
+    logs = work / "logs"
+    work.mkdir(parents=True, exist_ok=True)
+    config = write_yaml({**ctx.data, "log": {**ctx.data.get("log", {}), "folder": str(logs)}}, work / "station.yaml")
+    return config, logs
+
+
+def _match_printed(sc: Scenario, printed: dict[int, tuple[str, str]], logs: Path) -> tuple[Any, list, list, list, int]:
+    """Match what station processes printed (published) with their log; counts go into ``sc``.
+
+    Returns the log, printed seqs missing from it, seqs logged with another part / verdict, seqs logged
+    twice (part ids may repeat: the demo camera restarts with each process) and holes in the sequence.
+    """
+    log = read_audit(logs)
+    missing = [s for s in printed if s not in log.by_seq]
+    wrong = [s for s, (part, verdict) in printed.items()
+             if s in log.by_seq and (log.by_seq[s]["part_id"], log.by_seq[s]["verdict"]) != (part, verdict)]
+    seq_dups = [d for d in log.duplicates if d.startswith("seq ")]
+    sc.acked_lost = len(missing)
+    sc.unmatched = len(wrong) + len(seq_dups)
+    sc.ok_without_inspection = sum(1 for s, (_p, v) in printed.items() if v == "OK" and s in log.by_seq
+                                   and (log.by_seq[s]["fault"] or not math.isfinite(log.by_seq[s]["score"])))
+    seqs = sorted(log.by_seq)
+    holes = (seqs[-1] - seqs[0] + 1 - len(seqs)) if seqs else 0
+    return log, missing, wrong, seq_dups, holes
+
+
 def scenario_kill(ctx: Context) -> Scenario:
     sc = Scenario("kill", "kill -9 of the station while it logs, then restart",
                   "`inspector run --headless --plain --trigger free_run --rate 20` on the line config, SIGKILL after "
                   "5-25 published parts (seeded), restarted on the same log folder; the last start ends cleanly "
                   "(--frames 5)")
-    work = ctx.work / "kill"
-    logs = work / "logs"
-    work.mkdir(parents=True, exist_ok=True)
-    config = write_yaml({**ctx.data, "log": {**ctx.data.get("log", {}), "folder": str(logs)}}, work / "station.yaml")
+    config, logs = _process_station(ctx, "kill")
     rng = random.Random(ctx.seed)
     printed: dict[int, tuple[str, str]] = {}
     runs: list[dict[str, Any]] = []
     for i in range(ctx.repeat + 1):
         last = i == ctx.repeat
         stop_after = 5 if last else rng.randint(5, 25)
-        run = _station_process(config, logs, work / f"run{i}.err", stop_after, kill=not last)
+        run = _station_process(config, logs, logs.parent / f"run{i}.err", stop_after, kill=not last)
         runs.append(run)
         printed.update(run["printed"])
         if i > 0:  # a restart after a kill
@@ -726,17 +752,7 @@ def scenario_kill(ctx: Context) -> Scenario:
         if run["error"]:
             sc.error = run["error"]
             break
-    log = read_audit(logs)
-    missing = [s for s in printed if s not in log.by_seq]
-    wrong = [s for s, (part, verdict) in printed.items()
-             if s in log.by_seq and (log.by_seq[s]["part_id"], log.by_seq[s]["verdict"]) != (part, verdict)]
-    sc.acked_lost = len(missing)
-    seq_dups = [d for d in log.duplicates if d.startswith("seq ")]  # part ids repeat: the demo camera restarts
-    sc.unmatched = len(wrong) + len(seq_dups)
-    sc.ok_without_inspection = sum(1 for s, (_p, v) in printed.items() if v == "OK" and s in log.by_seq
-                                   and (log.by_seq[s]["fault"] or not math.isfinite(log.by_seq[s]["score"])))
-    seqs = sorted(log.by_seq)
-    holes = (seqs[-1] - seqs[0] + 1 - len(seqs)) if seqs else 0
+    log, missing, wrong, seq_dups, holes = _match_printed(sc, printed, logs)
     recovered = log.events_of("log_recovered")
     kills = sum(1 for r in runs if r["exit"] == -signal.SIGKILL)
     sc.figures.update({"printed_parts": len(printed), "logged_records": len(log.by_seq), "files": len(log.files),
@@ -766,10 +782,7 @@ def scenario_standby(ctx: Context) -> Scenario:
                   "with `--standby` loads the line and waits; the active one is SIGKILLed after 5-25 published parts "
                   "(seeded), the standby takes over, a new standby is started for the next repetition; the last "
                   "station is stopped with SIGINT")
-    work = ctx.work / "standby"
-    logs = work / "logs"
-    work.mkdir(parents=True, exist_ok=True)
-    config = write_yaml({**ctx.data, "log": {**ctx.data.get("log", {}), "folder": str(logs)}}, work / "station.yaml")
+    config, logs = _process_station(ctx, "standby")
     rng = random.Random(ctx.seed)
     extra = ("--trigger", "free_run", "--rate", "20")
     printed: dict[int, tuple[str, str]] = {}
@@ -805,17 +818,7 @@ def scenario_standby(ctx: Context) -> Scenario:
         printed.update(active.published)
     finally:
         kill_all([active, standby])
-    log = read_audit(logs)
-    missing = [s for s in printed if s not in log.by_seq]
-    wrong = [s for s, (part, verdict) in printed.items()
-             if s in log.by_seq and (log.by_seq[s]["part_id"], log.by_seq[s]["verdict"]) != (part, verdict)]
-    sc.acked_lost = len(missing)
-    seq_dups = [d for d in log.duplicates if d.startswith("seq ")]
-    sc.unmatched = len(wrong) + len(seq_dups)
-    sc.ok_without_inspection = sum(1 for s, (_p, v) in printed.items() if v == "OK" and s in log.by_seq
-                                   and (log.by_seq[s]["fault"] or not math.isfinite(log.by_seq[s]["score"])))
-    seqs = sorted(log.by_seq)
-    holes = (seqs[-1] - seqs[0] + 1 - len(seqs)) if seqs else 0
+    log, missing, wrong, seq_dups, holes = _match_printed(sc, printed, logs)
     takeovers = log.events_of("standby_takeover")
     recovered = log.events_of("log_recovered")
     sc.figures.update({"printed_parts": len(printed), "logged_records": len(log.by_seq), "files": len(log.files),

@@ -133,6 +133,30 @@ def _wait_as_standby(loop: Any, err: Any) -> tuple[StationLock, str | None, str]
     return lock, previous, loaded
 
 
+def _config_at_takeover(loop: Any, station: Any, loaded: str, make_loop: Any, path: Path,
+                        err: Any) -> tuple[Any, Any, str]:
+    """The loop a standby starts (and its config, and a note for the audit log): its loaded lines, or the
+    config as it is now when it changed meanwhile.
+
+    A config that became invalid while the standby waited does not take the line down: the standby runs
+    what it loaded (the config the failed station ran, too) and says so.
+    """
+    from inspector.config import load_station_config
+
+    if _fingerprint(station) == loaded:  # the lines are loaded; start on the one the station ran when it died
+        return make_loop(station, engines=loop.engines), station, ""
+    err.print("standby: the config or the few-shot data changed while waiting; reloading")
+    try:
+        fresh = load_station_config(path)
+    except InspectorError as exc:
+        err.print(f"[red]standby: {exc}\n[red]running the config loaded when the standby started; fix the file "
+                  "and restart the station to apply it")
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        note = f"changed config refused ({first}); kept the loaded one"
+        return make_loop(station, engines=loop.engines), station, note
+    return make_loop(fresh), fresh, "config or few-shot data changed while waiting: reloaded"
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -173,18 +197,14 @@ def run(args: argparse.Namespace) -> int:
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     interrupted = False
     takeover: str | None = None
+    note = ""
     with _sigterm_as_interrupt():
         try:
             if args.standby:
                 lock, takeover, loaded = _wait_as_standby(loop, err)
                 if takeover is not None:
                     deadline = None if args.timeout is None else time.monotonic() + args.timeout
-                    if _fingerprint(station) != loaded:
-                        err.print("standby: the config or the few-shot data changed while waiting; reloading")
-                        station = load_station_config(args.config)
-                        loop = make_loop(station)
-                    else:  # the lines are loaded; start on the one the station ran when it died
-                        loop = make_loop(station, engines=loop.engines)
+                    loop, station, note = _config_at_takeover(loop, station, loaded, make_loop, args.config, err)
                 loop.station_lock = lock
             interactive = sys.stdout.isatty() and not args.plain
             extras = {"PLC": lambda: _link_status(link)} if mode == "plc" else None
@@ -192,8 +212,8 @@ def run(args: argparse.Namespace) -> int:
             with err.status(f"loading line {loop.line} ..."):
                 loop.start()
             if takeover is not None:
-                loop.log_event("standby_takeover", "station", f"warm standby took over from {takeover}", takeover,
-                               f"pid {os.getpid()}")
+                what = f"warm standby took over from {takeover}" + (f"; {note}" if note else "")
+                loop.log_event("standby_takeover", "station", what, takeover, f"pid {os.getpid()}")
             if loop.stats().untrained:
                 err.print(f"[yellow]note: {UNTRAINED_BANNER}")
             if factory is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import threading
@@ -130,6 +131,40 @@ def test_fingerprint_follows_the_config_and_the_fewshot_folder(tmp_path: Path, t
     assert after_sample != before
     config.write_text(config.read_text() + "\n# edited\n")
     assert line_fingerprint(station, "ring") != after_sample
+
+
+
+def test_a_standby_keeps_its_config_when_the_file_turned_invalid(tmp_path: Path, text_cache_dir: Path) -> None:
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from inspector.cli.run_cmd import _config_at_takeover, _fingerprint
+
+    config = tmp_path / "station.yaml"
+    config.write_text(yaml.safe_dump(tiny_station_dict(tmp_path, text_cache_dir)))
+    station = load_station_config(config)
+    loaded = _fingerprint(station)
+    standby = SimpleNamespace(engines=object())
+    calls: list[tuple[object, object]] = []
+
+    def make_loop(cfg: object, engines: object = None) -> str:
+        calls.append((cfg, engines))
+        return "loop"
+
+    err = Console(file=io.StringIO())
+    assert _config_at_takeover(standby, station, loaded, make_loop, config, err) == ("loop", station, "")
+    assert calls[-1] == (station, standby.engines)  # unchanged: the loaded lines are reused
+
+    config.write_text("lines: 5\n")  # a tired engineer's push
+    _, kept, note = _config_at_takeover(standby, station, loaded, make_loop, config, err)
+    assert kept is station and calls[-1] == (station, standby.engines)
+    assert "changed config refused" in note and "kept the loaded one" in note
+
+    config.write_text(yaml.safe_dump(tiny_station_dict(tmp_path, text_cache_dir, lines=("ring", "gear"))))
+    _, fresh, note = _config_at_takeover(standby, station, loaded, make_loop, config, err)
+    assert [x.name for x in fresh.lines] == ["ring", "gear"]
+    assert calls[-1] == (fresh, None) and "reloaded" in note
 
 
 # --- the real thing: two `inspector run` processes ---------------------------------------------------------
