@@ -6,12 +6,7 @@ log; observers only hear of a part then). After SIGKILL the log must hold every 
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import h5py
@@ -20,11 +15,10 @@ import yaml
 
 from inspector.audit.h5log import AuditWriter, log_files
 from inspector.audit.reader import AuditReader
+from inspector.station.process import StationProcess
 from tests.station.conftest import tiny_station_dict
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
-LINE = re.compile(r"^seq=(\d+) part=(\S+) (OK|NG) ")
 
 
 def test_kill_9_of_a_logging_station(tmp_path: Path, text_cache_dir: Path) -> None:
@@ -33,27 +27,13 @@ def test_kill_9_of_a_logging_station(tmp_path: Path, text_cache_dir: Path) -> No
                              log={"save_full_frames": "all"})
     config.write_text(yaml.safe_dump(data))
     logs = tmp_path / "logs"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-c", "import sys; from inspector.cli import main; sys.exit(main())",
-           "run", "--config", str(config), "--headless", "--plain"]
-    station = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(240, station.kill)  # never hang the test suite
-    watchdog.start()
-    published: dict[int, tuple[str, str]] = {}
+    station = StationProcess(config)
     try:
-        assert station.stdout is not None
-        for line in station.stdout:
-            m = LINE.match(line)
-            if m:
-                published[int(m.group(1))] = (m.group(2), m.group(3))
-                if len(published) >= 12:
-                    break
+        station.wait(lambda: len(station.published) >= 12, what="12 published parts")
     finally:
-        station.send_signal(signal.SIGKILL)
-        _, err = station.communicate(timeout=60)
-        watchdog.cancel()
-    assert station.returncode == -signal.SIGKILL, err[-2000:]
-    assert len(published) >= 12, err[-2000:]
+        code = station.finish(signal.SIGKILL)
+    assert code == -signal.SIGKILL, station.stderr_text[-2000:]
+    published = station.published
 
     (path,) = log_files(logs)
     with AuditReader(path) as reader:  # opens although the writer never closed it
@@ -75,22 +55,13 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path, text_cache_dir: Path, sig: signal.
     config = tmp_path / "station.yaml"
     config.write_text(yaml.safe_dump(tiny_station_dict(tmp_path, text_cache_dir,
                                                        trigger={"mode": "free_run", "rate_hz": 50})))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-c", "import sys; from inspector.cli import main; sys.exit(main())",
-           "run", "--config", str(config), "--headless", "--plain"]
-    station = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(240, station.kill)
-    watchdog.start()
+    station = StationProcess(config)
     try:
-        assert station.stdout is not None
-        for line in station.stdout:
-            if LINE.match(line) and int(LINE.match(line).group(1)) >= 3:
-                break
-        station.send_signal(sig)
-        _, err = station.communicate(timeout=120)
+        station.wait(lambda: any(seq >= 3 for seq in station.published), what="3 published parts")
     finally:
-        watchdog.cancel()
-    assert station.returncode == 0, err[-2000:]
+        code = station.finish(sig)
+    err = station.stderr_text
+    assert code == 0, err[-2000:]
     assert "stopping: answering queued parts and closing the log" in err
     (path,) = log_files(tmp_path / "logs")
     with h5py.File(path, "r") as f:  # closed cleanly: plain HDF5, every printed part inside
