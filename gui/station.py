@@ -22,6 +22,7 @@ from inspector import __version__
 from inspector.audit.h5log import AuditWriter
 from inspector.config import LineConfig, StationConfig, load_station_config, update_line_in_file
 from inspector.engine import Inspector
+from inspector.result import VerdictCounts
 from inspector.station.engines import EngineCache, embedding_dim
 from inspector.station.loop import StationLoop
 from inspector.station.port import PartVerdict, StationState, StationStatus, TriggerRejected
@@ -35,21 +36,13 @@ Observer = Callable[[StationResult], None]
 
 
 @dataclass(frozen=True)
-class ShiftCounts:
+class ShiftCounts(VerdictCounts):
     """Parts since the GUI started (or since the last reset), over every run of the station."""
 
     parts: int = 0
     ok: int = 0
     ng: int = 0
     faults: int = 0
-
-    @property
-    def inspected(self) -> int:
-        return self.ok + self.ng
-
-    @property
-    def yield_pct(self) -> float | None:
-        return 100.0 * self.ok / self.inspected if self.inspected else None
 
     def __add__(self, other: ShiftCounts) -> ShiftCounts:
         return ShiftCounts(self.parts + other.parts, self.ok + other.ok, self.ng + other.ng,

@@ -8,6 +8,20 @@ from typing import Literal
 import numpy as np
 
 
+class VerdictCounts:
+    """``inspected`` and ``yield_pct`` for any tally with ``ok`` and ``ng`` counts (faults are neither)."""
+
+    ok: int
+    ng: int
+
+    @property
+    def inspected(self) -> int:
+        return self.ok + self.ng
+
+    @property
+    def yield_pct(self) -> float | None:
+        return 100.0 * self.ok / self.inspected if self.inspected else None
+
 @dataclass(frozen=True)
 class Region:
     """A connected area of the thresholded anomaly map, in frame pixels."""

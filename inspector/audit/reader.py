@@ -27,6 +27,7 @@ from inspector.audit.h5log import log_files
 from inspector.audit.media import decode_image
 from inspector.audit.schema import FORMAT_NAME, STAGES, decode_str
 from inspector.errors import ImageDecodeError, InspectorError
+from inspector.result import VerdictCounts
 
 _logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def iso_utc(time_ns: int) -> str:
 
 
 @dataclass
-class LogSummary:
+class LogSummary(VerdictCounts):
     """Counts and ranges of one or more audit files."""
 
     files: list[str] = field(default_factory=list)
@@ -74,14 +75,6 @@ class LogSummary:
     latency_ms: dict[str, float] = field(default_factory=dict)  # p50 / p95 / max of stage "total"
     open_files: list[str] = field(default_factory=list)  # still being written, or left open by a crash
     unreadable: list[str] = field(default_factory=list)
-
-    @property
-    def inspected(self) -> int:
-        return self.ok + self.ng
-
-    @property
-    def yield_pct(self) -> float | None:
-        return 100.0 * self.ok / self.inspected if self.inspected else None
 
 
 class AuditReader:

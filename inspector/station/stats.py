@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from inspector.result import VerdictCounts
 from inspector.station.port import StationState
 from inspector.station.sinks import SinkStats
 
@@ -41,7 +42,7 @@ class LogStats:
 
 
 @dataclass
-class LoopStats:
+class LoopStats(VerdictCounts):
     """A consistent snapshot; every field is a plain value."""
 
     state: StationState
@@ -67,14 +68,6 @@ class LoopStats:
     camera: CameraStats
     log: LogStats
     sinks: list[SinkStats]
-
-    @property
-    def inspected(self) -> int:
-        return self.ok + self.ng
-
-    @property
-    def yield_pct(self) -> float | None:
-        return 100.0 * self.ok / self.inspected if self.inspected else None
 
 
 class Tally:
