@@ -80,6 +80,35 @@ def device_path(port: str) -> str | None:
     return port if port.startswith("/") and "://" not in port else None
 
 
+class ReopenWait:
+    """The wait before reopening ``port``, in slices, for the threaded link and the asyncio Modbus server alike.
+
+    The backoff ``delay`` paces opens that fail on a present device (busy, permissions): one slice of the
+    whole delay. While a device path is missing (USB adapter unplugged) the wait is cut into short polls
+    and ends as soon as the path reappears (``reappeared``), so a replugged adapter is reopened at once
+    instead of after the grown backoff. Usage: ``while (s := wait.next_slice()) is not None: sleep(s)``.
+    """
+
+    def __init__(self, port: str, delay: float, poll_s: float = PATH_POLL_S) -> None:
+        self.path = device_path(port)
+        self.deadline = time.monotonic() + delay
+        self.poll_s = poll_s
+        self.reappeared = False
+        self._watch = self.path is not None and not os.path.exists(self.path)
+        self._first = True
+
+    def next_slice(self) -> float | None:
+        """Seconds to wait next; None when the wait is over (delay elapsed or the device reappeared)."""
+        left = self.deadline - time.monotonic()
+        if not self._watch:
+            first, self._first = self._first, False
+            return max(0.0, left) if first and left > 0 else None
+        if self.path is not None and os.path.exists(self.path):
+            self.reappeared = True
+            return None
+        return min(self.poll_s, left) if left > 0 else None
+
+
 class SerialLink:
     """Owns one serial port; reports ``up(bool, detail)`` transitions and hands received bytes to ``protocol``."""
 
@@ -164,24 +193,12 @@ class SerialLink:
             self._serve(port)
 
     def _wait_retry(self, delay: float) -> bool:
-        """Wait ``delay`` before the next open; True when a missing device path reappeared meanwhile.
-
-        The backoff paces opens that fail on a present device (busy, permissions); a device that was
-        gone and is back (USB re-enumeration) is tried at once.
-        """
-        path = device_path(self.spec.port)
-        if path is None or os.path.exists(path):
-            self._stop.wait(delay)
-            return False
-        deadline = time.monotonic() + delay
-        while not self._stop.is_set():
-            if os.path.exists(path):
-                return True
-            left = deadline - time.monotonic()
-            if left <= 0:
+        """Wait ``delay`` before the next open; True when a missing device path reappeared meanwhile."""
+        wait = ReopenWait(self.spec.port, delay)
+        while (part := wait.next_slice()) is not None:
+            if self._stop.wait(part):
                 return False
-            self._stop.wait(min(PATH_POLL_S, left))
-        return False
+        return wait.reappeared
 
     def _serve(self, port: serial.SerialBase) -> None:
         self._broken.clear()

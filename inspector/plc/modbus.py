@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import threading
 import time
 from typing import Any
@@ -31,7 +30,7 @@ import serial.rs485
 from inspector.plc import registers as reg
 from inspector.plc.base import PlcLink
 from inspector.plc.errors import PlcError
-from inspector.plc.link import PATH_POLL_S, device_path
+from inspector.plc.link import ReopenWait
 from inspector.plc.settings import PlcSpec
 from inspector.station.port import PartVerdict, StationPort, TriggerRejected
 
@@ -203,22 +202,14 @@ class ModbusRtuServer(PlcLink):
 
     async def _wait_retry(self, stop: asyncio.Event, delay: float) -> bool:
         """Wait ``delay`` before the next open; True when a missing device path reappeared meanwhile
-        (a replugged USB adapter is reopened at once, not after the grown backoff; see link.py)."""
-        path = device_path(self.spec.port)
-        if path is None or os.path.exists(path):
+        (a replugged USB adapter is reopened at once, not after the grown backoff; see link.ReopenWait)."""
+        wait = ReopenWait(self.spec.port, delay)
+        while (part := wait.next_slice()) is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            return False
-        deadline = time.monotonic() + delay
-        while not stop.is_set():
-            if os.path.exists(path):
-                return True
-            left = deadline - time.monotonic()
-            if left <= 0:
+                await asyncio.wait_for(stop.wait(), part)
+            if stop.is_set():
                 return False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), min(PATH_POLL_S, left))
-        return False
+        return wait.reappeared
 
     def _device(self) -> Any:
         from pymodbus.simulator import DataType, SimData, SimDevice

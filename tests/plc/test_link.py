@@ -11,7 +11,7 @@ import serial
 
 from inspector.plc.ascii_server import AsciiServer
 from inspector.plc.base import LinkState
-from inspector.plc.link import SerialLink, open_serial
+from inspector.plc.link import ReopenWait, SerialLink, open_serial
 from inspector.plc.ptypair import PtyPort
 from inspector.plc.simstation import SimulatedStation
 
@@ -182,3 +182,33 @@ def test_callback_exceptions_in_the_protocol_do_not_kill_the_link(pty: PtyPort, 
         assert plc.ask("PING") == b"PONG"
         assert wait_until(lambda: len(calls) == 2)
         assert server.state == LinkState.CONNECTED
+
+
+# --- the wait before a reopen (pure timing logic, shared with the Modbus server) ---------------------------
+
+
+def test_reopen_wait_is_one_slice_for_a_present_device_or_a_url(tmp_path: Path) -> None:
+    present = tmp_path / "ttyUSB0"
+    present.write_text("")
+    for port in (str(present), "loop://", "COM3"):
+        wait = ReopenWait(port, 0.4)
+        first = wait.next_slice()
+        assert first is not None and 0.3 < first <= 0.4
+        assert wait.next_slice() is None and not wait.reappeared
+    assert ReopenWait("loop://", 0.0).next_slice() is None
+
+
+def test_reopen_wait_polls_a_missing_device_and_ends_when_it_returns(tmp_path: Path) -> None:
+    device = tmp_path / "ttyUSB0"
+    wait = ReopenWait(str(device), 60.0, poll_s=0.01)
+    assert wait.next_slice() == 0.01 and wait.next_slice() == 0.01  # polls, never the whole backoff
+    device.write_text("")  # replugged
+    assert wait.next_slice() is None and wait.reappeared
+
+
+def test_reopen_wait_for_a_device_that_stays_away_ends_with_the_delay(tmp_path: Path) -> None:
+    wait = ReopenWait(str(tmp_path / "gone"), 0.05, poll_s=0.01)
+    t0 = time.monotonic()
+    while (part := wait.next_slice()) is not None:
+        time.sleep(part)
+    assert 0.05 <= time.monotonic() - t0 < 1.0 and not wait.reappeared
