@@ -3,9 +3,10 @@
 A command that changes the configuration or the deployed model records who, when and old -> new
 in the station's HDF5 audit log folder (``log.folder`` of the config, or ``--log-dir``), with the
 same :class:`~inspector.audit.h5log.AuditWriter` the station uses. The folder has one writer at a
-time: while a station runs on it the change is refused (nothing is changed) and the message says
-to stop the station or to make the change in the station GUI, which records it through the
-running station.
+time. While a station runs on it, a change the running station applies by itself (a model
+promotion or rollback: it follows the registry) is handed to that station, which writes the event
+into its log (:mod:`inspector.audit.inbox`); any other change is refused (nothing is changed) and
+the message says to stop the station or to make the change in the station GUI.
 """
 
 from __future__ import annotations
@@ -54,12 +55,27 @@ def log_folder(station: StationConfig, args: argparse.Namespace) -> Path | None:
     return station.resolve(station.log.folder)
 
 
+def running_station(folder: Path) -> str | None:
+    """Who runs a station on ``folder`` (``pid 123 on host``), or None when no station holds it."""
+    from inspector.station.standby import StationLock
+
+    if not (folder / ".station.lock").exists():
+        return None
+    lock = StationLock(folder)
+    try:
+        return None if lock.try_acquire() else lock.holder()
+    finally:
+        lock.release()
+
+
 @contextlib.contextmanager
-def audited(station: StationConfig, args: argparse.Namespace) -> Iterator[Recorder]:
+def audited(station: StationConfig, args: argparse.Namespace, *, via_station: bool = False) -> Iterator[Recorder]:
     """Hold the station's audit folder for one change; yields the function that records it.
 
-    Raises InspectorError before anything changes when the folder cannot be written (a running
-    station holds it, no permission, disk full).
+    ``via_station``: the running station applies this change by itself (promotion, rollback), so while
+    one runs the event is handed to it instead of refusing. Raises InspectorError before anything
+    changes when the change cannot be recorded (a running station holds the folder, no permission,
+    disk full).
     """
     from inspector import __version__
     from inspector.audit.h5log import AuditLogError, AuditWriter
@@ -73,12 +89,18 @@ def audited(station: StationConfig, args: argparse.Namespace) -> Iterator[Record
 
         yield to_logger
         return
+    holder: str | None = None
     try:
         writer = AuditWriter(folder, station.log, station=station.station, software=f"inspector {__version__} cli")
     except AuditLogError as exc:
-        msg = (f"this change cannot be recorded in the audit log, so nothing was changed: {exc}. Stop the station "
-               "first, or make the change in the station GUI (it records it through the running station).")
-        raise InspectorError(msg) from None
+        holder = running_station(folder) if via_station else None
+        if holder is None:
+            msg = (f"this change cannot be recorded in the audit log, so nothing was changed: {exc}. Stop the station "
+                   "first, or make the change in the station GUI (it records it through the running station).")
+            raise InspectorError(msg) from None
+    if holder is not None:
+        yield _hand_in(folder, holder)
+        return
     try:
         yield writer.log_event
     finally:
@@ -97,5 +119,22 @@ def recorder(station: StationConfig, args: argparse.Namespace) -> Recorder:
     def record(kind: str, who: str, what: str, old: object, new: object) -> None:
         with audited(station, args) as log:
             log(kind, who, what, old, new)
+
+    return record
+
+
+def _hand_in(folder: Path, holder: str) -> Recorder:
+    """A recorder that posts events to the running station's inbox (it writes them into its log)."""
+    import time
+
+    from rich.console import Console
+
+    from inspector.audit import inbox
+    from inspector.audit.h5log import AuditEvent, to_text
+
+    def record(kind: str, who: str, what: str, old: object, new: object) -> None:
+        path = inbox.post(folder, AuditEvent(kind, who, what, to_text(old), to_text(new), time.time_ns()))
+        Console(stderr=True).print(f"recorded through the running station ({holder}): {kind} handed to its "
+                                   f"audit log ({path.parent.name}/{path.name})", highlight=False, soft_wrap=True)
 
     return record

@@ -109,7 +109,7 @@ def run_promote(args: argparse.Namespace) -> int:
         console.print(f"[red]gate refuses {info.version}:[/] " + "; ".join(reasons), highlight=False)
         console.print("use --force --reason TEXT to deploy it anyway (logged)", highlight=False)
         return 1
-    with audited(station, args) as record:
+    with audited(station, args, via_station=True) as record:  # a running station follows the registry
         old = registry.promote(info.version, who=who(args), forced=not passed, reason=args.reason,
                                gate={**gate, "passed": passed, "reasons": reasons}, audit=record)
     console.print(f"line {registry.line}: {old} -> {info.version}{' (FORCED)' if not passed else ''}",
@@ -121,7 +121,7 @@ def run_rollback(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     station, registry = _station_registry(args)
-    with audited(station, args) as record:
+    with audited(station, args, via_station=True) as record:  # a running station follows the registry
         old, new = registry.rollback(who=who(args), reason=args.reason, audit=record)
     Console().print(f"line {registry.line}: rolled back {old} -> {new}", highlight=False)
     return 0

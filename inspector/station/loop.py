@@ -220,7 +220,7 @@ class StationLoop:
         writer = AuditWriter(self.log_folder, spec, station=self.station.station,
                              embedding_dim=embedding_dim(inspector), software=f"inspector {__version__}")
         self._seq = writer.last_seq
-        self._audit = AuditSink(writer, spec, on_written=self._on_written)
+        self._audit = AuditSink(writer, spec, on_written=self._on_written, inbox_folder=self.log_folder)
         self._audit_runner = SinkRunner(self._audit, spec.queue_size, "drop_newest", max_batch=64,
                                         on_drop=self._on_audit_drop).start()
         for path in writer.recovered:

@@ -22,10 +22,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from inspector.audit import inbox
 from inspector.audit.h5log import AuditEvent, AuditLogError, AuditRecord, AuditWriter
 from inspector.audit.media import downsample_heatmap, encode_frame, encode_thumbnail
 from inspector.result import InspectionResult
@@ -41,6 +43,7 @@ MAX_UNWRITTEN_EVENTS = 1000
 # refuses parts until it writes again, so every second of delay is a second of line stop). A retry
 # on a still-full disk costs a free-space check or one failed probe write.
 LOG_RETRY_S = 0.5
+INBOX_POLL_S = 0.5  # how often the log sink looks for events handed in by other processes
 
 
 @dataclass(frozen=True)
@@ -337,8 +340,10 @@ class AuditSink(Sink):
 
     def __init__(self, writer: AuditWriter, spec: LogSpec,
                  on_written: Callable[[list[StationResult], bool], None] | None = None,
-                 retry_s: float = LOG_RETRY_S) -> None:
+                 retry_s: float = LOG_RETRY_S, inbox_folder: Path | None = None) -> None:
         self.writer = writer
+        self.inbox_folder = inbox_folder  # events other processes hand to this station (inspector.audit.inbox)
+        self._next_inbox = 0.0
         self.spec = spec
         self.on_written = on_written
         self.retry_s = retry_s
@@ -366,7 +371,11 @@ class AuditSink(Sink):
             lost, self._lost = self._lost, {}
         gaps = [AuditEvent("log_gap", "station", f"{len(seqs)} record(s) not logged: {why} - seq {_ranges(seqs)}")
                 for why, seqs in lost.items()]
-        events = self._unwritten + gaps + events  # in time order: older unwritten changes first
+        taken = self._take_inbox()
+        handed = [e for _, e in taken]
+        events = self._unwritten + gaps + handed + events  # in time order: older unwritten changes first
+        if not results and not events:
+            return
         self._unwritten = []
         self._last_try = time.monotonic()
         t0 = time.perf_counter()
@@ -381,7 +390,9 @@ class AuditSink(Sink):
                 if results:
                     self._lost.setdefault(f"write failed ({exc})"[:120], []).extend(r.seq for r in results)
             # Changes stay on record: retried with the next write (retry notes themselves are not kept).
-            self._unwritten = [e for e in events if e.kind not in ("log_retry", "log_gap")][-MAX_UNWRITTEN_EVENTS:]
+            # (Handed-in events stay in their inbox files and are taken again.)
+            keep = [e for e in events if e.kind not in ("log_retry", "log_gap") and all(e is not h for h in handed)]
+            self._unwritten = keep[-MAX_UNWRITTEN_EVENTS:]
             self._notify(results, False)
             raise
         if results:
@@ -392,6 +403,8 @@ class AuditSink(Sink):
             _logger.warning("audit log writes again (%s)", self.writer.path)
         self.failed = None
         self.published += len(results)
+        if taken:
+            inbox.done([path for path, _ in taken])
         self._notify(results, True)
 
     def write_percentiles(self) -> tuple[float, float]:
@@ -409,6 +422,18 @@ class AuditSink(Sink):
     def idle(self) -> None:
         if self.failed is not None and time.monotonic() - self._last_try >= self.retry_s:
             self.handle_batch([AuditEvent("log_retry", "station", f"retrying after: {self.failed}")])
+        elif self.failed is None and self._inbox_due():
+            self.handle_batch([])  # writes handed-in events, if any
+
+    def _inbox_due(self) -> bool:
+        return self.inbox_folder is not None and time.monotonic() >= self._next_inbox
+
+    def _take_inbox(self) -> list[tuple[Path, AuditEvent]]:
+        if not self._inbox_due():
+            return []
+        self._next_inbox = time.monotonic() + INBOX_POLL_S
+        assert self.inbox_folder is not None
+        return inbox.pending(self.inbox_folder)
 
     def close(self) -> None:
         self.writer.close()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import shutil
 from pathlib import Path
 
@@ -76,6 +77,35 @@ def test_change_is_refused_while_a_station_holds_the_log(station: Path, capsys: 
     assert registry.deployed() == "base"
     assert main(["models", "promote", "v1", "--config", str(station)]) == 0  # the station stopped: allowed
     assert registry.deployed() == "v1"
+
+
+
+def test_promotion_is_handed_to_a_running_station(station: Path, capsys: pytest.CaptureFixture) -> None:
+    """A station runs (holds the station lock and the log): a promotion goes through, its event is handed to
+    the station, which writes it into its own log; a calibration is still refused."""
+    from inspector.audit import inbox
+    from inspector.cli.audit_log import check_writable
+    from inspector.config import load_station_config
+    from inspector.errors import InspectorError
+    from inspector.station.settings import LogSpec
+    from inspector.station.sinks import AuditSink
+    from inspector.station.standby import claim_station
+
+    logs = station.parent / "logs"
+    registry = ModelRegistry(station.parent / "models", "ring")
+    with claim_station(logs), AuditWriter(logs, station="running-station") as writer:
+        assert main(["models", "promote", "v1", "--config", str(station), "--who", "Omar"]) == 0
+        assert registry.deployed() == "v1"
+        assert "recorded through the running station (pid" in capsys.readouterr().err
+        ((path, event),) = inbox.pending(logs)
+        assert (event.kind, event.old, event.new) == ("model_promote", "base", "v1") and "Omar" in event.who
+        with pytest.raises(InspectorError, match="nothing was changed"):  # what calibrate / train use: refused,
+            check_writable(load_station_config(station), argparse.Namespace(log_dir=None))  # not applied live
+        AuditSink(writer, LogSpec(), inbox_folder=logs).idle()  # the station's log sink, idle: takes the inbox
+        assert inbox.pending(logs) == [] and not path.exists()
+    (logged,) = events(logs)
+    assert (logged["kind"], logged["old"], logged["new"]) == ("model_promote", "base", "v1")
+    assert logged["time_ns"] == event.time_ns  # when the change was made, not when it was written
 
 
 def test_log_dir_option_and_disabled_log(station: Path, tmp_path: Path) -> None:

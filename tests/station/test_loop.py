@@ -328,3 +328,19 @@ def test_changeover_without_restart_or_backbone_reload(make_station, fitted, tmp
     assert [(e["who"], e["what"]) for e in changes] == [("operator jo", "line ring -> ring-b"),
                                                         ("station", "line ring-b -> ring")]
     assert changes[0]["after_seq"] == 1
+
+
+def test_events_handed_in_are_written_by_the_running_station(make_station, engines_for, tmp_path: Path) -> None:
+    """Another process (the CLI) posts an event while the station idles: it lands in the station's log."""
+    from inspector.audit import inbox
+    from inspector.audit.h5log import AuditEvent
+
+    station = make_station()  # software trigger: no part comes, the log sink is idle
+    with StationLoop(station, engines=engines_for(station)) as loop:
+        inbox.post(loop.log_folder, AuditEvent("model_promote", "anna", "line ring: base -> v3", "base", "v3",
+                                               time_ns=time.time_ns()))
+        wait_for(lambda: not inbox.pending(loop.log_folder), what="the inbox taken")
+    (path,) = log_files(tmp_path / "logs")
+    with AuditReader(path) as reader:
+        kinds = [(e["kind"], e["who"], e["new"]) for e in reader.events()]
+    assert ("model_promote", "anna", "v3") in kinds
