@@ -28,6 +28,7 @@ from inspector.station.loop import StationLoop
 from inspector.station.port import PartVerdict, StationState, StationStatus, TriggerRejected
 from inspector.station.sinks import StationResult
 from inspector.station.sources import FrameSource, create_source
+from inspector.station.standby import remembered_line
 from inspector.station.stats import LoopStats
 
 _logger = logging.getLogger(__name__)
@@ -63,9 +64,12 @@ class StationHandle:
                  source: FrameSource | None = None, plc: bool = True, registry_dir: Path | None = None) -> None:
         self.config_path = Path(config_path)
         self.config: StationConfig = load_station_config(self.config_path)
-        self.line: str = self.config.line(line).name
         self.log_dir = Path(log_dir) if log_dir is not None else self.config.resolve(self.config.log.folder)
         self.log_enabled = self.config.log.enabled if log is None else log
+        if line is None and self.log_enabled:  # the line this station last ran (changeovers are remembered)
+            remembered = remembered_line(self.log_dir)
+            line = remembered if remembered in {x.name for x in self.config.lines} else None
+        self.line: str = self.config.line(line).name
         self.trigger_mode = trigger_mode or self.config.trigger.mode
         self.rate_hz = rate_hz
         self.engines = EngineCache(self.config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 
+from gui.station import StationHandle
 from tests.gui.conftest import audit_events, wait_parts, wait_running
 
 
@@ -68,6 +69,7 @@ def test_changeover_from_the_line_selector(window, qtbot):
     window.shutdown()
     changeovers = [e for e in audit_events(window.handle.log_dir) if e["kind"] == "changeover"]
     assert changeovers and changeovers[-1]["who"] == "operator" and "ring2" in changeovers[-1]["what"]
+    assert StationHandle(window.handle.config_path).line == "ring2"  # a restarted GUI resumes the line it ran
 
 
 def op_line(window) -> str:
