@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 from inspector.audit.h5log import AuditEvent
+from inspector.config import atomic_write_text
 
 _logger = logging.getLogger(__name__)
 
@@ -39,19 +40,16 @@ def post(folder: Path, event: AuditEvent) -> Path:
     data = {"kind": event.kind, "who": event.who, "what": event.what, "old": event.old, "new": event.new,
             "time_ns": stamp}
     name = f"{stamp:020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
-    tmp = box / f".{name}.tmp"
-    with tmp.open("w", encoding="utf-8") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, box / name)
-    _fsync_dir(box)
+    atomic_write_text(box / name, json.dumps(data))  # a hidden temp file, fsynced, renamed: whole or absent
     return box / name
 
 
 def pending(folder: Path) -> list[tuple[Path, AuditEvent]]:
-    """Posted events, oldest first. Unreadable files are set aside as ``*.bad`` (and named in the result
-    as a ``log_inbox_error`` event, so QA sees that something was handed in and could not be read)."""
+    """Posted events, oldest first (hidden temp files of unfinished posts are not seen).
+
+    Unreadable files are set aside as ``*.bad`` and named in the result as a ``log_inbox_error`` event,
+    so QA sees that something was handed in and could not be read.
+    """
     box = inbox_dir(folder)
     try:
         names = sorted(n for n in os.listdir(box) if n.endswith(".json") and not n.startswith("."))
@@ -92,15 +90,3 @@ def done(paths: list[Path]) -> None:
         except OSError as exc:
             _logger.warning("audit inbox: cannot remove %s after logging it (%s); it may be logged again", path, exc)
 
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from inspector.config import atomic_write_text
 from inspector.errors import InspectorError
 
 if TYPE_CHECKING:
@@ -180,12 +181,8 @@ def remembered_line(folder: Path) -> str | None:
 def remember_line(folder: Path, line: str) -> None:
     """Record the running line (temp file + fsync + rename: a crash leaves the old or the new one)."""
     path = Path(folder) / LINE_MEMORY_NAME
-    tmp = path.with_name(path.name + ".tmp")
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     try:
-        with tmp.open("w", encoding="utf-8") as f:
-            json.dump({"line": line, "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps({"line": line, "since": since}))
     except OSError as exc:  # never stops the station: a restart then starts on the configured line
         _logger.warning("cannot record the running line in %s: %s", path, exc)

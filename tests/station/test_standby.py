@@ -82,7 +82,8 @@ def test_line_memory_round_trip_and_damage(tmp_path: Path, caplog: pytest.LogCap
     (tmp_path / LINE_MEMORY_NAME).write_text("{not json")
     assert remembered_line(tmp_path) is None
     assert "starting on the configured line" in caplog.text
-    remember_line(tmp_path / "missing" / "folder", "ring")  # cannot write: a warning, never an exception
+    (tmp_path / "a-file").write_text("")
+    remember_line(tmp_path / "a-file" / "logs", "ring")  # cannot write: a warning, never an exception
     assert "cannot record the running line" in caplog.text
 
 
