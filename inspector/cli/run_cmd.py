@@ -111,17 +111,24 @@ def _wait_as_standby(loop: Any, err: Any) -> tuple[StationLock, str | None, str]
 
     Returns the lock, whom it was taken from (None: nobody held it) and the fingerprint of what was loaded.
     """
+    with err.status(f"standby: loading line {loop.line} ..."):
+        loop.engines.get(loop.line)  # the line it would start on now: must load
     for name in loop.line_names():
-        with err.status(f"standby: loading line {name} ..."):
-            loop.engines.get(name)
+        if name == loop.line:
+            continue
+        try:
+            with err.status(f"standby: loading line {name} ..."):
+                loop.engines.get(name)
+        except Exception as exc:  # another line's problem must not keep the standby from covering this one
+            err.print(f"[yellow]standby: line {name} could not be loaded ({exc}); a takeover onto it loads it then")
     loaded = _fingerprint(loop.station)
     lock = StationLock(loop.log_folder)
     if lock.try_acquire():
         err.print("standby: no station is running on this log folder; starting now")
         return lock, None, loaded
     previous = lock.holder()
-    err.print(f"standby ready: {len(loop.line_names())} line(s) loaded; waiting to take over from the active "
-              f"station ({previous})")
+    ready = sum(1 for name in loop.line_names() if loop.engines.cached(name) is not None)
+    err.print(f"standby ready: {ready} line(s) loaded; waiting to take over from the active station ({previous})")
     try:
         lock.acquire()
     except BaseException:

@@ -168,6 +168,48 @@ def test_a_standby_keeps_its_config_when_the_file_turned_invalid(tmp_path: Path,
     assert calls[-1] == (fresh, None) and "reloaded" in note
 
 
+
+def test_a_standby_covers_its_line_when_another_line_cannot_load(tmp_path: Path, text_cache_dir: Path) -> None:
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from inspector.cli.run_cmd import _wait_as_standby
+
+    config = tmp_path / "station.yaml"
+    config.write_text(yaml.safe_dump(tiny_station_dict(tmp_path, text_cache_dir, lines=("ring", "gear"))))
+    loaded: dict[str, str] = {}
+
+    class Engines:
+        def get(self, name: str) -> str:
+            if name == "gear":
+                msg = "few-shot folder fewshot/gear is empty"
+                raise InspectorError(msg)
+            loaded[name] = "engine"
+            return "engine"
+
+        def cached(self, name: str) -> str | None:
+            return loaded.get(name)
+
+    loop = SimpleNamespace(line="ring", line_names=lambda: ("ring", "gear"), engines=Engines(),
+                           station=load_station_config(config), log_folder=tmp_path / "logs")
+    out = io.StringIO()
+    with claim_station(tmp_path / "logs") as active:
+        result: list = []
+        waiter = threading.Thread(target=lambda: result.append(_wait_as_standby(loop, Console(file=out))))
+        waiter.start()
+        deadline = time.monotonic() + 10
+        while "standby ready" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "standby ready: 1 line(s) loaded" in out.getvalue()
+        assert "line gear could not be loaded (few-shot folder fewshot/gear is empty)" in out.getvalue()
+        assert active.held
+    waiter.join(timeout=10)
+    ((lock, previous, _),) = result
+    assert lock.held and previous.startswith(f"pid {os.getpid()}")
+    lock.release()
+
+
 # --- the real thing: two `inspector run` processes ---------------------------------------------------------
 
 
