@@ -30,12 +30,18 @@ from typing import TYPE_CHECKING
 from inspector.config import atomic_write_text
 from inspector.errors import InspectorError
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no station lock, no standby
+    fcntl = None  # type: ignore[assignment]
+
 if TYPE_CHECKING:
     from inspector.config import StationConfig
 
 _logger = logging.getLogger(__name__)
 
 STATION_LOCK_NAME = ".station.lock"
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)  # (POSIX: a child process such as a camera helper never inherits the lock)
 LINE_MEMORY_NAME = ".station-line.json"
 
 
@@ -47,17 +53,11 @@ class StationLock:
     """Exclusive lock on ``folder/.station.lock``; the holder's pid and host are written into it."""
 
     def __init__(self, folder: Path) -> None:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            msg = "station locking needs POSIX file locks (flock); run one station per log folder on this platform"
-            raise InspectorError(msg) from None
-        self._fcntl = fcntl
         self.folder = Path(folder)
         self.path = self.folder / STATION_LOCK_NAME
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _CLOEXEC, 0o644)
         except OSError as exc:
             msg = f"cannot create the station lock {self.path}: {exc}; check log.folder (or --log-dir) is writable"
             raise InspectorError(msg) from exc
@@ -65,15 +65,19 @@ class StationLock:
 
     def holder(self) -> str:
         """What the current holder wrote (``pid 123 on host``), or "another process"."""
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, AttributeError):  # (no pread on Windows)
             text = os.pread(self._fd, 200, 0).decode(errors="replace").strip()
             if text:
                 return text
         return "another process"
 
     def try_acquire(self) -> bool:
+        if fcntl is None:  # pragma: no cover - Windows
+            _logger.warning("no file locking on this platform: run one station per log folder")
+            self.held = True
+            return True
         try:
-            self._fcntl.flock(self._fd, self._fcntl.LOCK_EX | self._fcntl.LOCK_NB)
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
         self._claim()
@@ -81,7 +85,10 @@ class StationLock:
 
     def acquire(self) -> None:
         """Block until this process holds the lock (Ctrl-C / SIGTERM interrupt the wait)."""
-        self._fcntl.flock(self._fd, self._fcntl.LOCK_EX)
+        if fcntl is None:  # pragma: no cover - Windows
+            msg = "a warm standby needs POSIX file locks (flock); on Windows let the service manager restart it"
+            raise InspectorError(msg)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
         self._claim()
 
     def release(self) -> None:
@@ -121,15 +128,13 @@ def wait_writer_free(folder: Path, timeout_s: float = 5.0) -> bool:
     The kernel releases a killed process's locks one descriptor at a time: the station lock can come
     free a moment before the audit writer's lock does.
     """
-    import fcntl
-
     from inspector.audit.h5log import LOCK_NAME
 
     path = Path(folder) / LOCK_NAME
-    if not path.exists():
+    if fcntl is None or not path.exists():
         return True
     deadline = time.monotonic() + timeout_s
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = os.open(path, os.O_RDONLY | _CLOEXEC)
     try:
         while True:
             try:
