@@ -28,7 +28,7 @@ from inspector.station.loop import StationLoop
 from inspector.station.port import PartVerdict, StationState, StationStatus, TriggerRejected
 from inspector.station.sinks import StationResult
 from inspector.station.sources import FrameSource, create_source
-from inspector.station.standby import remembered_line
+from inspector.station.standby import resumable_line
 from inspector.station.stats import LoopStats
 
 _logger = logging.getLogger(__name__)
@@ -67,8 +67,7 @@ class StationHandle:
         self.log_dir = Path(log_dir) if log_dir is not None else self.config.resolve(self.config.log.folder)
         self.log_enabled = self.config.log.enabled if log is None else log
         if line is None and self.log_enabled:  # the line this station last ran (changeovers are remembered)
-            remembered = remembered_line(self.log_dir)
-            line = remembered if remembered in {x.name for x in self.config.lines} else None
+            line = resumable_line(self.config, self.log_dir)
         self.line: str = self.config.line(line).name
         self.trigger_mode = trigger_mode or self.config.trigger.mode
         self.rate_hz = rate_hz

@@ -57,9 +57,9 @@ def log_folder(station: StationConfig, args: argparse.Namespace) -> Path | None:
 
 def running_station(folder: Path) -> str | None:
     """Who runs a station on ``folder`` (``pid 123 on host``), or None when no station holds it."""
-    from inspector.station.standby import StationLock
+    from inspector.station.standby import STATION_LOCK_NAME, StationLock
 
-    if not (folder / ".station.lock").exists():
+    if not (folder / STATION_LOCK_NAME).exists():
         return None
     lock = StationLock(folder)
     try:

@@ -17,7 +17,7 @@ from typing import Any
 
 from inspector.cli.common import add_config_args
 from inspector.errors import InspectorError
-from inspector.station.standby import StationLock, claim_station, line_fingerprint, wait_writer_free
+from inspector.station.standby import StationLock, station_fingerprint, wait_writer_free
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -102,10 +102,6 @@ def _link_status(link: Any) -> str:
     return str(getattr(state, "value", state))
 
 
-def _fingerprint(station: Any) -> str:
-    return "".join(line_fingerprint(station, line.name) for line in station.lines)
-
-
 def _wait_as_standby(loop: Any, err: Any) -> tuple[StationLock, str | None, str]:
     """Load every line of the station (the active one may change over while we wait), then wait for the lock.
 
@@ -121,7 +117,7 @@ def _wait_as_standby(loop: Any, err: Any) -> tuple[StationLock, str | None, str]
                 loop.engines.get(name)
         except Exception as exc:  # another line's problem must not keep the standby from covering this one
             err.print(f"[yellow]standby: line {name} could not be loaded ({exc}); a takeover onto it loads it then")
-    loaded = _fingerprint(loop.station)
+    loaded = station_fingerprint(loop.station)
     lock = StationLock(loop.log_folder)
     if lock.try_acquire():
         err.print("standby: no station is running on this log folder; starting now")
@@ -150,7 +146,7 @@ def _config_at_takeover(loop: Any, station: Any, loaded: str, make_loop: Any, pa
     """
     from inspector.config import load_station_config
 
-    if _fingerprint(station) == loaded:  # the lines are loaded; start on the one the station ran when it died
+    if station_fingerprint(station) == loaded:  # the lines are loaded; start on the one the station ran when it died
         return make_loop(station, engines=loop.engines), station, ""
     err.print("standby: the config or the few-shot data changed while waiting; reloading")
     try:
@@ -193,11 +189,8 @@ def run(args: argparse.Namespace) -> int:
                            trigger_mode=mode, rate_hz=args.rate, max_parts=args.frames, engines=engines,
                            resume_line=args.line is None)
 
-    loop = make_loop(station)
-    lock: StationLock | None = None
-    if not args.standby and loop.log_enabled:
-        lock = claim_station(loop.log_folder)  # refuses a second station on this folder before loading anything
-        loop.station_lock = lock
+    loop = make_loop(station)  # its start() refuses a second station on the folder before loading anything
+    lock: StationLock | None = None  # a standby's, taken after its wait
     link: Any = None
     stop_driver = threading.Event()
     driver: threading.Thread | None = None

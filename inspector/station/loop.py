@@ -59,7 +59,7 @@ from inspector.station.sources import (
     SourceExhausted,
     create_source,
 )
-from inspector.station.standby import StationLock, claim_station, remember_line, remembered_line
+from inspector.station.standby import StationLock, claim_station, remember_line, resumable_line
 from inspector.station.stats import CameraStats, LogStats, LoopStats, Tally
 from inspector.station.triggers import FreeRunClock, FutureReply, Trigger, TriggerKind, TriggerQueue, check_part_id
 
@@ -119,7 +119,7 @@ class StationLoop:
         self.log_enabled = station.log.enabled if log is None else log
         self.log_folder = Path(log_dir) if log_dir is not None else station.resolve(station.log.folder)
         if line is None and resume_line and self.log_enabled:
-            line = self._resumable_line()
+            line = resumable_line(station, self.log_folder)
         try:
             self._line = station.line(line).name
         except KeyError:
@@ -264,16 +264,6 @@ class StationLoop:
         self._release_station()
         self._stopped = True
         _logger.info("station stopped after %d parts", self.tally.parts)
-
-    def _resumable_line(self) -> str | None:
-        line = remembered_line(self.log_folder)
-        if line is not None and line not in {x.name for x in self.station.lines}:
-            _logger.warning("the last station on %s ran line %r, which this config does not have; starting on %s",
-                            self.log_folder, line, self.station.line().name)
-            return None
-        if line is not None:
-            _logger.info("resuming line %s (the line the last station on %s was running)", line, self.log_folder)
-        return line
 
     def _release_station(self) -> None:
         if self.station_lock is not None:

@@ -391,7 +391,8 @@ class AuditSink(Sink):
                     self._lost.setdefault(f"write failed ({exc})"[:120], []).extend(r.seq for r in results)
             # Changes stay on record: retried with the next write (retry notes themselves are not kept).
             # (Handed-in events stay in their inbox files and are taken again.)
-            keep = [e for e in events if e.kind not in ("log_retry", "log_gap") and all(e is not h for h in handed)]
+            handed_ids = {id(e) for e in handed}
+            keep = [e for e in events if e.kind not in ("log_retry", "log_gap") and id(e) not in handed_ids]
             self._unwritten = keep[-MAX_UNWRITTEN_EVENTS:]
             self._notify(results, False)
             raise

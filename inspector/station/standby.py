@@ -150,24 +150,39 @@ def wait_writer_free(folder: Path, timeout_s: float = 5.0) -> bool:
         os.close(fd)
 
 
-def line_fingerprint(station: StationConfig, line: str) -> str:
-    """sha256 over the config file and the line's few-shot folder listing (names, sizes, mtimes).
+def station_fingerprint(station: StationConfig) -> str:
+    """sha256 over the config file and every line's few-shot folder listing (names, sizes, mtimes).
 
-    A standby loaded the line when it started; if either changed while it waited it reloads before
-    it takes over, so it never runs a line older than what a fresh start would load.
+    A standby loaded its lines when it started; if any of this changed while it waited it reloads
+    before it takes over, so it never runs lines older than what a fresh start would load.
     """
     digest = hashlib.sha256()
     if station.source is not None:
         with contextlib.suppress(OSError):
             digest.update(Path(station.source).read_bytes())
-    folder = station.line(line).fewshot.folder
-    if folder is not None:
-        root = station.resolve(folder)
+    for line in station.lines:
+        if line.fewshot.folder is None:
+            continue
+        root = station.resolve(line.fewshot.folder)
+        digest.update(f"{line.name}\0{root}\n".encode())
         for path in sorted(root.rglob("*")) if root.is_dir() else ():
             with contextlib.suppress(OSError):
                 st = path.stat()
                 digest.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()
+
+
+def resumable_line(station: StationConfig, folder: Path) -> str | None:
+    """The line the last station on ``folder`` ran, if this config still has it (else None, with a warning)."""
+    line = remembered_line(folder)
+    if line is None:
+        return None
+    if line not in {x.name for x in station.lines}:
+        _logger.warning("the last station on %s ran line %r, which this config does not have; starting on %s",
+                        folder, line, station.line().name)
+        return None
+    _logger.info("resuming line %s (the line the last station on %s was running)", line, folder)
+    return line
 
 
 def remembered_line(folder: Path) -> str | None:

@@ -21,9 +21,9 @@ from inspector.station.standby import (
     StationBusyError,
     StationLock,
     claim_station,
-    line_fingerprint,
     remember_line,
     remembered_line,
+    station_fingerprint,
     wait_writer_free,
 )
 from tests.station.conftest import tiny_station_dict
@@ -125,13 +125,13 @@ def test_fingerprint_follows_the_config_and_the_fewshot_folder(tmp_path: Path, t
     data["lines"][0]["fewshot"] = {"folder": str(folder)}
     config.write_text(yaml.safe_dump(data))
     station = load_station_config(config)
-    before = line_fingerprint(station, "ring")
-    assert line_fingerprint(station, "ring") == before
+    before = station_fingerprint(station)
+    assert station_fingerprint(station) == before
     (folder / "good" / "new.png").write_bytes(b"png")
-    after_sample = line_fingerprint(station, "ring")
+    after_sample = station_fingerprint(station)
     assert after_sample != before
     config.write_text(config.read_text() + "\n# edited\n")
-    assert line_fingerprint(station, "ring") != after_sample
+    assert station_fingerprint(station) != after_sample
 
 
 
@@ -140,12 +140,12 @@ def test_a_standby_keeps_its_config_when_the_file_turned_invalid(tmp_path: Path,
 
     from rich.console import Console
 
-    from inspector.cli.run_cmd import _config_at_takeover, _fingerprint
+    from inspector.cli.run_cmd import _config_at_takeover
 
     config = tmp_path / "station.yaml"
     config.write_text(yaml.safe_dump(tiny_station_dict(tmp_path, text_cache_dir)))
     station = load_station_config(config)
-    loaded = _fingerprint(station)
+    loaded = station_fingerprint(station)
     standby = SimpleNamespace(engines=object())
     calls: list[tuple[object, object]] = []
 
