@@ -65,3 +65,15 @@ def plant(part, rng: np.random.Generator, radius: int = 5, kind: str = "texture"
     else:
         img[sel] = (img[sel] * 0.15).astype(np.uint8) + rng.integers(0, 30, (int(sel.sum()), 3), dtype=np.uint8)
     return img, mask
+
+
+def audit_events(log_dir: Path) -> list[dict]:
+    """Every audit event in the log folder's files, oldest file first."""
+    from inspector.audit.h5log import log_files
+    from inspector.audit.reader import AuditReader
+
+    out: list[dict] = []
+    for path in log_files(log_dir):
+        with AuditReader(path) as reader:
+            out += reader.events()
+    return out

@@ -109,19 +109,23 @@ def test_truncation_message_says_what_happened(intact: tuple[Path, list[list]], 
     assert str(damaged) in str(info.value) and "backup" in str(info.value)
 
 
+def _flipped_copies(data: bytes, rng: np.random.Generator, n: int, max_flips: int, out: Path) -> list[Path]:
+    """``n`` copies of ``data`` with 1..``max_flips`` random bytes XORed, written as ``<out>_NNN.h5``."""
+    files = []
+    for k in range(n):
+        damaged = bytearray(data)
+        for pos in rng.integers(0, len(data), size=int(rng.integers(1, max_flips + 1))):
+            damaged[pos] ^= int(rng.integers(1, 256))
+        path = out.with_name(f"{out.name}_{k:03d}.h5")
+        path.write_bytes(bytes(damaged))
+        files.append(path)
+    return files
+
+
 def test_random_byte_flips(intact: tuple[Path, list[list]], tmp_path: Path) -> None:
     """Flipped bytes anywhere (metadata, B-trees, compressed chunks): read or AuditReadError, never a crash."""
     path, expected = intact
-    data = path.read_bytes()
-    rng = np.random.default_rng(8)
-    files = []
-    for k in range(150):
-        damaged = bytearray(data)
-        for pos in rng.integers(0, len(data), size=int(rng.integers(1, 9))):
-            damaged[pos] ^= int(rng.integers(1, 256))
-        out = tmp_path / f"flip_{k:03d}.h5"
-        out.write_bytes(bytes(damaged))
-        files.append(out)
+    files = _flipped_copies(path.read_bytes(), np.random.default_rng(8), 150, max_flips=8, out=tmp_path / "flip")
     counts = _assert_contract(_run_worker(files, timeout_s=300), expected, exact=False)
     assert counts["ok"] + counts["audit_error"] == len(files)
 
@@ -165,15 +169,7 @@ def test_swmr_reads_give_up_quickly() -> None:
 def test_flips_in_a_file_left_open_by_a_crash(unsealed: Path, tmp_path: Path) -> None:
     """The SWMR path (unsealed files): flipped bytes give records or AuditReadError within seconds, never a hang."""
     data = unsealed.read_bytes()
-    rng = np.random.default_rng(21)
-    files = [unsealed]
-    for k in range(25):
-        damaged = bytearray(data)
-        for pos in rng.integers(0, len(data), size=int(rng.integers(1, 6))):
-            damaged[pos] ^= int(rng.integers(1, 256))
-        out = tmp_path / f"swmr_flip_{k:02d}.h5"
-        out.write_bytes(bytes(damaged))
-        files.append(out)
+    files = [unsealed, *_flipped_copies(data, np.random.default_rng(21), 25, max_flips=5, out=tmp_path / "swmr_flip")]
     results = _run_worker(files, timeout_s=150)
     assert results[0]["outcome"] == "ok" and len(results[0]["records"]) == 16
     _assert_contract(results, [], exact=False)

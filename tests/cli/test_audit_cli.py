@@ -10,24 +10,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from inspector.audit.h5log import AuditWriter, log_files
-from inspector.audit.reader import AuditReader
+from inspector.audit.h5log import AuditWriter
 from inspector.cli import main
 from inspector.training.registry import ModelRegistry, current_user
+from tests.conftest import audit_events as events
 from tests.conftest import tiny_line
 from tests.training.conftest import tiny_adapter
 
 METRICS = {"gate": {"passed": True, "compared_to": "base", "reasons": []},
            "deployment": {"score_stats": [0.5, 2.0], "map_stats": None, "threshold": 1.0}}
 CARD = {"backbone": {"key": "tiny|random"}, "heads": ["patch"]}
-
-
-def events(folder: Path) -> list[dict]:
-    out: list[dict] = []
-    for path in log_files(folder):
-        with AuditReader(path) as reader:
-            out += reader.events()
-    return out
 
 
 @pytest.fixture

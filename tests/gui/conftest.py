@@ -137,14 +137,3 @@ def wait_parts(qtbot, win, n: int, timeout: int = 60_000) -> None:
 def login(win) -> None:
     """Log in through the session (the same path the dialog uses)."""
     assert win.session.check("Dana", PIN).ok
-
-
-def audit_events(log_dir: Path) -> list[dict]:
-    from inspector.audit.h5log import log_files
-    from inspector.audit.reader import AuditReader
-
-    out: list[dict] = []
-    for path in log_files(log_dir):
-        with AuditReader(path) as reader:
-            out += reader.events()
-    return out

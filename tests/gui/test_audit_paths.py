@@ -12,7 +12,7 @@ import yaml
 from gui.station import StationHandle
 from gui.training import RegistryBook
 from inspector.training.registry import ModelRegistry
-from tests.gui.conftest import audit_events
+from tests.conftest import audit_events
 from tests.training.conftest import tiny_adapter
 
 METRICS = {"gate": {"passed": True, "compared_to": "base", "reasons": []},

@@ -9,7 +9,8 @@ import yaml
 from PySide6.QtCore import Qt
 
 from gui.pin import PinStore
-from tests.gui.conftest import PIN, audit_events, login, wait_parts, wait_running
+from tests.conftest import audit_events
+from tests.gui.conftest import PIN, login, wait_parts, wait_running
 
 
 def test_pin_lockout_and_audit(idle_window, qtbot, monkeypatch):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 
 from gui.station import StationHandle
-from tests.gui.conftest import audit_events, wait_parts, wait_running
+from tests.conftest import audit_events
+from tests.gui.conftest import wait_parts, wait_running
 
 
 def test_verdicts_appear_and_counters_add_up(window, qtbot):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from inspector.plc import protocol as proto
 from inspector.plc.ascii_server import AsciiServer
 from inspector.plc.base import LinkState
 from inspector.plc.ptypair import PtyPort, VirtualNullModem
@@ -144,3 +145,15 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: fl
             return False
         time.sleep(interval)
     return True
+
+
+def feed_in_chunks(data: bytes, cuts: list[int],
+                   splitter: proto.LineSplitter | None = None) -> list[bytes | proto.Overlong]:
+    """What one LineSplitter yields for ``data`` read in pieces of the given sizes (then the rest)."""
+    splitter = splitter or proto.LineSplitter()
+    items: list[bytes | proto.Overlong] = []
+    pos = 0
+    for cut in [*cuts, len(data)]:
+        items += splitter.feed(data[pos:pos + cut])
+        pos += cut
+    return items

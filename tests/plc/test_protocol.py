@@ -12,6 +12,8 @@ from inspector.plc import protocol as proto
 from inspector.plc.protocol import ErrorCode, ProtocolError
 from inspector.station.port import PartVerdict, StationState, StationStatus
 
+from .conftest import feed_in_chunks
+
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MODES = st.sampled_from(list(proto.ChecksumMode))
 
@@ -230,11 +232,7 @@ def test_fuzz_stream_framing(stream: list[bytes], cuts: list[int]) -> None:
     """Arbitrary streams in arbitrary chunks: bounded lines out, every one parsed or refused."""
     data = b"".join(stream)
     splitter = proto.LineSplitter()
-    items: list[bytes | proto.Overlong] = []
-    pos = 0
-    for cut in [*cuts, len(data)]:
-        items += splitter.feed(data[pos:pos + cut])
-        pos += cut
+    items = feed_in_chunks(data, cuts, splitter)
     for item in items:
         if isinstance(item, proto.Overlong):
             assert item.size > proto.MAX_LINE_BYTES

@@ -22,6 +22,8 @@ from inspector.plc import registers as reg
 from inspector.plc.protocol import ProtocolError
 from inspector.station.port import PartVerdict
 
+from .conftest import feed_in_chunks
+
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MODES = st.sampled_from(list(proto.ChecksumMode))
 PRINTABLE = st.binary(max_size=140).map(lambda b: bytes(0x20 + x % 95 for x in b))
@@ -92,12 +94,7 @@ def test_fuzz_splitter_is_chunking_invariant(stream: list[bytes], cuts: list[int
     """Split or merged reads (down to empty and 1-byte reads) give the same lines as one read of everything."""
     data = b"".join(stream)
     whole = proto.LineSplitter().feed(data)
-    splitter = proto.LineSplitter()
-    pieces: list[bytes | proto.Overlong] = []
-    pos = 0
-    for cut in [*cuts, len(data)]:
-        pieces += splitter.feed(data[pos:pos + cut])
-        pos += cut
+    pieces = feed_in_chunks(data, cuts)
     # Overlong markers may report a different size depending on where the cap was crossed, nothing else differs.
     assert [x if isinstance(x, bytes) else "overlong" for x in pieces] == \
         [x if isinstance(x, bytes) else "overlong" for x in whole]
