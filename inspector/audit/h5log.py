@@ -513,9 +513,7 @@ class AuditWriter:
             self._pending_reason = "previous write failed"
 
     def _scan_last_seq(self) -> int:
-        # Capped SWMR metadata retries: a damaged file must not stall the station's start-up.
-        from inspector.audit.reader import _open_swmr
-
+        # Capped SWMR metadata retries (recovery.open_swmr): a damaged file must not stall the start-up.
         for path in reversed(log_files(self.folder)):
             cut = recovery.truncation(path)
             if cut is not None:
@@ -523,7 +521,7 @@ class AuditWriter:
                                 path, *cut)
                 continue
             try:
-                with _open_swmr(path) as f:
+                with recovery.open_swmr(path) as f:
                     table = f["inspections"]
                     if table.shape[0]:
                         return int(table[table.shape[0] - 1]["seq"])

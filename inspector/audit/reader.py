@@ -7,11 +7,8 @@ decoded strings, timestamps, media and summaries.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import datetime as dt
 import logging
-import os
-import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -95,7 +92,7 @@ class AuditReader:
         # so damaged metadata fails at once instead of going through SWMR's read retries.
         self._swmr = recovery.open_flags(self.path) not in (0, None)
         try:
-            self._f = _open_swmr(self.path) if self._swmr else h5py.File(self.path, "r")
+            self._f = recovery.open_swmr(self.path) if self._swmr else h5py.File(self.path, "r")
         except _DAMAGE as exc:
             msg = f"{self.path}: not a readable HDF5 audit file ({exc}); {_DAMAGED_FIX}"
             raise AuditReadError(msg) from None
@@ -240,40 +237,6 @@ class AuditReader:
                 ev["timestamp"] = iso_utc(row["time_ns"])
                 out.append(ev)
         return out
-
-
-# HDF5 retries unreadable metadata of a SWMR file 100 times with a backoff growing to 1 s (a writer may be
-# half-way through an update): minutes per read of a damaged file. 20 attempts still ride out a live
-# writer's flush (about 1 s of backoff in all) and turn damage into an error within seconds.
-SWMR_READ_ATTEMPTS = 20
-_set_read_attempts: Any = None
-
-
-def _open_swmr(path: Path) -> h5py.File:
-    """``h5py.File(path, "r", swmr=True)`` with at most SWMR_READ_ATTEMPTS metadata read attempts."""
-    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
-    setter = _read_attempts_setter()
-    if setter is not None:
-        setter(fapl.id, SWMR_READ_ATTEMPTS)
-    fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ, fapl=fapl)
-    return h5py.File(fid)
-
-
-def _read_attempts_setter() -> Any:
-    """HDF5's H5Pset_metadata_read_attempts from the library h5py loaded (h5py does not wrap it); None if absent."""
-    global _set_read_attempts
-    if _set_read_attempts is None:
-        _set_read_attempts = False
-        try:
-            maps = Path("/proc/self/maps").read_text()
-            libs = sorted({m for m in re.findall(r"(/\S*/libhdf5(?:-[0-9a-f]+)?\.so[.0-9]*)", maps)})
-            if libs:
-                fn = ctypes.CDLL(libs[0]).H5Pset_metadata_read_attempts
-                fn.argtypes, fn.restype = [ctypes.c_int64, ctypes.c_uint], ctypes.c_int
-                _set_read_attempts = fn
-        except (OSError, AttributeError):  # not Linux, or another HDF5 build: HDF5's default attempts
-            _logger.debug("cannot limit SWMR metadata read attempts", exc_info=True)
-    return _set_read_attempts or None
 
 
 def _attr(value: Any) -> Any:

@@ -12,10 +12,15 @@ the sealed file does not open.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import re
 import struct
 from pathlib import Path
+from typing import Any
+
+import h5py
 
 _logger = logging.getLogger(__name__)
 
@@ -154,3 +159,37 @@ def seal(path: Path) -> bool:
         return False
     _logger.info("%s: sealed (left open by a writer that did not close it)", path)
     return True
+
+
+# HDF5 retries unreadable metadata of a SWMR file 100 times with a backoff growing to 1 s (a writer may be
+# half-way through an update): minutes per read of a damaged file. 20 attempts still ride out a live
+# writer's flush (about 1 s of backoff in all) and turn damage into an error within seconds.
+SWMR_READ_ATTEMPTS = 20
+_set_read_attempts: Any = None
+
+
+def open_swmr(path: Path) -> h5py.File:
+    """``h5py.File(path, "r", swmr=True)`` with at most SWMR_READ_ATTEMPTS metadata read attempts."""
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    setter = _read_attempts_setter()
+    if setter is not None:
+        setter(fapl.id, SWMR_READ_ATTEMPTS)
+    fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ, fapl=fapl)
+    return h5py.File(fid)
+
+
+def _read_attempts_setter() -> Any:
+    """HDF5's H5Pset_metadata_read_attempts from the library h5py loaded (h5py does not wrap it); None if absent."""
+    global _set_read_attempts
+    if _set_read_attempts is None:
+        _set_read_attempts = False
+        try:
+            maps = Path("/proc/self/maps").read_text()
+            libs = sorted({m for m in re.findall(r"(/\S*/libhdf5(?:-[0-9a-f]+)?\.so[.0-9]*)", maps)})
+            if libs:
+                fn = ctypes.CDLL(libs[0]).H5Pset_metadata_read_attempts
+                fn.argtypes, fn.restype = [ctypes.c_int64, ctypes.c_uint], ctypes.c_int
+                _set_read_attempts = fn
+        except (OSError, AttributeError):  # not Linux, or another HDF5 build: HDF5's default attempts
+            _logger.debug("cannot limit SWMR metadata read attempts", exc_info=True)
+    return _set_read_attempts or None

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inspector.audit import reader as reader_module
 from inspector.audit import recovery
 from inspector.audit.h5log import AuditWriter
 from inspector.audit.reader import AuditReader, AuditReadError
@@ -163,7 +162,7 @@ def unsealed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_swmr_reads_give_up_quickly() -> None:
     """Damaged metadata in SWMR mode is retried SWMR_READ_ATTEMPTS times, not HDF5's 100 (minutes)."""
-    assert reader_module._read_attempts_setter() is not None, "H5Pset_metadata_read_attempts not found"
+    assert recovery._read_attempts_setter() is not None, "H5Pset_metadata_read_attempts not found"
 
 
 def test_flips_in_a_file_left_open_by_a_crash(unsealed: Path, tmp_path: Path) -> None:
