@@ -118,8 +118,8 @@ def process_figures() -> dict[str, float]:
 
 
 def cpu_name() -> str:
-    """The CPU model (inspector.bench.cpu_name), imported only when a report is written."""
-    from inspector.bench import cpu_name as name
+    """The CPU model (inspector.demo.bench.cpu_name), imported only when a report is written."""
+    from inspector.demo.bench import cpu_name as name
 
     return name()
 

@@ -513,7 +513,7 @@ class FullDisk:
 
 
 def scenario_disk(ctx: Context) -> Scenario:
-    from inspector.station.port import StationState
+    from inspector.plc.port import StationState
 
     sc = Scenario("disk", "disk full on the log folder",
                   "every write of the station process fails with EFBIG (RLIMIT_FSIZE 0, SIGXFSZ ignored) for "

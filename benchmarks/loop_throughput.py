@@ -39,12 +39,11 @@ import inspector.backbone  # noqa: E402, F401  (registers the tiny architecture)
 from inspector.audit.h5log import AuditRecord, AuditWriter  # noqa: E402
 from inspector.audit.media import downsample_heatmap, encode_frame, encode_thumbnail  # noqa: E402
 from inspector.backbone.registry import TINY_MODEL  # noqa: E402
-from inspector.config import StationConfig, load_station_config, parse_station_config  # noqa: E402
+from inspector.config import CameraSpec, LogSpec, StationConfig, TriggerSpec, load_station_config, parse_station_config  # noqa: E402  # noqa: E402
+from inspector.demo.parts import PartGenerator  # noqa: E402
+from inspector.plc.port import PartVerdict, TriggerRejected  # noqa: E402
 from inspector.station.engines import EngineCache, embedding_dim  # noqa: E402
 from inspector.station.loop import StationLoop  # noqa: E402
-from inspector.station.port import PartVerdict, TriggerRejected  # noqa: E402
-from inspector.station.settings import CameraSpec, LogSpec, TriggerSpec  # noqa: E402
-from inspector.synthetic import PartGenerator  # noqa: E402
 
 SIZE = 256
 

@@ -31,12 +31,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from inspector.bench import cpu_name  # noqa: E402
+from inspector.config.plc import PlcSpec  # noqa: E402
+from inspector.demo.bench import cpu_name  # noqa: E402
 from inspector.plc.ascii_server import AsciiServer  # noqa: E402
 from inspector.plc.base import LinkState  # noqa: E402
 from inspector.plc.modbus import ModbusRtuServer  # noqa: E402
 from inspector.plc.ptypair import PtyPort, VirtualNullModem  # noqa: E402
-from inspector.plc.settings import PlcSpec  # noqa: E402
 from inspector.plc.sim import percentile  # noqa: E402
 from inspector.plc.simstation import SimulatedStation  # noqa: E402
 

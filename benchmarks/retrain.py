@@ -32,8 +32,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import cv2  # noqa: E402
 import yaml  # noqa: E402
 
-from inspector.bench import cpu_name  # noqa: E402
-from inspector.synthetic import DEFECT_KINDS, PartGenerator  # noqa: E402
+from inspector.demo.bench import cpu_name  # noqa: E402
+from inspector.demo.parts import DEFECT_KINDS, PartGenerator  # noqa: E402
 
 SIZE = 256
 
@@ -104,7 +104,7 @@ def report(args: argparse.Namespace, runs: list[dict], loads: list[tuple[float, 
            inproc: list[dict]) -> str:
     import torch
 
-    from inspector.training.settings import TrainingSpec
+    from inspector.config.training import TrainingSpec
 
     spec = TrainingSpec()
     names = ["1: first run (empty caches)", "2: features cached", "3: one good image added",

@@ -23,7 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from inspector.bench import BenchConfig, run_bench
+from inspector.demo.bench import BenchConfig, run_bench
 
 
 def main() -> None:

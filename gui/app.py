@@ -66,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
 
     from gui import theme
     from gui.main_window import MainWindow
-    from gui.station import StationHandle
     from inspector.errors import InspectorError
+    from inspector.station.handle import StationHandle
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("CLIP Inspector")

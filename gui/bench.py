@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from gui import theme
     from gui.main_window import MainWindow
     from gui.pin import PinStore
-    from gui.station import StationHandle
+    from inspector.station.handle import StationHandle
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     theme.apply(app)  # type: ignore[arg-type]

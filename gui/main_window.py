@@ -28,13 +28,13 @@ from PySide6.QtWidgets import (
 from gui import theme
 from gui.pin import PinStore
 from gui.session import EngineerSession
-from gui.station import StationHandle
 from gui.views.engineer import EngineerView
 from gui.views.history import HistoryView
 from gui.views.operator import OperatorView
 from gui.widgets.pin_dialog import LoginDialog, SetPinDialog
 from gui.widgets.status_light import StatusLight
 from gui.workers import DisplayFeed, StationSnapshot, StatusPoller, run_task, wait_workers
+from inspector.station.handle import StationHandle
 
 _logger = logging.getLogger(__name__)
 

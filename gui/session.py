@@ -7,7 +7,7 @@ import logging
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from gui.pin import PinCheck, PinStore
-from gui.station import StationHandle
+from inspector.station.handle import StationHandle
 
 _logger = logging.getLogger(__name__)
 

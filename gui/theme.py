@@ -1,6 +1,6 @@
 """One look for every screen: dark panels, OK green / NG red / fault amber, type sized for 1 m.
 
-The OK / NG colours are the overlay's (:mod:`inspector.overlay`), so a verdict has the same colour in
+The OK / NG colours are the overlay's (:mod:`inspector.decision.overlay`), so a verdict has the same colour in
 the GUI, in ``inspector predict`` images and in exported reports.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from PySide6.QtGui import QColor, QFont, QPalette
 from PySide6.QtWidgets import QApplication
 
-from inspector.overlay import NG_RGB, OK_RGB
+from inspector.decision.overlay import NG_RGB, OK_RGB
 
 OK = "#{:02x}{:02x}{:02x}".format(*OK_RGB)
 NG = "#{:02x}{:02x}{:02x}".format(*NG_RGB)

@@ -21,9 +21,9 @@ import cv2
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal
 
-from gui.station import ShiftCounts, StationHandle
-from inspector.overlay import colorize
-from inspector.result import Region
+from inspector.decision.overlay import colorize
+from inspector.decision.result import Region
+from inspector.station.handle import ShiftCounts, StationHandle
 from inspector.station.sinks import StationResult
 from inspector.station.stats import LoopStats
 

@@ -39,7 +39,7 @@ def main() -> int:
     from gui import theme
     from gui.main_window import MainWindow
     from gui.pin import PinStore
-    from gui.station import StationHandle
+    from inspector.station.handle import StationHandle
 
     app = QApplication(sys.argv[:1])
     theme.apply(app)

@@ -30,7 +30,9 @@ from PySide6.QtWidgets import (
 )
 
 from gui import theme
-from gui.history_data import (
+from gui.widgets.frame_view import FrameView
+from gui.workers import TaskWorker, heat_rgba, run_task
+from inspector.audit.history import (
     ALL,
     History,
     HistoryFilter,
@@ -43,10 +45,8 @@ from gui.history_data import (
     record_media,
     text_embedding,
 )
-from gui.station import StationHandle
-from gui.widgets.frame_view import FrameView
-from gui.workers import TaskWorker, heat_rgba, run_task
-from inspector.imaging import load_image
+from inspector.frames.imaging import load_image
+from inspector.station.handle import StationHandle
 
 COLUMNS = ("Time", "Part", "Line", "Verdict", "Score", "Threshold", "Defect", "Model", "Match")
 

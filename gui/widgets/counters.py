@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QVBoxLayout, QWidget
 
 from gui import theme
-from gui.station import ShiftCounts
+from inspector.station.handle import ShiftCounts
 
 
 class Tile(QFrame):

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from gui import theme
 from gui.widgets.images import to_qimage
-from inspector.result import Region
+from inspector.decision.result import Region
 
 
 class FrameView(QWidget):

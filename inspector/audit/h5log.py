@@ -75,8 +75,8 @@ from inspector.audit.schema import (
     THUMB_CHUNK,
     encode_str,
 )
+from inspector.config.log import LogSpec
 from inspector.errors import InspectorError
-from inspector.station.settings import LogSpec
 
 _logger = logging.getLogger(__name__)
 

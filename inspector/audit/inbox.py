@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 from inspector.audit.h5log import AuditEvent
-from inspector.config import atomic_write_text
+from inspector.files import atomic_write_text
 
 _logger = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from inspector.audit import recovery
 from inspector.audit.h5log import log_files
 from inspector.audit.media import decode_image
 from inspector.audit.schema import FORMAT_NAME, STAGES, decode_str
+from inspector.decision.result import VerdictCounts
 from inspector.errors import ImageDecodeError, InspectorError
-from inspector.result import VerdictCounts
 
 _logger = logging.getLogger(__name__)
 

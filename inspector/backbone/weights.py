@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 import open_clip
 
 from inspector.backbone import loading
-from inspector.config import atomic_write_text
 from inspector.errors import InspectorError, WeightsIntegrityError, WeightsNotFoundError
+from inspector.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

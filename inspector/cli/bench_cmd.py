@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from inspector.bench import BenchConfig, run_bench, write_json
+    from inspector.demo.bench import BenchConfig, run_bench, write_json
 
     console = Console(stderr=True)
     cfg = BenchConfig(model=args.model, pretrained=args.pretrained, image_size=args.image_size, shots=args.shots,

@@ -97,9 +97,9 @@ def _simulate(args: argparse.Namespace, port: str, console: Console) -> int:
 
 
 def _run_demo(args: argparse.Namespace, console: Console) -> int:
+    from inspector.config.plc import PlcSpec
     from inspector.plc.factory import create_plc_link
     from inspector.plc.ptypair import VirtualNullModem
-    from inspector.plc.settings import PlcSpec
     from inspector.plc.simstation import SimulatedStation
 
     with tempfile.TemporaryDirectory(prefix="plc-demo-") as tmp:

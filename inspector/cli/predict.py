@@ -25,9 +25,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from inspector.decision.overlay import render_overlay
     from inspector.errors import ImageDecodeError
-    from inspector.imaging import load_image
-    from inspector.overlay import render_overlay
+    from inspector.frames.imaging import load_image
 
     _, inspector = load_inspector(args)
     console = Console()

@@ -78,7 +78,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def _software_driver(loop: Any, rate_hz: float, count: int | None, stop: threading.Event) -> None:
     """`--trigger software`: trigger parts at a steady rate through the same path a PLC uses."""
-    from inspector.station.port import TriggerRejected
+    from inspector.plc.port import TriggerRejected
 
     period = 1.0 / rate_hz
     next_at = time.monotonic()
@@ -217,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
             if loop.stats().untrained:
                 err.print(f"[yellow]note: {UNTRAINED_BANNER}")
             if factory is not None:
-                from inspector.plc.settings import PlcSpec
+                from inspector.config.plc import PlcSpec
 
                 spec = station.plc or PlcSpec()
                 updates = {k: v for k, v in (("port", args.plc_port), ("protocol", args.plc_protocol)) if v}

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from inspector.backbone.dense import Features
 from inspector.heads.base import FittedModule, HeadOutput
-from inspector.text_embeddings import TextEmbeddings
+from inspector.text.embeddings import TextEmbeddings
 
 
 class LinearProbeHead(FittedModule):

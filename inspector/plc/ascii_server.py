@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 
+from inspector.config.plc import PlcSpec
 from inspector.plc import protocol as proto
 from inspector.plc.base import PlcLink
 from inspector.plc.link import SerialLink
-from inspector.plc.settings import PlcSpec
-from inspector.station.port import (
+from inspector.plc.port import (
     PartVerdict,
     StationPort,
     StationState,

@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Self
 
-from inspector.plc.settings import PlcSpec
+from inspector.config.plc import PlcSpec
+from inspector.plc.port import StationPort
 from inspector.plc.tracker import TriggerTracker
 from inspector.plc.watchdog import SilenceWatchdog
-from inspector.station.port import StationPort
 
 _logger = logging.getLogger(__name__)
 

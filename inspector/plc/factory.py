@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from inspector.config.plc import PlcSpec
 from inspector.plc.base import PlcLink
-from inspector.plc.settings import PlcSpec
-from inspector.station.port import StationPort
+from inspector.plc.port import StationPort
 
 
 def create_plc_link(spec: PlcSpec, port: StationPort) -> PlcLink:

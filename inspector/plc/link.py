@@ -24,7 +24,7 @@ from typing import Protocol
 import serial
 import serial.rs485
 
-from inspector.plc.settings import PlcSpec
+from inspector.config.plc import PlcSpec
 
 _logger = logging.getLogger(__name__)
 

@@ -27,12 +27,12 @@ from typing import Any
 
 import serial.rs485
 
+from inspector.config.plc import PlcSpec
 from inspector.plc import registers as reg
 from inspector.plc.base import PlcLink
 from inspector.plc.errors import PlcError
 from inspector.plc.link import ReopenWait
-from inspector.plc.settings import PlcSpec
-from inspector.station.port import PartVerdict, StationPort, TriggerRejected
+from inspector.plc.port import PartVerdict, StationPort, TriggerRejected
 
 _logger = logging.getLogger(__name__)
 

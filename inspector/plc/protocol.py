@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
-from inspector.station.port import PartVerdict, StationStatus
+from inspector.plc.port import PartVerdict, StationStatus
 
 MAX_LINE_BYTES: Final = 128
 PART_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,32}")

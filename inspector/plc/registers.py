@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from inspector.station.port import PartVerdict, StationState
+from inspector.plc.port import PartVerdict, StationState
 
 COIL_TRIGGER: Final = 0  # PLC sets it after writing the part id; the station clears it once it took the trigger
 HR_PART_ID: Final = 0  # part id (uint16) written by the PLC

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
-from inspector.station.port import (
+from inspector.plc.port import (
     PartVerdict,
     StationState,
     StationStatus,

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from inspector.station.port import PartVerdict, StationPort, TriggerRejected
+from inspector.plc.port import PartVerdict, StationPort, TriggerRejected
 
 _logger = logging.getLogger(__name__)
 

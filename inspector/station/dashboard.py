@@ -18,8 +18,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from inspector.plc.port import StationState
 from inspector.station.loop import StationLoop
-from inspector.station.port import StationState
 from inspector.station.sinks import StationResult
 from inspector.station.stats import LoopStats
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from inspector.backbone.loading import LoadedBackbone, load_backbone
 from inspector.config import ModelSpec, StationConfig
 from inspector.engine import Inspector
-from inspector.station.port import UnknownLineError
-from inspector.text_embeddings import TextEmbeddingCache
+from inspector.plc.port import UnknownLineError
+from inspector.text.embeddings import TextEmbeddingCache
 
 _logger = logging.getLogger(__name__)
 

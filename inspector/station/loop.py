@@ -36,11 +36,11 @@ from typing import TYPE_CHECKING, Any
 from inspector import __version__
 from inspector.audit.h5log import AuditEvent, AuditLogError, AuditWriter, to_text
 from inspector.config import StationConfig
+from inspector.decision.result import InspectionResult
 from inspector.engine import Inspector
 from inspector.errors import InspectorError
-from inspector.result import InspectionResult
+from inspector.plc.port import PartVerdict, StationState, StationStatus, TriggerRejected, UnknownLineError
 from inspector.station.engines import EngineCache, embedding_dim
-from inspector.station.port import PartVerdict, StationState, StationStatus, TriggerRejected, UnknownLineError
 from inspector.station.sinks import (
     AuditSink,
     CallbackSink,
@@ -86,7 +86,7 @@ class _Job:
 
 
 class StationLoop:
-    """A running station; implements :class:`inspector.station.port.StationPort`.
+    """A running station; implements :class:`inspector.plc.port.StationPort`.
 
     ``source`` replaces the camera of the config (tests, tools); ``engines`` shares fitted lines
     with other code; ``log_dir`` overrides ``log.folder`` and ``model_dir`` the config's model

@@ -30,9 +30,9 @@ import numpy as np
 from inspector.audit import inbox
 from inspector.audit.h5log import AuditEvent, AuditLogError, AuditRecord, AuditWriter
 from inspector.audit.media import downsample_heatmap, encode_frame, encode_thumbnail
-from inspector.result import InspectionResult
-from inspector.station.port import PartVerdict
-from inspector.station.settings import LogSpec
+from inspector.config.log import LogSpec
+from inspector.decision.result import InspectionResult
+from inspector.plc.port import PartVerdict
 
 _logger = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from inspector.config.camera import CameraSpec, SyntheticCameraSpec
 from inspector.errors import ImageDecodeError, InspectorError
-from inspector.imaging import list_images, load_image, validate_frame
-from inspector.station.settings import CameraSpec, SyntheticCameraSpec
+from inspector.frames.imaging import list_images, load_image, validate_frame
 
 _logger = logging.getLogger(__name__)
 
@@ -87,10 +87,10 @@ class FrameSource(abc.ABC):
 
 
 class SyntheticSource(FrameSource):
-    """Rendered ring parts (inspector.synthetic): the demo camera."""
+    """Rendered ring parts (inspector.demo.parts): the demo camera."""
 
     def __init__(self, spec: SyntheticCameraSpec | None = None) -> None:
-        from inspector.synthetic import PartGenerator
+        from inspector.demo.parts import PartGenerator
 
         spec = spec or SyntheticCameraSpec()
         self._gen = PartGenerator(spec.size, spec.seed, spec.defect_rate, stream=spec.stream)

@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from inspector.config import atomic_write_text
 from inspector.errors import InspectorError
+from inspector.files import atomic_write_text
 
 try:
     import fcntl

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from inspector.result import VerdictCounts
-from inspector.station.port import StationState
+from inspector.decision.result import VerdictCounts
+from inspector.plc.port import StationState
 from inspector.station.sinks import SinkStats
 
 RATE_WINDOW_S = 10.0

@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Literal
 
-from inspector.station.port import PartVerdict, TriggerRejected
+from inspector.plc.port import PartVerdict, TriggerRejected
 
 TriggerKind = Literal["free_run", "plc", "software"]
 Reply = Callable[[PartVerdict], None]

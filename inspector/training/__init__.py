@@ -1,6 +1,6 @@
 """Few-shot adapter training (Lightning + albumentations), feature cache, model registry, promotion gate.
 
-Public API (imported lazily: the station config imports :mod:`inspector.training.settings`, and
+Public API (imported lazily: the station config imports :mod:`inspector.config.training`, and
 that must not pull in Lightning)::
 
     train_line(station, line, *, inspector=None, observers=(), cancel=None, ...) -> TrainingReport
@@ -23,7 +23,7 @@ _EXPORTS = {
     "apply_version": "inspector.training.deploy",
     "apply_deployed": "inspector.training.deploy",
     "DeploymentWatcher": "inspector.training.deploy",
-    "TrainingSpec": "inspector.training.settings",
+    "TrainingSpec": "inspector.config.training",
 }
 
 __all__ = sorted(_EXPORTS)

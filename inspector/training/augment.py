@@ -20,8 +20,8 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from inspector.config.training import AugmentSpec
 from inspector.errors import ConfigError
-from inspector.training.settings import AugmentSpec
 
 # Reflect at borders: a constant (black) border next to a bright part would look like a defect.
 _BORDER = cv2.BORDER_REFLECT_101

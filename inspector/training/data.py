@@ -18,11 +18,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from inspector.config.training import TrainingSpec, ValidationSpec
+from inspector.engine.fewshot import walk_fewshot
 from inspector.errors import ImageDecodeError
-from inspector.imaging import IMAGE_SUFFIXES, load_image
-from inspector.preprocess import crop_roi
+from inspector.frames.imaging import IMAGE_SUFFIXES, load_image
+from inspector.frames.preprocess import crop_roi
 from inspector.training.errors import InsufficientDataError
-from inspector.training.settings import TrainingSpec, ValidationSpec
 
 _logger = logging.getLogger(__name__)
 
@@ -81,10 +82,6 @@ def pixels_sha256(image: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _is_hidden(path: Path) -> bool:
-    return path.name.startswith(".") or path.name.lower() in ("thumbs.db", "desktop.ini")
-
-
 def _read(path: Path, roi: tuple[int, int, int, int] | None) -> tuple[np.ndarray, str, tuple[int, int]]:
     """The ROI crop of an image file, the file's sha256 and the full frame's (height, width)."""
     data = path.read_bytes()
@@ -117,20 +114,6 @@ def _read_mask(path: Path, shape: tuple[int, int], roi: tuple[int, int, int, int
     return (raw > 0).astype(np.uint8)
 
 
-def _files(folder: Path, skipped: list[str]) -> list[Path]:
-    """Image files directly inside ``folder``; anything else (but sub-folders and hidden files) is reported."""
-    out = []
-    for path in sorted(folder.iterdir()):
-        if path.is_dir() or _is_hidden(path):
-            continue
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            skipped.append(f"{path}: unsupported file type {path.suffix or '(none)'!r}; "
-                           f"use one of {', '.join(IMAGE_SUFFIXES)}")
-            continue
-        out.append(path)
-    return out
-
-
 def load_fewshot(folder: Path, roi: tuple[int, int, int, int] | None = None) -> FewShotData:
     """Read the few-shot folder; unreadable / unsupported files are reported by name and skipped."""
     folder = Path(folder)
@@ -138,16 +121,11 @@ def load_fewshot(folder: Path, roi: tuple[int, int, int, int] | None = None) -> 
         msg = (f"{folder}: no good/ folder. Put images of good parts in {folder / 'good'} and defect images "
                f"in {folder / 'defect'}/<class>/ (masks, optional, in <class>/masks/ with the same file name)")
         raise InsufficientDataError(msg)
-    data = FewShotData(root=folder)
-    entries: list[tuple[Path, str | None, Path | None]] = [
-        (p, None, None) for p in _files(folder / "good", data.skipped)]
-    defect_root = folder / "defect"
-    if defect_root.is_dir():
-        for stray in _files(defect_root, []):
-            example = defect_root / "scratch" / stray.name
-            data.skipped.append(f"{stray}: defect images go in a class folder, e.g. {example}")
-        for class_dir in sorted(p for p in defect_root.iterdir() if p.is_dir() and not _is_hidden(p)):
-            entries += [(p, class_dir.name, class_dir) for p in _files(class_dir, data.skipped)]
+    files = walk_fewshot(folder)
+    data = FewShotData(root=folder, skipped=list(files.stray))
+    entries: list[tuple[Path, str | None, Path | None]] = [(p, None, None) for p in files.good]
+    for name, paths in files.defects.items():
+        entries += [(p, name, p.parent) for p in paths]
     for path, defect, class_dir in entries:
         key = path.relative_to(folder).as_posix()
         try:

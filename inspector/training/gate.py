@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from inspector.calibrate import threshold_best_f1, threshold_for_false_reject, threshold_min_cost
+from inspector.config.training import GateSpec
+from inspector.decision.calibrate import threshold_best_f1, threshold_for_false_reject, threshold_min_cost
 from inspector.evaluation.metrics import image_auroc
-from inspector.training.settings import GateSpec
 
 
 @dataclass(frozen=True)

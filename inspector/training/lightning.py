@@ -30,6 +30,7 @@ from pytorch_lightning.loggers import CSVLogger
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from inspector.config.training import TrainingSpec
 from inspector.evaluation.metrics import image_auroc
 from inspector.training.errors import TrainingCancelledError, TrainingDivergedError
 from inspector.training.featureset import PATCH_POSITIVE, FeatureSet, features_from_batch
@@ -42,7 +43,6 @@ from inspector.training.modules import (
     log_odds,
 )
 from inspector.training.progress import TrainingEvent
-from inspector.training.settings import TrainingSpec
 
 _logger = logging.getLogger(__name__)
 

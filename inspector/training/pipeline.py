@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from inspector.config import LineConfig, StationConfig, config_hash
+from inspector.config.training import TrainingSpec
 from inspector.heads import HeadOutput
-from inspector.prompts import defect_phrase
+from inspector.text.prompts import defect_phrase
 from inspector.training import validation as V
 from inspector.training.augment import Augmenter
 from inspector.training.data import FewShotData, Fold, Sample, check_enough, load_fewshot, make_folds, pixels_sha256
@@ -43,7 +44,6 @@ from inspector.training.featureset import FeatureSet, mask_to_grid
 from inspector.training.gate import GateDecision, ValidationMetrics, decide
 from inspector.training.progress import CancelToken, Emitter, Observer, TrainingEvent
 from inspector.training.registry import BASE, AuditHook, LoadedVersion, ModelRegistry, current_user
-from inspector.training.settings import TrainingSpec
 from inspector.training.synthesis import DefectSynthesizer
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ def build_inspector(station: StationConfig, line: LineConfig) -> Inspector:
     """A fresh (unfitted) engine of the line: backbone, text embeddings (cached), extractor."""
     from inspector.backbone.loading import load_backbone
     from inspector.engine import Inspector
-    from inspector.text_embeddings import TextEmbeddingCache
+    from inspector.text.embeddings import TextEmbeddingCache
 
     backbone = load_backbone(line.model, station.resolve(station.model_dir))
     return Inspector(line, backbone, TextEmbeddingCache(station.resolve(station.cache_dir)))

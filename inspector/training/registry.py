@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inspector.config import atomic_write_text
+from inspector.files import atomic_write_text
 from inspector.training.errors import RegistryError
 from inspector.training.modules import AdapterStack, load_adapter, save_adapter
 

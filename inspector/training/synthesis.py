@@ -16,7 +16,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from inspector.training.settings import SynthesisSpec
+from inspector.config.training import SynthesisSpec
 
 # A pixel is part of the defect where the paste moved it by more than this (grey levels, max over RGB).
 CHANGE_THRESHOLD = 12

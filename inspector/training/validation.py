@@ -21,7 +21,7 @@ from inspector.config import LineConfig
 from inspector.evaluation.metrics import image_auroc
 from inspector.heads import Fusion, HeadOutput, LinearProbeHead, ReferenceHead
 from inspector.heads.fusion import HEAD_NAMES
-from inspector.text_embeddings import TextEmbeddings
+from inspector.text.embeddings import TextEmbeddings
 from inspector.training.featureset import PATCH_POSITIVE, FeatureSet
 from inspector.training.gate import ValidationMetrics, validation_metrics
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from inspector.audit.h5log import AuditWriter
-from inspector.station.settings import LogSpec
+from inspector.config.log import LogSpec
 from tests.audit.conftest import make_record
 
 

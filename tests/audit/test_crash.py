@@ -21,7 +21,7 @@ import pytest
 from inspector.audit.h5log import AuditWriter, log_files
 from inspector.audit.reader import AuditReader
 from inspector.audit.recovery import lookup3, open_flags, seal
-from inspector.station.settings import LogSpec
+from inspector.config.log import LogSpec
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

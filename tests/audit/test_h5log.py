@@ -16,7 +16,7 @@ import pytest
 from inspector.audit.h5log import AuditLogError, AuditWriter, log_files
 from inspector.audit.reader import AuditReader, AuditReadError, summarize
 from inspector.audit.schema import STAGES, encode_str
-from inspector.station.settings import LogSpec
+from inspector.config.log import LogSpec
 from tests.audit.conftest import T0, make_record
 
 SPEC = LogSpec(heatmap_px=8, fsync_interval_s=0)
@@ -166,7 +166,7 @@ _FULL_DISK_WRITER = textwrap.dedent("""
     import resource, signal, sys
     from pathlib import Path
     from inspector.audit.h5log import AuditLogError, AuditWriter
-    from inspector.station.settings import LogSpec
+    from inspector.config.log import LogSpec
     from tests.audit.conftest import make_record
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

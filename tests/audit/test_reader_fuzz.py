@@ -20,7 +20,7 @@ import pytest
 from inspector.audit import recovery
 from inspector.audit.h5log import AuditWriter
 from inspector.audit.reader import AuditReader, AuditReadError
-from inspector.station.settings import LogSpec
+from inspector.config.log import LogSpec
 from tests.audit.conftest import make_record
 
 REPO = Path(__file__).resolve().parents[2]

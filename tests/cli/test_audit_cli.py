@@ -78,8 +78,8 @@ def test_promotion_is_handed_to_a_running_station(station: Path, capsys: pytest.
     from inspector.audit import inbox
     from inspector.cli.audit_log import check_writable
     from inspector.config import load_station_config
+    from inspector.config.log import LogSpec
     from inspector.errors import InspectorError
-    from inspector.station.settings import LogSpec
     from inspector.station.sinks import AuditSink
     from inspector.station.standby import claim_station
 

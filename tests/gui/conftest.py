@@ -100,7 +100,7 @@ def pins(tmp_path: Path):
 
 def make_window(qtbot, config: Path, pins, *, autostart: bool = True):
     from gui.main_window import MainWindow
-    from gui.station import StationHandle
+    from inspector.station.handle import StationHandle
 
     handle = StationHandle(config)
     window = MainWindow(handle, pins, autostart=autostart, confirm_changeover=False, poll_s=0.2)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from gui.station import StationHandle
-from gui.training import RegistryBook
+from inspector.station.handle import StationHandle
+from inspector.station.retrain import RegistryBook
 from inspector.training.registry import ModelRegistry
 from tests.conftest import audit_events
 from tests.training.conftest import tiny_adapter

@@ -11,7 +11,7 @@ from tests.gui.conftest import REPO
 def test_demo_line_shows_verdicts_and_untrained_backbone(qtbot, tmp_path):
     from gui.main_window import MainWindow
     from gui.pin import PinStore
-    from gui.station import StationHandle
+    from inspector.station.handle import StationHandle
 
     handle = StationHandle(REPO / "station_configs" / "demo.yaml", log_dir=tmp_path / "logs")
     win = MainWindow(handle, PinStore(tmp_path / "pin.json"), confirm_changeover=False, poll_s=0.2)

@@ -141,7 +141,7 @@ def test_capture_adds_a_sample_file(window, qtbot):
 
 @pytest.mark.parametrize("trainer", ["pipeline", "refit"])
 def test_retrain_runs_to_completion_then_approve_and_rollback(trainer, window, qtbot):
-    from gui.training import PipelineTrainer, RefitTrainer
+    from inspector.station.retrain import PipelineTrainer, RefitTrainer
 
     wait_running(qtbot, window)
     login(window)

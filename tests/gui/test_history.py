@@ -8,8 +8,8 @@ import datetime as dt
 import numpy as np
 from PySide6.QtCore import QDateTime
 
-from gui.history_data import ALL
 from inspector.audit.h5log import AuditRecord, AuditWriter
+from inspector.audit.history import ALL
 from inspector.audit.media import downsample_heatmap, encode_thumbnail
 
 T0 = 1_780_000_000_000_000_000  # 2026-05-28, UTC ns
@@ -94,7 +94,7 @@ def test_history_filters_export_and_clip_search(idle_window, qtbot, tmp_path):
         view.text_button.click()
     sims = [s for _, s in hit.args[0].ranked]
     assert len(sims) == 11 and sims == sorted(sims, reverse=True)  # the FAULT has no embedding
-    from gui.history_data import text_embedding
+    from inspector.audit.history import text_embedding
 
     q = text_embedding(inspector, "scratch near the hole")
     best = int(np.argmax(embeddings[:11] @ q / np.linalg.norm(embeddings[:11], axis=1)))

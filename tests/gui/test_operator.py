@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 
-from gui.station import StationHandle
+from inspector.station.handle import StationHandle
 from tests.conftest import audit_events
 from tests.gui.conftest import wait_parts, wait_running
 
@@ -80,7 +80,7 @@ def op_line(window) -> str:
 
 def test_plc_status_light_follows_the_link(qtbot, station_config, pins):
     from gui.main_window import MainWindow
-    from gui.station import StationHandle
+    from inspector.station.handle import StationHandle
 
     handle = StationHandle(station_config, trigger_mode="plc")  # plc: default spec, pyserial loop:// port
     win = MainWindow(handle, pins, confirm_changeover=False, poll_s=0.2)

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from gui.engineering import SampleStore, threshold_estimate
 from gui.pin import PinError, PinStore
+from inspector.tuning.engineering import SampleStore, threshold_estimate
 
 
 def test_pin_store_hashes_and_locks(tmp_path):
@@ -36,7 +36,7 @@ def test_pin_store_hashes_and_locks(tmp_path):
 
 def test_display_feed_drops_frames_not_parts(qtbot):
     from gui.workers import DisplayFeed
-    from inspector.station.port import PartVerdict
+    from inspector.plc.port import PartVerdict
     from inspector.station.sinks import StationResult
 
     feed = DisplayFeed()

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from inspector.backbone.dense import Features
 from inspector.errors import NotFittedError
 from inspector.heads import Fusion, HeadOutput, LinearProbeHead, ZeroShotHead
-from inspector.text_embeddings import TextEmbeddings
+from inspector.text.embeddings import TextEmbeddings
 
 DIM = 16
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from inspector.config.plc import PlcSpec
 from inspector.plc import protocol as proto
 from inspector.plc.ascii_server import AsciiServer
 from inspector.plc.base import LinkState
 from inspector.plc.ptypair import PtyPort, VirtualNullModem
-from inspector.plc.settings import PlcSpec
 from inspector.plc.simstation import SimulatedStation
 
 _OUR_THREADS = ("plc", "sim-station", "null-modem")

@@ -13,9 +13,9 @@ from pymodbus.exceptions import ModbusIOException
 from inspector.plc import registers as reg
 from inspector.plc.base import LinkState
 from inspector.plc.modbus import ModbusRtuServer
+from inspector.plc.port import StationStatus
 from inspector.plc.ptypair import VirtualNullModem
 from inspector.plc.simstation import SimulatedStation
-from inspector.station.port import StationStatus
 
 from .conftest import fast_spec, wait_until
 

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inspector.plc import protocol as proto
+from inspector.plc.port import PartVerdict, StationState, StationStatus
 from inspector.plc.protocol import ErrorCode, ProtocolError
-from inspector.station.port import PartVerdict, StationState, StationStatus
 
 from .conftest import feed_in_chunks
 

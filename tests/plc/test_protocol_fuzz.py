@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from inspector.plc import protocol as proto
 from inspector.plc import registers as reg
+from inspector.plc.port import PartVerdict
 from inspector.plc.protocol import ProtocolError
-from inspector.station.port import PartVerdict
 
 from .conftest import feed_in_chunks
 

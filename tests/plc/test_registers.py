@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from inspector.plc import registers as reg
-from inspector.station.port import PartVerdict
+from inspector.plc.port import PartVerdict
 
 
 @pytest.mark.parametrize(("score", "value"), [

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from inspector.config.plc import PlcSpec
 from inspector.plc.ascii_server import AsciiServer
 from inspector.plc.base import LinkState
 from inspector.plc.factory import create_plc_link
 from inspector.plc.modbus import ModbusRtuServer
-from inspector.plc.settings import PlcSpec
 from inspector.plc.simstation import SimulatedStation
 
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
+from inspector.plc.port import PartVerdict, StationState, StationStatus, TriggerRejected
 from inspector.plc.tracker import TriggerTracker
-from inspector.station.port import PartVerdict, StationState, StationStatus, TriggerRejected
 
 
 class ScriptedPort:

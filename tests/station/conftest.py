@@ -13,12 +13,12 @@ import pytest
 
 from inspector.backbone.registry import TINY_MODEL
 from inspector.config import StationConfig, parse_station_config
+from inspector.config.camera import SyntheticCameraSpec
+from inspector.demo.parts import PartGenerator
 from inspector.engine import Inspector
 from inspector.station.engines import EngineCache
-from inspector.station.settings import SyntheticCameraSpec
 from inspector.station.sources import CameraError, FrameSource, RawFrame, SourceExhausted, SyntheticSource
-from inspector.synthetic import PartGenerator
-from inspector.text_embeddings import TextEmbeddingCache
+from inspector.text.embeddings import TextEmbeddingCache
 
 SIZE = 64
 

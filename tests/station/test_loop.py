@@ -14,9 +14,9 @@ import pytest
 
 from inspector.audit.h5log import log_files
 from inspector.audit.reader import AuditReader
+from inspector.plc.port import PartVerdict, StationPort, StationState, TriggerRejected, UnknownLineError
 from inspector.station.engines import EngineCache
 from inspector.station.loop import StationLoop
-from inspector.station.port import PartVerdict, StationPort, StationState, TriggerRejected, UnknownLineError
 from inspector.station.sinks import StationResult
 from tests.station.conftest import SIZE, FlakySource, GateSource, ScriptedSource, good_frame, wait_for
 

@@ -1,6 +1,6 @@
 """The real loop behind the real PLC link: ASCII protocol over a virtual null-modem, checked by the PLC simulator.
 
-This is the contract of inspector.station.port exercised from both sides: every TRIG gets one ACK and
+This is the contract of inspector.plc.port exercised from both sides: every TRIG gets one ACK and
 one RES with the verdict the station logged.
 """
 
@@ -23,8 +23,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_plc_triggers_through_the_real_link(make_station, engines_for, tmp_path: Path) -> None:
+    from inspector.config.plc import PlcSpec
     from inspector.plc.base import LinkState
-    from inspector.plc.settings import PlcSpec
 
     station = make_station(trigger={"mode": "plc"})
     with tempfile.TemporaryDirectory(prefix="plc-") as short, \

@@ -13,7 +13,7 @@ import yaml
 from inspector.audit.h5log import log_files
 from inspector.cli import main
 from inspector.cli import run_cmd as run_cmd_module
-from inspector.station.port import PartVerdict
+from inspector.plc.port import PartVerdict
 from tests.station.conftest import tiny_station_dict
 
 REPO = Path(__file__).resolve().parents[2]

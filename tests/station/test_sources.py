@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from inspector.config import parse_station_config
+from inspector.config.camera import CameraSpec
 from inspector.errors import ConfigError
-from inspector.station.settings import CameraSpec
 from inspector.station.sources import (
     BadFrame,
     Camera,

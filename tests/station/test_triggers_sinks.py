@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from inspector.station.port import TriggerRejected
+from inspector.plc.port import TriggerRejected
 from inspector.station.sinks import CallbackSink, Sink, SinkRunner, _ranges
 from inspector.station.triggers import FreeRunClock, FutureReply, Trigger, TriggerQueue, check_part_id
 from tests.station.test_sources import FakeClock
@@ -41,7 +41,7 @@ def test_free_run_clock_does_not_drift_and_counts_missed_ticks() -> None:
 
 
 def test_future_reply_completes_once() -> None:
-    from inspector.station.port import PartVerdict
+    from inspector.plc.port import PartVerdict
 
     reply = FutureReply()
     reply(PartVerdict("A", "OK", 0.1, None))

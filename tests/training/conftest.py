@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from inspector.config import StationConfig, parse_station_config
-from inspector.synthetic import PartGenerator
+from inspector.demo.parts import PartGenerator
 from inspector.training.modules import AdapterStack, ClipAdapterHead, CoOpHead, ResidualPatchHead, TipAdapterHead
 from tests.conftest import plant as plant_texture
 from tests.conftest import tiny_line

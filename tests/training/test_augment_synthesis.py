@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from inspector.config.training import AugmentSpec, SynthesisSpec
+from inspector.demo.parts import PartGenerator
 from inspector.errors import ConfigError
-from inspector.synthetic import PartGenerator
 from inspector.training.augment import Augmenter
-from inspector.training.settings import AugmentSpec, SynthesisSpec
 from inspector.training.synthesis import DefectSynthesizer, foreground_mask, perlin_noise
 
 

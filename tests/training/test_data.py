@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inspector.config.training import TrainingSpec, ValidationSpec
 from inspector.training.data import check_enough, load_fewshot, make_folds
 from inspector.training.errors import InsufficientDataError
-from inspector.training.settings import TrainingSpec, ValidationSpec
 from tests.training.conftest import make_fewshot
 
 

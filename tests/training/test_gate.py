@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from inspector.config.training import GateSpec
 from inspector.training.gate import ValidationMetrics, decide, rates_at, validation_metrics
-from inspector.training.settings import GateSpec
 
 
 def test_metrics_at_the_calibrated_threshold() -> None:

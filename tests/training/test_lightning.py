@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
+from inspector.config.training import TrainingSpec
 from inspector.training.lightning import build_trainer, resolve_precision, torch_threads
-from inspector.training.settings import TrainingSpec
 
 
 def test_precision_auto_is_full_on_cpu_and_mixed_on_gpu() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import inspector.training.registry as registry_module
-from inspector.config import atomic_write_text
+from inspector.files import atomic_write_text
 from inspector.training.registry import DEPLOYED_FILE, ModelRegistry
 from tests.training.conftest import tiny_adapter
 

@@ -8,7 +8,6 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QPushButton, QStackedWidget, QTabWidget, QVBoxLayout, QWidget
 
 from gui.session import EngineerSession
-from gui.station import StationHandle
 from gui.views.engineer.context import EngineerContext
 from gui.views.engineer.prompts import PromptPanel
 from gui.views.engineer.retrain import RetrainPanel
@@ -16,6 +15,7 @@ from gui.views.engineer.samples import SamplePanel
 from gui.views.engineer.threshold import ThresholdPanel
 from gui.widgets.padlock import Padlock
 from gui.workers import DisplayItem
+from inspector.station.handle import StationHandle
 
 __all__ = ["EngineerContext", "EngineerView"]
 

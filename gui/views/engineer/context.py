@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gui.engineering import SampleStore
 from gui.session import EngineerSession
-from gui.station import StationHandle
 from gui.workers import DisplayItem
+from inspector.station.handle import StationHandle
+from inspector.tuning.engineering import SampleStore
 
 
 @dataclass

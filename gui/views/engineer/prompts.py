@@ -23,12 +23,12 @@ from PySide6.QtWidgets import (
 )
 
 from gui import theme
-from gui.engineering import PromptDraft, PromptPreview, preview_prompts
 from gui.views.engineer.context import EngineerContext
 from gui.widgets.frame_view import FrameView
 from gui.workers import TaskWorker, heat_rgba, run_task
 from inspector.backbone.dense import Features
 from inspector.engine import FewShotSet
+from inspector.tuning.engineering import PromptDraft, PromptPreview, preview_prompts
 
 DEBOUNCE_MS = 700
 

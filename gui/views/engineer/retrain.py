@@ -24,9 +24,9 @@ from PySide6.QtWidgets import (
 )
 
 from gui import theme
-from gui.training import ModelBook, TrainEvent, VersionRow, find_trainer
 from gui.views.engineer.context import EngineerContext
 from gui.workers import TaskWorker, run_task
+from inspector.station.retrain import ModelBook, TrainEvent, VersionRow, find_trainer
 
 METRIC_COLUMNS = ("AUROC", "threshold", "false reject %", "escape %")
 STATUS_COLOURS = {"active": theme.OK, "candidate": theme.INFO, "retired": theme.MUTED, "rejected": theme.NG}

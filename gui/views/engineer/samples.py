@@ -20,11 +20,11 @@ from PySide6.QtWidgets import (
 )
 
 from gui import theme
-from gui.engineering import GOOD, Sample
 from gui.views.engineer.context import EngineerContext
 from gui.widgets.frame_view import FrameView
 from gui.widgets.images import to_pixmap
-from inspector.imaging import load_image
+from inspector.frames.imaging import load_image
+from inspector.tuning.engineering import GOOD, Sample
 
 THUMB = 120
 

@@ -19,9 +19,9 @@ from PySide6.QtWidgets import (
 )
 
 from gui import theme
-from gui.engineering import ThresholdEstimate, slider_range, threshold_estimate
 from gui.views.engineer.context import EngineerContext
 from gui.workers import run_task
+from inspector.tuning.engineering import ThresholdEstimate, slider_range, threshold_estimate
 
 STEPS = 1000
 

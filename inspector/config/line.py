@@ -1,0 +1,164 @@
+"""One product line's section of the station YAML: backbone, prompts, few-shot set, heads, decision."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from inspector.config.base import StrictModel
+from inspector.config.training import TrainingSpec
+
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+
+class ModelSpec(StrictModel):
+    """Which open_clip backbone to run and where its weights come from."""
+
+    name: str = Field(min_length=1, description="open_clip architecture, e.g. ViT-B-16")
+    # An open_clip tag (resolved offline from the local cache), a local weights file, or 'random'.
+    pretrained: str = Field(min_length=1)
+    # Expected sha256 of the weights file; loading refuses a mismatch.
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    # Input side in pixels; positional embeddings are interpolated when it differs from the model's.
+    image_size: int | None = Field(default=None, ge=32, le=1536)
+    # 0-based transformer blocks whose patch tokens feed the few-shot reference head.
+    feature_layers: tuple[int, ...] = (6, 9)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+
+
+class PromptSpec(StrictModel):
+    """Text prompts of one product line."""
+
+    normal_states: tuple[str, ...] = Field(default=("flawless {}", "perfect {}", "unblemished {}", "{} without flaw",
+                                                    "{} without defect", "{} without damage"), min_length=1)
+    anomalous_states: tuple[str, ...] = Field(default=("damaged {}", "broken {}", "{} with flaw", "{} with defect",
+                                                       "{} with damage"), min_length=1)
+    # Named defect descriptions: label -> free text ("a scratch on the rim").
+    defects: dict[str, str] = Field(default_factory=dict)
+    # None = the built-in photo template ensemble; a list replaces it.
+    templates: tuple[str, ...] | None = None
+    # Extra domain templates, e.g. "an X-ray image of {}."
+    domain_templates: tuple[str, ...] = ()
+    # None = the model's own logit scale until calibration fits one.
+    temperature: float | None = Field(default=None, gt=0, le=1000)
+
+    @field_validator("normal_states", "anomalous_states", "templates", "domain_templates")
+    @classmethod
+    def _one_placeholder(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for text in value or ():
+            if text.count("{}") != 1:
+                msg = f"{text!r} must contain exactly one '{{}}' placeholder for the object/state"
+                raise ValueError(msg)
+        return value
+
+    @field_validator("templates")
+    @classmethod
+    def _templates_not_empty(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and not value:
+            msg = "an empty template list leaves no prompts; use null for the built-in templates"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("defects")
+    @classmethod
+    def _defect_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for label, text in value.items():
+            if not re.match(NAME_RE, label):
+                msg = f"defect label {label!r} must be 1-64 of [A-Za-z0-9_.-]"
+                raise ValueError(msg)
+            if label in ("OK", "FAULT", "TIMEOUT", "anomaly"):
+                msg = f"defect label {label!r} is reserved"
+                raise ValueError(msg)
+            if not text.strip():
+                msg = f"defect {label!r} needs a description"
+                raise ValueError(msg)
+        return value
+
+
+class FewShotSpec(StrictModel):
+    """Where the line's good / defect example images live and how references are built."""
+
+    folder: Path | None = None
+    max_shots: int = Field(default=16, ge=1, le=1024)
+    # Rotations (90/180/270) and flips of each good image added to the patch memory.
+    augment: bool = True
+    # Patch memory per layer is subsampled to at most this many tokens (greedy k-center coreset).
+    coreset_size: int = Field(default=4096, ge=16)
+    seed: int = 0
+
+
+class HeadWeights(StrictModel):
+    """Weight of each head in the fused score (0 disables a head)."""
+
+    zero_shot: float = Field(default=1.0, ge=0)
+    references: float = Field(default=1.0, ge=0)
+    probe: float = Field(default=1.0, ge=0)
+    # A trained adapter (inspector train) once one is promoted for the line.
+    adapter: float = Field(default=1.0, ge=0)
+
+
+class CalibrationSpec(StrictModel):
+    """How the decision threshold is chosen, and the record of the last calibration."""
+
+    method: Literal["false_reject", "f1", "cost"] = "false_reject"
+    target_false_reject: float = Field(default=0.01, gt=0, lt=0.5)
+    cost_false_reject: float = Field(default=1.0, gt=0)
+    cost_escape: float = Field(default=10.0, gt=0)
+    # Written by `inspector calibrate`: what data, when, which method gave the threshold.
+    record: dict[str, Any] | None = None
+
+
+class DecisionSpec(StrictModel):
+    threshold: float | None = None
+    # Anomaly-map threshold for defect regions, in the same units as the fused map.
+    region_threshold: float | None = None
+    min_region_area_px: int = Field(default=16, ge=1)
+    calibration: CalibrationSpec = CalibrationSpec()
+
+
+class LineConfig(StrictModel):
+    """One product line: what the part is, how to look at it, how to decide."""
+
+    name: str = Field(pattern=NAME_RE)
+    object_name: str = Field(min_length=1, max_length=80)
+    # Region of interest in frame pixels: [x, y, width, height]; None = whole frame.
+    roi: tuple[int, int, int, int] | None = None
+    model: ModelSpec
+    prompts: PromptSpec = PromptSpec()
+    fewshot: FewShotSpec = FewShotSpec()
+    heads: HeadWeights = HeadWeights()
+    decision: DecisionSpec = DecisionSpec()
+    training: TrainingSpec = TrainingSpec()
+
+    @field_validator("object_name")
+    @classmethod
+    def _object_named(cls, value: str) -> str:
+        if not value.strip():
+            msg = "object_name must name the part (it goes into every prompt), not be blank"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("roi")
+    @classmethod
+    def _roi_positive(cls, value: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
+        if value is not None:
+            x, y, w, h = value
+            if x < 0 or y < 0 or w < 8 or h < 8:
+                msg = "roi must be [x >= 0, y >= 0, width >= 8, height >= 8] in frame pixels"
+                raise ValueError(msg)
+        return value
+
+
+def config_hash(line: LineConfig) -> str:
+    """Stable short hash of a line's effective configuration (for the audit log)."""
+    blob = json.dumps(line.model_dump(mode="json"), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+

@@ -1,0 +1,1 @@
+"""Frames in: decoding, validating and preprocessing images for the backbone."""

@@ -1,0 +1,311 @@
+"""The GUI's hold on the station: one StationLoop at a time, restartable, with engines kept across restarts.
+
+A :class:`~inspector.station.loop.StationLoop` runs once (start -> stop); the operator's Start / Stop and
+the engineer's "apply" need a station that can stop, start again and swap a line's engine. The
+:class:`StationHandle` builds a fresh loop for each run from the same :class:`EngineCache` (so a restart
+costs no model load or fit) and the same frame source, re-attaches the GUI observers, and keeps the shift
+counters across runs. It also implements :class:`~inspector.plc.port.StationPort`, so one PLC link
+serves every run. Qt-free: every method may block for seconds and is called from worker threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inspector import __version__
+from inspector.audit.h5log import AuditWriter
+from inspector.config import LineConfig, StationConfig, load_station_config, update_line_in_file
+from inspector.decision.result import VerdictCounts
+from inspector.engine import Inspector
+from inspector.plc.port import PartVerdict, StationState, StationStatus, TriggerRejected
+from inspector.station.engines import EngineCache, embedding_dim
+from inspector.station.loop import StationLoop
+from inspector.station.sinks import StationResult
+from inspector.station.sources import FrameSource, create_source
+from inspector.station.standby import resumable_line
+from inspector.station.stats import LoopStats
+
+_logger = logging.getLogger(__name__)
+
+Observer = Callable[[StationResult], None]
+
+
+@dataclass(frozen=True)
+class ShiftCounts(VerdictCounts):
+    """Parts since the GUI started (or since the last reset), over every run of the station."""
+
+    parts: int = 0
+    ok: int = 0
+    ng: int = 0
+    faults: int = 0
+
+    def __add__(self, other: ShiftCounts) -> ShiftCounts:
+        return ShiftCounts(self.parts + other.parts, self.ok + other.ok, self.ng + other.ng,
+                           self.faults + other.faults)
+
+
+def _counts(stats: LoopStats | None) -> ShiftCounts:
+    if stats is None:
+        return ShiftCounts()
+    return ShiftCounts(stats.parts, stats.ok, stats.ng, stats.faults)
+
+
+class StationHandle:
+    """Start / stop / changeover / engine swaps of a station, for the GUI (see the module doc)."""
+
+    def __init__(self, config_path: Path, *, line: str | None = None, log_dir: Path | None = None,
+                 log: bool | None = None, trigger_mode: str | None = None, rate_hz: float | None = None,
+                 source: FrameSource | None = None, plc: bool = True, registry_dir: Path | None = None) -> None:
+        self.config_path = Path(config_path)
+        self.config: StationConfig = load_station_config(self.config_path)
+        self.log_dir = Path(log_dir) if log_dir is not None else self.config.resolve(self.config.log.folder)
+        self.log_enabled = self.config.log.enabled if log is None else log
+        if line is None and self.log_enabled:  # the line this station last ran (changeovers are remembered)
+            line = resumable_line(self.config, self.log_dir)
+        self.line: str = self.config.line(line).name
+        self.trigger_mode = trigger_mode or self.config.trigger.mode
+        self.rate_hz = rate_hz
+        self.engines = EngineCache(self.config)
+        # Trained model versions (inspector.training's registry): model_dir of the config unless given.
+        self.registry_dir = Path(registry_dir) if registry_dir is not None else self.config.resolve(
+            self.config.model_dir)
+        self._source = source or create_source(self.config.camera, self.config.resolve)
+        self._want_plc = plc
+        self._observers: list[tuple[Observer, str, int]] = []
+        self._loop: StationLoop | None = None
+        self._last_stats: LoopStats | None = None
+        self._carry = ShiftCounts()
+        self._offset = ShiftCounts()
+        self._ops = threading.RLock()  # one lifecycle operation at a time
+        self.link: Any = None
+        self.link_error: str = ""
+
+    # ------------------------------------------------------------------ observers and figures
+    def add_observer(self, fn: Observer, *, name: str = "gui", queue_size: int = 4) -> None:
+        """Attach ``fn`` to this and every later run (display: a small dropping queue)."""
+        self._observers.append((fn, name, queue_size))
+        loop = self._loop
+        if loop is not None:
+            loop.add_observer(fn, name=name, queue_size=queue_size)
+
+    def remove_observer(self, fn: Observer) -> None:
+        """Detach ``fn`` from later runs (the current run keeps feeding it until it stops)."""
+        self._observers = [o for o in self._observers if o[0] is not fn]
+
+    @property
+    def loop(self) -> StationLoop | None:
+        return self._loop
+
+    @property
+    def running(self) -> bool:
+        return self._loop is not None
+
+    @property
+    def inspector(self) -> Inspector | None:
+        """The engine of the current line (None before the first start)."""
+        loop = self._loop
+        if loop is not None:
+            return loop.inspector
+        return self.engines.cached(self.line)
+
+    def line_config(self, name: str | None = None) -> LineConfig:
+        return self.config.line(name or self.line)
+
+    def stats(self) -> LoopStats | None:
+        loop = self._loop
+        return loop.stats() if loop is not None else self._last_stats
+
+    def counts(self) -> ShiftCounts:
+        """Shift counters: finished runs + the current one, minus the last reset."""
+        loop = self._loop
+        live = _counts(loop.stats()) if loop is not None else ShiftCounts()
+        total = self._carry + live
+        o = self._offset
+        return ShiftCounts(total.parts - o.parts, total.ok - o.ok, total.ng - o.ng, total.faults - o.faults)
+
+    def reset_counts(self) -> None:
+        loop = self._loop
+        self._offset = self._carry + (_counts(loop.stats()) if loop is not None else ShiftCounts())
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Build and start a loop on the current line (blocking: loads / fits the line on first use)."""
+        with self._ops:
+            if self._loop is not None:
+                return
+            loop = StationLoop(self.config, line=self.line, source=self._source, engines=self.engines,
+                               log_dir=self.log_dir, log=self.log_enabled, trigger_mode=self.trigger_mode,
+                               rate_hz=self.rate_hz, model_dir=self.registry_dir)
+            for fn, name, size in self._observers:
+                loop.add_observer(fn, name=name, queue_size=size)
+            loop.start()  # runs the line's deployed model version and follows the registry
+            self._loop = loop
+            self._start_plc()
+
+    def stop(self) -> None:
+        """Stop the loop cleanly (queued parts answered, log closed); the PLC link stays up and hears E05."""
+        with self._ops:
+            loop = self._loop
+            if loop is None:
+                return
+            self._loop = None
+            loop.stop()
+            self._last_stats = loop.stats()
+            self._carry = self._carry + _counts(self._last_stats)
+
+    def shutdown(self) -> None:
+        """Stop the loop and the PLC link (application exit)."""
+        with self._ops:
+            self.stop()
+            link, self.link = self.link, None
+            if link is not None:
+                try:
+                    link.stop()
+                except Exception:
+                    _logger.exception("PLC link did not stop cleanly")
+
+    def changeover(self, line: str, who: str = "operator") -> None:  # StationPort
+        """Switch product line (blocking); when stopped, the line is prepared for the next start."""
+        with self._ops:
+            loop = self._loop
+            if loop is not None:
+                loop.changeover(line, who)
+            else:
+                old = self.line
+                self.config.line(line)  # KeyError names the lines
+                self.engines.get(line)
+                self.log_event("changeover", who, f"line {old} -> {line} (station stopped)", {"line": old},
+                               {"line": line})
+            self.line = line
+
+    def replace_engine(self, inspector: Inspector, who: str, kind: str, what: str, old: object = "",
+                       new: object = "") -> None:
+        """Make ``inspector`` the engine of its line; a running loop on that line restarts on it (< 1 s)."""
+        with self._ops:
+            self.engines.put(inspector)
+            loop = self._loop
+            if loop is not None and loop.line == inspector.line.name:
+                self.stop()
+                self.start()
+            self.log_event(kind, who, what, old, new)
+
+    def update_line(self, updates: dict[str, Any], who: str, kind: str, what: str, refit: bool = False) -> None:
+        """Write dotted keys of the current line to the station YAML (comments kept), log it, and apply it.
+
+        ``refit``: rebuild the line's engine from the new config (prompts, samples) before swapping it in;
+        otherwise only the config is updated (the caller changed the live engine, e.g. its threshold).
+        """
+        with self._ops:
+            line = self.line
+            before = self.config.line(line).model_dump(mode="json")
+            config = update_line_in_file(self.config_path, line, updates)
+            old = {k: _dotted(before, k) for k in updates}
+            self.config = config
+            if not refit:
+                self.engines.station = config
+                self.log_event(kind, who, what, old, updates)
+                return
+        # The fit runs outside the lock, on a second engine: the line keeps inspecting, Stop stays possible.
+        engines = self._fresh_engines(config)
+        inspector = engines.get(line)
+        with self._ops:
+            self.engines = engines
+            self.replace_engine(inspector, who, kind, what, old, updates)
+
+    def build_engine(self, line_config: LineConfig | None = None) -> Inspector:
+        """A new, unfitted engine for a line config, sharing the loaded backbone (previews, refits)."""
+        line_config = line_config or self.line_config()
+        backbone = self.engines.backbone(line_config.model)
+        from inspector.text.embeddings import TextEmbeddingCache
+
+        return Inspector(line_config, backbone, TextEmbeddingCache(self.config.resolve(self.config.cache_dir)))
+
+    def _fresh_engines(self, config: StationConfig) -> EngineCache:
+        old = self.engines
+
+        def loader(spec: Any, model_dir: Path | None) -> Any:
+            return old.backbone(spec)  # shares loaded backbones; loads with the old loader when new
+
+        return EngineCache(config, loader=loader)
+
+    # ------------------------------------------------------------------ audit events
+    def log_event(self, kind: str, who: str, what: str, old: object = "", new: object = "") -> None:
+        """Record a change in the audit log: through the running loop, or directly when stopped."""
+        loop = self._loop
+        if loop is not None:
+            loop.log_event(kind, who, what, old, new)
+            return
+        if not self.log_enabled:
+            _logger.info("event %s by %s (log disabled): %s", kind, who, what)
+            return
+        inspector = self.engines.cached(self.line)
+        dim = embedding_dim(inspector) if inspector is not None else 512
+        try:
+            with AuditWriter(self.log_dir, self.config.log, station=self.config.station, embedding_dim=dim,
+                             software=f"inspector {__version__} gui") as writer:
+                writer.log_event(kind, who, what, old, new)
+        except Exception:
+            _logger.exception("audit event %s could not be written while the station is stopped", kind)
+            raise
+
+    # ------------------------------------------------------------------ StationPort (the PLC link)
+    def submit_trigger(self, part_id: str, reply: Callable[[PartVerdict], None]) -> None:
+        loop = self._loop
+        if loop is None:
+            raise TriggerRejected("E05", "station stopped")
+        loop.submit_trigger(part_id, reply)
+
+    def trigger(self, part_id: str | None = None) -> Future[PartVerdict]:
+        loop = self._loop
+        if loop is None:
+            raise TriggerRejected("E05", "station stopped")
+        return loop.trigger(part_id)
+
+    def status(self) -> StationStatus:
+        loop = self._loop
+        if loop is None:
+            return StationStatus(StationState.BUSY, self.line, "", "station stopped")
+        return loop.status()
+
+    def line_names(self) -> tuple[str, ...]:
+        return tuple(x.name for x in self.config.lines)
+
+    # ------------------------------------------------------------------ PLC link
+    def _start_plc(self) -> None:
+        if self.link is not None or not self._want_plc or self.trigger_mode != "plc":
+            return
+        try:
+            from inspector.config.plc import PlcSpec
+            from inspector.plc.factory import create_plc_link
+
+            self.link = create_plc_link(self.config.plc or PlcSpec(), self)
+            self.link.start()
+        except Exception as exc:  # the line runs without its PLC light rather than not at all
+            self.link = None
+            self.link_error = f"{type(exc).__name__}: {exc}"
+            _logger.exception("PLC link could not start")
+
+    def plc_state(self) -> tuple[str, str]:
+        """(state, detail): 'off' when this station has no PLC trigger, else the link's state value."""
+        if self.trigger_mode != "plc":
+            return "off", f"no PLC: trigger mode {self.trigger_mode}"
+        if self.link is None:
+            return ("lost", self.link_error) if self.link_error else ("stopped", "PLC link not started")
+        state = getattr(self.link, "state", "?")
+        detail = getattr(self.link, "detail", "")
+        return str(getattr(state, "value", state)), str(detail or "")
+
+
+def _dotted(data: dict, key: str) -> Any:
+    node: Any = data
+    for part in key.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node

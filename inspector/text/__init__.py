@@ -1,0 +1,1 @@
+"""The text side: prompt ensembles (pure) and their cached embeddings."""
