@@ -94,9 +94,9 @@ def test_history_filters_export_and_clip_search(idle_window, qtbot, tmp_path):
         view.text_button.click()
     sims = [s for _, s in hit.args[0].ranked]
     assert len(sims) == 11 and sims == sorted(sims, reverse=True)  # the FAULT has no embedding
-    from inspector.audit.history import text_embedding
+    from inspector.tuning.search import query_embedding
 
-    q = text_embedding(inspector, "scratch near the hole")
+    q = query_embedding(inspector, "scratch near the hole")
     best = int(np.argmax(embeddings[:11] @ q / np.linalg.norm(embeddings[:11], axis=1)))
     assert view.shown_rows()[0].record["part_id"] == f"P{best:04d}"
     view.clear_button.click()
