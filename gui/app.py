@@ -1,4 +1,4 @@
-"""``inspector gui`` / ``python -m gui`` / ``inspector-gui``: the operator and engineer GUI of a station."""
+"""``inspector gui`` / ``python -m gui``: the operator and engineer GUI of a station."""
 
 from __future__ import annotations
 

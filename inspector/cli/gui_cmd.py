@@ -17,18 +17,21 @@ from pathlib import Path
 GUI_MODULE = "gui"
 
 
-def add_gui_arguments(p: argparse.ArgumentParser) -> None:
-    """The GUI's options (``-v`` is the caller's: ``inspector -v gui`` or ``python -m gui -v``)."""
-    p.add_argument("--config", type=Path, required=True, help="station YAML (station_configs/*.yaml)")
-    p.add_argument("--line", help="product line to start on (default: the config's default line)")
-    p.add_argument("--log-dir", type=Path, metavar="DIR", help="audit log folder (default: log.folder)")
-    p.add_argument("--trigger", choices=["free_run", "software", "plc"], help="trigger mode (default: trigger.mode)")
-    p.add_argument("--rate", type=float, metavar="HZ", help="free-run rate (default: trigger.rate_hz)")
-    p.add_argument("--pin-file", type=Path, metavar="FILE",
-                   help="engineer PIN hash file (default: <config>.pin.json next to the config)")
-    p.add_argument("--set-pin", action="store_true", help="set the engineer PIN on the terminal and exit")
-    p.add_argument("--no-start", action="store_true", help="open the window with the station stopped")
-    p.add_argument("--fullscreen", action="store_true", help="kiosk mode for the line's touch screen")
+def add_gui_arguments(p: argparse.ArgumentParser) -> list[argparse.Action]:
+    """Declare the GUI's options on ``p`` and return them (``-v`` is the caller's: ``inspector -v gui``)."""
+    return [
+        p.add_argument("--config", type=Path, required=True, help="station YAML (station_configs/*.yaml)"),
+        p.add_argument("--line", help="product line to start on (default: the config's default line)"),
+        p.add_argument("--log-dir", type=Path, metavar="DIR", help="audit log folder (default: log.folder)"),
+        p.add_argument("--trigger", choices=["free_run", "software", "plc"],
+                       help="trigger mode (default: trigger.mode)"),
+        p.add_argument("--rate", type=float, metavar="HZ", help="free-run rate (default: trigger.rate_hz)"),
+        p.add_argument("--pin-file", type=Path, metavar="FILE",
+                       help="engineer PIN hash file (default: <config>.pin.json next to the config)"),
+        p.add_argument("--set-pin", action="store_true", help="set the engineer PIN on the terminal and exit"),
+        p.add_argument("--no-start", action="store_true", help="open the window with the station stopped"),
+        p.add_argument("--fullscreen", action="store_true", help="kiosk mode for the line's touch screen"),
+    ]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,10 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def gui_argv(args: argparse.Namespace) -> list[str]:
     """The parsed options as ``python -m gui`` arguments."""
-    declared = argparse.ArgumentParser(add_help=False)
-    add_gui_arguments(declared)
     argv: list[str] = []
-    for action in declared._actions:
+    for action in add_gui_arguments(argparse.ArgumentParser(add_help=False)):
         flag, value = action.option_strings[0], getattr(args, action.dest)
         if action.nargs == 0:  # a switch
             argv += [flag] if value else []
