@@ -1,4 +1,4 @@
-"""``inspector gui`` / ``python -m gui`` / ``inspector-gui``: the operator and engineer GUI of a station."""
+"""``inspector gui`` / ``python -m gui``: the operator and engineer GUI of a station."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+
+from inspector.cli.gui_cmd import add_gui_arguments
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -18,23 +19,11 @@ _logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """``python -m gui``'s parser: the options ``inspector gui`` declares, plus ``-v``."""
     p = argparse.ArgumentParser(prog="inspector gui", description="Operator and engineer GUI of the station.")
-    add_arguments(p)
-    return p
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, required=True, help="station YAML (station_configs/*.yaml)")
-    p.add_argument("--line", help="product line to start on (default: the config's default line)")
-    p.add_argument("--log-dir", type=Path, metavar="DIR", help="audit log folder (default: log.folder)")
-    p.add_argument("--trigger", choices=["free_run", "software", "plc"], help="trigger mode (default: trigger.mode)")
-    p.add_argument("--rate", type=float, metavar="HZ", help="free-run rate (default: trigger.rate_hz)")
-    p.add_argument("--pin-file", type=Path, metavar="FILE",
-                   help="engineer PIN hash file (default: <config>.pin.json next to the config)")
-    p.add_argument("--set-pin", action="store_true", help="set the engineer PIN on the terminal and exit")
-    p.add_argument("--no-start", action="store_true", help="open the window with the station stopped")
-    p.add_argument("--fullscreen", action="store_true", help="kiosk mode for the line's touch screen")
+    add_gui_arguments(p)
     p.add_argument("-v", "--verbose", action="count", default=0)
+    return p
 
 
 def _set_pin(store: object) -> int:

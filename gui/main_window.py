@@ -342,7 +342,3 @@ class MainWindow(QMainWindow):
         self.shutdown()
         event.accept()
 
-
-def screen_index(name: str) -> int:
-    return {"operator": 0, "engineer": 1, "history": 2}[name]
-

@@ -39,14 +39,13 @@ from inspector.audit.history import (
     HistoryRow,
     apply_filter,
     export_rows,
-    image_embedding,
     load_history,
     rank,
     record_media,
-    text_embedding,
 )
 from inspector.frames.imaging import load_image
 from inspector.station.handle import StationHandle
+from inspector.tuning.search import query_embedding, record_model
 
 COLUMNS = ("Time", "Part", "Line", "Verdict", "Score", "Threshold", "Defect", "Model", "Match")
 
@@ -334,7 +333,7 @@ class HistoryView(QWidget):
         if not text or inspector is None:
             self.notify("type a description (the line must have been started once)", "warn")
             return
-        self._search(lambda: text_embedding(inspector, text), f"“{text}”")
+        self._search(lambda: query_embedding(inspector, text), f"“{text}”")
 
     def search_like_selected(self) -> None:
         idx = self.table.currentIndex()
@@ -359,14 +358,14 @@ class HistoryView(QWidget):
         if inspector is None:
             self.notify("start the line once to search by image", "warn")
             return
-        self._search(lambda: image_embedding(inspector, load_image(path)), f"parts like {path.name}")
+        self._search(lambda: query_embedding(inspector, load_image(path)), f"parts like {path.name}")
 
     def _search(self, query_fn: Callable[[], np.ndarray], label: str, model: str | None = None) -> None:
         if self._worker is not None:
             return
         inspector = self.handle.inspector
         if model is None and inspector is not None:
-            model = inspector.backbone.identity.label()
+            model = record_model(inspector)
         history = self.history
         candidates = list(range(len(history.rows)))
 

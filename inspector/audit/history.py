@@ -2,7 +2,8 @@
 
 Search ranks stored records by the cosine similarity of their stored global CLIP embedding to a query
 embedding: the text encoder's embedding of a phrase ("scratch near the hole") or the image embedding
-of an example (a selected record, or an image file). Only records made with the same backbone as the
+of an example (a selected record, or an image file), computed by the caller with the line's engine
+(:func:`inspector.tuning.search.query_embedding`). Only records made with the same backbone as the
 query are comparable; the others are left out and counted.
 """
 
@@ -17,13 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from inspector.audit.export import CSV_COLUMNS
 from inspector.audit.h5log import log_files
 from inspector.audit.reader import AuditReader, AuditReadError
-from inspector.backbone.text import encode_text
-from inspector.engine import Inspector
 
 ALL = "(all)"
 FAULT = "FAULT"
@@ -124,21 +122,6 @@ def export_rows(rows: Sequence[HistoryRow], out: Path) -> int:
 
 
 # ---------------------------------------------------------------------------------- CLIP search
-def text_embedding(inspector: Inspector, text: str) -> np.ndarray:
-    """CLIP text embedding of a query phrase with the line's backbone (unit length)."""
-    backbone = inspector.backbone
-    with torch.inference_mode():
-        tokens = backbone.tokenizer([text]).to(inspector.device)
-        vec = encode_text(backbone.model, tokens)[0].float().cpu().numpy()
-    return vec / max(float(np.linalg.norm(vec)), 1e-12)
-
-
-def image_embedding(inspector: Inspector, image: np.ndarray) -> np.ndarray:
-    """CLIP image embedding of an example image (the line's ROI applied), unit length."""
-    vec = inspector.encode([image]).global_emb[0].float().cpu().numpy()
-    return vec / max(float(np.linalg.norm(vec)), 1e-12)
-
-
 @dataclass
 class SearchResult:
     ranked: list[tuple[int, float]]  # (row index in History.rows, cosine similarity), best first

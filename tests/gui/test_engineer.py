@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import yaml
 from PySide6.QtCore import Qt
 
@@ -139,14 +138,10 @@ def test_capture_adds_a_sample_file(window, qtbot):
     assert kinds.count(("sample_add", "Dana")) == 2 and ("sample_delete", "Dana") in kinds
 
 
-@pytest.mark.parametrize("trainer", ["pipeline", "refit"])
-def test_retrain_runs_to_completion_then_approve_and_rollback(trainer, window, qtbot):
-    from inspector.station.retrain import PipelineTrainer, RefitTrainer
-
+def test_retrain_runs_to_completion_then_approve_and_rollback(window, qtbot):
     wait_running(qtbot, window)
     login(window)
     panel = window.engineer.retrain
-    panel.trainer = PipelineTrainer() if trainer == "pipeline" else RefitTrainer()
     panel.confirm_force = False  # a gate refusal on 5 random-weight samples is forced (and logged as such)
     window.engineer.tabs.setCurrentWidget(panel)
     assert [r.version for r in panel.rows if r.status == "active"] == ["base"]
@@ -159,9 +154,9 @@ def test_retrain_runs_to_completion_then_approve_and_rollback(trainer, window, q
     fractions = [e.fraction for e in panel.events]
     assert len(fractions) >= 4 and fractions == sorted(fractions) and fractions[-1] == 1.0
     assert panel.progress.value() == 100 and "threshold" in panel.events[-1].metrics
-    if trainer == "pipeline":  # live training metrics per head and epoch
-        assert any(e.stage == "train" and any("loss" in k for k in e.metrics) for e in panel.events)
-        assert (window.handle.registry_dir / "ring" / version).is_dir()
+    # live training metrics per head and epoch
+    assert any(e.stage == "train" and any("loss" in k for k in e.metrics) for e in panel.events)
+    assert (window.handle.registry_dir / "ring" / version).is_dir()
     assert window.handle.counts().parts > parts_before  # the line kept inspecting meanwhile
 
     with qtbot.waitSignal(panel.version_changed, timeout=60_000):

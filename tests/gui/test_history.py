@@ -8,39 +8,15 @@ import datetime as dt
 import numpy as np
 from PySide6.QtCore import QDateTime
 
-from inspector.audit.h5log import AuditRecord, AuditWriter
 from inspector.audit.history import ALL
-from inspector.audit.media import downsample_heatmap, encode_thumbnail
-
-T0 = 1_780_000_000_000_000_000  # 2026-05-28, UTC ns
-
-
-def _write_log(folder, model: str, dim: int) -> np.ndarray:
-    """12 parts over 12 hours: lines ring / ring2, OK / NG (scratch, dent) / one FAULT; returns embeddings."""
-    rng = np.random.default_rng(0)
-    embeddings = rng.standard_normal((12, dim)).astype(np.float32)
-    records = []
-    for i in range(12):
-        fault = "camera lost" if i == 11 else None
-        ng = i % 3 == 0 and not fault
-        frame = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
-        records.append(AuditRecord(
-            seq=i + 1, time_ns=T0 + i * 3600 * 10**9, part_id=f"P{i:04d}", line="ring" if i < 8 else "ring2",
-            verdict="NG" if ng or fault else "OK", score=float("nan") if fault else 0.1 * i, threshold=0.5,
-            defect="FAULT" if fault else (("scratch" if i % 2 == 0 else "dent") if ng else None),
-            fault=fault, model=model, model_version="base", embedding=None if fault else embeddings[i],
-            heatmap=None if fault else downsample_heatmap(rng.random((64, 64)).astype(np.float32), 16),
-            thumbnail_jpeg=encode_thumbnail(frame, 64), roi=(0, 0, 64, 64), stage_ms={"total": 20.0}))
-    with AuditWriter(folder, station="test-station", embedding_dim=dim) as writer:
-        writer.write(records)
-    return embeddings
+from tests.audit.test_history import T0, write_log
 
 
 def test_history_filters_export_and_clip_search(idle_window, qtbot, tmp_path):
     win = idle_window
     inspector = win.handle.engines.get("ring")  # the line's engine (fitted from the session cache)
     dim = int(inspector.text.normal.shape[-1])
-    embeddings = _write_log(win.handle.log_dir, inspector.backbone.identity.label(), dim)
+    embeddings = write_log(win.handle.log_dir, inspector.backbone.identity.label(), dim)
     view = win.history
     with qtbot.waitSignal(view.loaded, timeout=30_000):
         win.nav_buttons["HISTORY"].click()
@@ -94,9 +70,9 @@ def test_history_filters_export_and_clip_search(idle_window, qtbot, tmp_path):
         view.text_button.click()
     sims = [s for _, s in hit.args[0].ranked]
     assert len(sims) == 11 and sims == sorted(sims, reverse=True)  # the FAULT has no embedding
-    from inspector.audit.history import text_embedding
+    from inspector.tuning.search import query_embedding
 
-    q = text_embedding(inspector, "scratch near the hole")
+    q = query_embedding(inspector, "scratch near the hole")
     best = int(np.argmax(embeddings[:11] @ q / np.linalg.norm(embeddings[:11], axis=1)))
     assert view.shown_rows()[0].record["part_id"] == f"P{best:04d}"
     view.clear_button.click()

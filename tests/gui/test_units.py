@@ -1,15 +1,13 @@
-"""Pieces without a window: PIN store, display feed dropping, threshold estimates, CLI parity."""
+"""Pieces without a window: PIN store, display feed dropping, CLI parity, workers."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
 import pytest
 
 from gui.pin import PinError, PinStore
-from inspector.tuning.engineering import SampleStore, threshold_estimate
 
 
 def test_pin_store_hashes_and_locks(tmp_path):
@@ -53,27 +51,14 @@ def test_display_feed_drops_frames_not_parts(qtbot):
     assert feed.pushed == 50 and feed.dropped == 49
 
 
-def test_threshold_estimate_counts_held_out_scores():
-    est = threshold_estimate(np.array([0.1, 0.2, 0.6]), np.array([0.5, 0.9]), 0.55)
-    assert est.false_reject == pytest.approx(1 / 3) and est.escape == pytest.approx(0.5)
-    assert threshold_estimate(np.array([0.1]), np.empty(0), 0.5).escape is None
-
-
-def test_sample_store_rejects_bad_class_names(tmp_path):
-    store = SampleStore(tmp_path)
-    with pytest.raises(ValueError, match="defect class"):
-        store.add(np.zeros((8, 8, 3), np.uint8), "../evil")
-
-
 def test_cli_options_match_the_gui():
-    from gui.app import add_arguments
+    from gui.app import build_parser as gui_parser
     from inspector.cli import build_parser
     from inspector.cli.gui_cmd import gui_argv
 
     args = build_parser().parse_args(["gui", "--config", "s.yaml", "--line", "b", "--rate", "2", "--no-start"])
     argv = gui_argv(args)
-    gui = argparse.ArgumentParser()
-    add_arguments(gui)
+    gui = gui_parser()
     parsed = gui.parse_args(argv)
     assert (str(parsed.config), parsed.line, parsed.rate, parsed.no_start) == ("s.yaml", "b", 2.0, True)
     cli_opts = {a.dest for a in build_parser()._subparsers._group_actions[0].choices["gui"]._actions}

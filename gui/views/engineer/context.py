@@ -9,7 +9,7 @@ from pathlib import Path
 from gui.session import EngineerSession
 from gui.workers import DisplayItem
 from inspector.station.handle import StationHandle
-from inspector.tuning.engineering import SampleStore
+from inspector.tuning.samples import SampleStore
 
 
 @dataclass

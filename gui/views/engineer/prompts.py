@@ -28,7 +28,7 @@ from gui.widgets.frame_view import FrameView
 from gui.workers import TaskWorker, heat_rgba, run_task
 from inspector.backbone.dense import Features
 from inspector.engine import FewShotSet
-from inspector.tuning.engineering import PromptDraft, PromptPreview, preview_prompts
+from inspector.tuning.prompt_preview import PromptDraft, PromptPreview, preview_prompts
 
 DEBOUNCE_MS = 700
 

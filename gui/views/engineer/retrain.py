@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 from gui import theme
 from gui.views.engineer.context import EngineerContext
 from gui.workers import TaskWorker, run_task
-from inspector.station.retrain import ModelBook, TrainEvent, VersionRow, find_trainer
+from inspector.station.retrain import PipelineTrainer, RegistryBook, TrainEvent, VersionRow
 
 METRIC_COLUMNS = ("AUROC", "threshold", "false reject %", "escape %")
 STATUS_COLOURS = {"active": theme.OK, "candidate": theme.INFO, "retired": theme.MUTED, "rejected": theme.NG}
@@ -43,8 +43,8 @@ class RetrainPanel(QWidget):
         super().__init__(parent)
         self.ctx = ctx
         self.confirm_force = True
-        self.trainer = find_trainer()
-        self.book: ModelBook | None = None
+        self.trainer = PipelineTrainer()
+        self.book: RegistryBook | None = None
         self.rows: list[VersionRow] = []
         self.events: list[TrainEvent] = []
         self.candidate: str | None = None

@@ -24,7 +24,7 @@ from gui.views.engineer.context import EngineerContext
 from gui.widgets.frame_view import FrameView
 from gui.widgets.images import to_pixmap
 from inspector.frames.imaging import load_image
-from inspector.tuning.engineering import GOOD, Sample
+from inspector.tuning.samples import GOOD, Sample
 
 THUMB = 120
 

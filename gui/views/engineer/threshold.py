@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 from gui import theme
 from gui.views.engineer.context import EngineerContext
 from gui.workers import run_task
-from inspector.tuning.engineering import ThresholdEstimate, slider_range, threshold_estimate
+from inspector.tuning.threshold import ThresholdEstimate, slider_range, threshold_estimate
 
 STEPS = 1000
 

@@ -1,18 +1,13 @@
-"""What the engineer panels compute, without Qt: prompt previews, threshold estimates, few-shot samples.
+"""Prompt drafts and their preview: zero-shot scores of the frame and the samples, live prompts vs draft.
 
-Each function takes the running line's :class:`~inspector.engine.Inspector` and plain data and returns
-plain data, so the panels only render and the tests can call the maths directly.
+The functions take the running line's :class:`~inspector.engine.Inspector` and plain data and return
+plain data, so the prompt panel only renders and the tests call the maths directly.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -21,12 +16,11 @@ import torch
 
 from inspector.backbone.dense import Features
 from inspector.config import LineConfig
-from inspector.engine import FewShotSet, Inspector, walk_fewshot
+from inspector.engine import FewShotSet, Inspector
+from inspector.engine.fewshot import GOOD
+from inspector.evaluation.metrics import image_auroc
 
-GOOD = "good"
 
-
-# ---------------------------------------------------------------------------------- prompts
 @dataclass(frozen=True)
 class PromptDraft:
     """The editable part of a line's prompts."""
@@ -76,11 +70,10 @@ class PromptPreview:
 
 
 def auroc(good: np.ndarray, bad: np.ndarray) -> float | None:
-    """P(score of a defect > score of a good part); None without both."""
+    """P(score of a defect > score of a good part), ties one half; None without both."""
     if not len(good) or not len(bad):
         return None
-    g, b = np.asarray(good, float)[:, None], np.asarray(bad, float)[None, :]
-    return float(((b > g).sum() + 0.5 * (b == g).sum()) / (g.size * b.size))
+    return image_auroc(np.r_[np.zeros(len(good)), np.ones(len(bad))], np.r_[good, bad])
 
 
 def _sample_items(samples: FewShotSet | None) -> list[tuple[np.ndarray, str, str]]:
@@ -144,95 +137,3 @@ def preview_prompts(inspector: Inspector, preview: Inspector, frame: np.ndarray 
     bad_a = np.array([p.after for p in pairs if p.kind != GOOD])
     return PromptPreview(frame_pair, frame_map, pairs, auroc(good_b, bad_b), auroc(good_a, bad_a),
                          time.perf_counter() - t0, sample_features)
-
-
-# ---------------------------------------------------------------------------------- threshold
-@dataclass(frozen=True)
-class ThresholdEstimate:
-    threshold: float
-    false_reject: float | None  # fraction of held-out good samples at or above the threshold (NG)
-    escape: float | None  # fraction of defect samples below it (OK)
-    n_good: int
-    n_defect: int
-
-
-def threshold_estimate(good: np.ndarray, defect: np.ndarray, threshold: float) -> ThresholdEstimate:
-    """False-reject and escape rates on the stored samples' held-out fused scores (NG = score >= threshold)."""
-    good, defect = np.asarray(good, float), np.asarray(defect, float)
-    fr = float(np.mean(good >= threshold)) if good.size else None
-    esc = float(np.mean(defect < threshold)) if defect.size else None
-    return ThresholdEstimate(float(threshold), fr, esc, int(good.size), int(defect.size))
-
-
-def slider_range(good: np.ndarray, defect: np.ndarray, threshold: float) -> tuple[float, float]:
-    """A range that shows every sample score and the current threshold, with a margin."""
-    values = np.concatenate([np.asarray(good, float), np.asarray(defect, float), [threshold]])
-    values = values[np.isfinite(values)]
-    lo, hi = float(values.min()), float(values.max())
-    pad = max((hi - lo) * 0.15, 1e-3, abs(threshold) * 0.05)
-    return lo - pad, hi + pad
-
-
-# ---------------------------------------------------------------------------------- few-shot samples
-@dataclass(frozen=True)
-class Sample:
-    path: Path
-    label: str  # "good" or the defect class
-
-
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-
-
-class SampleStore:
-    """A line's few-shot folder: ``good/*.png`` and ``defect/<class>/*.png``.
-
-    Deleting moves a file to ``.deleted/`` (the fit never reads it), so a wrong click can be undone by hand.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
-
-    def dir_for(self, label: str) -> Path:
-        if label == GOOD:
-            return self.folder / GOOD
-        if not label or _SAFE.search(label) or label.startswith("."):
-            msg = f"defect class {label!r} must be 1-64 of [A-Za-z0-9_.-]"
-            raise ValueError(msg)
-        return self.folder / "defect" / label
-
-    def samples(self) -> list[Sample]:
-        files = walk_fewshot(self.folder)
-        return [Sample(p, GOOD) for p in files.good] + [
-            Sample(p, name) for name, paths in files.defects.items() for p in paths]
-
-    def add(self, image: np.ndarray, label: str, part_id: str = "") -> Path:
-        """Write an RGB frame as a lossless PNG into the label's folder (atomically); returns its path."""
-        folder = self.dir_for(label)
-        folder.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        stem = f"{label}_{stamp}" + (f"_{_SAFE.sub('_', part_id)[:40]}" if part_id else "")
-        path = folder / f"{stem}.png"
-        k = 1
-        while path.exists():
-            path = folder / f"{stem}_{k}.png"
-            k += 1
-        ok, buf = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR))
-        if not ok:
-            msg = "PNG encoding of the frame failed"
-            raise ValueError(msg)
-        fd, tmp = tempfile.mkstemp(prefix=".capture.", suffix=".png", dir=folder)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.tobytes())
-        os.replace(tmp, path)
-        return path
-
-    def delete(self, path: Path) -> Path:
-        """Move a sample to ``.deleted/`` (keeping its relative path); returns where it went."""
-        path = Path(path).resolve()
-        rel = path.relative_to(self.folder.resolve())
-        target = self.folder / ".deleted" / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            target = target.with_name(f"{target.stem}_{time.strftime('%Y%m%d-%H%M%S')}{target.suffix}")
-        shutil.move(str(path), target)
-        return target
