@@ -33,7 +33,8 @@ import cv2  # noqa: E402
 import yaml  # noqa: E402
 
 from inspector.demo.bench import cpu_name  # noqa: E402
-from inspector.demo.parts import DEFECT_KINDS, PartGenerator  # noqa: E402
+from inspector.demo.defects import DEFECT_KINDS  # noqa: E402
+from inspector.demo.parts import PartGenerator  # noqa: E402
 
 SIZE = 256
 

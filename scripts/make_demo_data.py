@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from inspector.demo.parts import write_dataset
+from inspector.demo.dataset import write_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_ROOT = REPO / "fewshot_data" / "demo"

@@ -23,7 +23,9 @@ from urllib.parse import urlsplit
 
 import open_clip
 
-from inspector.backbone import loading
+from inspector.backbone import checkpoint, resolve
+from inspector.backbone.loading import build_model
+from inspector.backbone.registry import register_model_configs
 from inspector.errors import InspectorError, WeightsIntegrityError, WeightsNotFoundError
 from inspector.files import atomic_write_text
 
@@ -57,7 +59,7 @@ class WeightsEntry:
 
     def _tag_resolves(self) -> bool:
         # A tag in the YAML resolves to this file only if it is the first imported file for the tag.
-        found = loading.imported_for_tag(self.path.parent.parent, self.model, self.tag or "")
+        found = resolve.imported_for_tag(self.path.parent.parent, self.model, self.tag or "")
         return found is not None and found.resolve() == self.path.resolve()
 
 
@@ -70,9 +72,9 @@ def _imported_entries(model_dir: Path) -> list[WeightsEntry]:
     if not model_dir.is_dir():
         return out
     for folder in sorted(p for p in model_dir.iterdir() if p.is_dir()):
-        manifest = loading.read_manifest(model_dir, folder.name)
+        manifest = resolve.read_manifest(model_dir, folder.name)
         for path in sorted(folder.iterdir()):
-            if not path.is_file() or path.suffix.lower() not in loading.WEIGHTS_SUFFIXES:
+            if not path.is_file() or path.suffix.lower() not in checkpoint.WEIGHTS_SUFFIXES:
                 continue
             record = manifest.get(path.name, {})
             sha = record.get("sha256")
@@ -90,14 +92,14 @@ def list_weights(model_dir: Path) -> list[WeightsEntry]:
     Never hashes cache files (they can be gigabytes); imported files carry the manifest sha256.
     """
     entries = _imported_entries(Path(model_dir))
-    loading.register_model_configs()
+    register_model_configs()
     for model, tag in open_clip.list_pretrained():
         cfg = open_clip.get_pretrained_cfg(model, tag)
-        hit = loading.find_in_hf_cache(cfg)
+        hit = resolve.find_in_hf_cache(cfg)
         if hit is not None:
             entries.append(WeightsEntry(model=model, name=tag, source="hf-cache", path=hit,
                                         size=hit.stat().st_size, tag=tag))
-        url_path = loading.openclip_cache_path(cfg)
+        url_path = resolve.openclip_cache_path(cfg)
         if url_path is not None and url_path.is_file():
             entries.append(WeightsEntry(model=model, name=tag, source="openclip-cache", path=url_path,
                                         size=url_path.stat().st_size, tag=tag))
@@ -153,15 +155,15 @@ def fetch_weights(model: str, tag: str, progress: bool = True) -> Path:
     from huggingface_hub import errors as hf_errors
     from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
-    loading.check_model_name(model)
-    if not loading.is_known_tag(model, tag):
+    resolve.check_model_name(model)
+    if not resolve.is_known_tag(model, tag):
         tags = open_clip.list_pretrained_tags_by_model(model)
         msg = (f"{tag!r} is not an open_clip pretrained tag of {model}; "
                f"known tags: {', '.join(tags) if tags else '(none)'}")
         raise WeightsNotFoundError(msg)
-    tag = loading.canonical_tag(model, tag)
+    tag = resolve.canonical_tag(model, tag)
     cfg = open_clip.get_pretrained_cfg(model, tag)
-    cand = loading.hf_candidates(cfg)
+    cand = resolve.hf_candidates(cfg)
     if cand is None:
         msg = f"{model} / {tag} has no Hugging Face hub source in open_clip {open_clip.__version__}"
         raise WeightsNotFoundError(msg)
@@ -212,13 +214,13 @@ def fetch_weights(model: str, tag: str, progress: bool = True) -> Path:
 def _infer_tag(model: str, file: Path, name: str) -> str | None:
     """The open_clip tag of an imported file: from its new name, its own name or its HF cache path."""
     for stem in (Path(name).stem, file.stem):
-        if loading.is_known_tag(model, stem):
-            return loading.canonical_tag(model, stem)
+        if resolve.is_known_tag(model, stem):
+            return resolve.canonical_tag(model, stem)
     match = _HF_SNAPSHOT_RE.search(str(file.absolute()))
     if match:
         repo = match.group("repo").replace("--", "/")
         for tag in open_clip.list_pretrained_tags_by_model(model):
-            cand = loading.hf_candidates(open_clip.get_pretrained_cfg(model, tag))
+            cand = resolve.hf_candidates(open_clip.get_pretrained_cfg(model, tag))
             if cand is not None and cand[0] == repo:
                 return tag
     return None
@@ -229,11 +231,11 @@ def _target_name(file: Path, name: str | None) -> str:
     if name is None:
         target = file.name
     else:
-        target = name if Path(name).suffix.lower() in loading.WEIGHTS_SUFFIXES else f"{name}{suffix}"
+        target = name if Path(name).suffix.lower() in checkpoint.WEIGHTS_SUFFIXES else f"{name}{suffix}"
         if Path(target).suffix.lower() != suffix:
             msg = f"--name {name!r} has suffix {Path(target).suffix!r} but the file is {suffix!r}; keep it"
             raise InspectorError(msg)
-    if not _NAME_RE.match(target) or target == loading.MANIFEST_NAME:
+    if not _NAME_RE.match(target) or target == resolve.MANIFEST_NAME:
         msg = f"weights name {target!r} must be 1-128 of [A-Za-z0-9_.+-] (no folders); pass --name"
         raise InspectorError(msg)
     return target
@@ -261,8 +263,8 @@ def _copy_atomically(src: Path, dest: Path, expected_sha256: str) -> None:
 
 
 def _write_manifest(model_dir: Path, model: str, name: str, record: dict[str, Any]) -> None:
-    path = model_dir / model / loading.MANIFEST_NAME
-    files = loading.read_manifest(model_dir, model)
+    path = model_dir / model / resolve.MANIFEST_NAME
+    files = resolve.read_manifest(model_dir, model)
     files[name] = record
     data = {"version": 1, "model": model, "files": dict(sorted(files.items()))}
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
@@ -278,19 +280,19 @@ def import_weights(file: Path, model: str, model_dir: Path, name: str | None = N
     if not file.is_file():
         msg = f"weights file {file} not found"
         raise WeightsNotFoundError(msg)
-    loading.check_model_name(model)
+    resolve.check_model_name(model)
     target = _target_name(file, name)
-    sha = loading.file_sha256(file)
+    sha = checkpoint.file_sha256(file)
 
     # Strict load into the architecture (random init, CPU, fp32): proves the file fits.
-    state_dict = loading.read_state_dict(file)
-    net = loading.build_model(model)
-    loading.apply_state_dict(net, state_dict, file, model)
+    state_dict = checkpoint.read_state_dict(file)
+    net = build_model(model)
+    checkpoint.apply_state_dict(net, state_dict, file, model)
     del state_dict, net
 
     dest = model_dir / model / target
     if dest.exists():
-        existing = loading.file_sha256(dest)
+        existing = checkpoint.file_sha256(dest)
         if existing != sha:
             msg = (f"{dest} already exists with different content (sha256 {existing[:12]}... vs "
                    f"{sha[:12]}...); pick another --name or remove the old file deliberately")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
-import importlib.util
 import os
 import signal
 import sys
@@ -44,19 +42,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plain", action="store_true",
                    help="one line per part instead of the live dashboard (default when stdout is not a terminal)")
     p.set_defaults(func=run)
-
-
-def _plc_factory() -> Any:
-    if importlib.util.find_spec("inspector.plc.factory") is None:
-        msg = ("PLC support not installed: the module inspector.plc.factory is missing. Run with --trigger free_run "
-               "or --trigger software, or install the PLC component")
-        raise InspectorError(msg)
-    module = importlib.import_module("inspector.plc.factory")
-    factory = getattr(module, "create_plc_link", None)
-    if factory is None:
-        msg = "inspector.plc.factory has no create_plc_link(spec, port); the PLC component is incomplete"
-        raise InspectorError(msg)
-    return factory
 
 
 @contextlib.contextmanager
@@ -175,7 +160,6 @@ def run(args: argparse.Namespace) -> int:
         raise InspectorError(msg)
     station = load_station_config(args.config)
     mode = args.trigger or station.trigger.mode
-    factory = _plc_factory() if mode == "plc" else None
     if mode == "plc" and station.plc is None and not args.plc_port:
         msg = f"{args.config}: trigger mode plc needs a plc: section (port, protocol) or --plc-port PORT"
         raise InspectorError(msg)
@@ -216,12 +200,13 @@ def run(args: argparse.Namespace) -> int:
                 loop.log_event("standby_takeover", "station", what, takeover, f"pid {os.getpid()}")
             if loop.stats().untrained:
                 err.print(f"[yellow]note: {UNTRAINED_BANNER}")
-            if factory is not None:
+            if mode == "plc":
                 from inspector.config.plc import PlcSpec
+                from inspector.plc.factory import create_plc_link
 
                 spec = station.plc or PlcSpec()
                 updates = {k: v for k, v in (("port", args.plc_port), ("protocol", args.plc_protocol)) if v}
-                link = factory(spec.model_copy(update=updates), loop)
+                link = create_plc_link(spec.model_copy(update=updates), loop)
                 from inspector.station.sinks import ResultSink
 
                 if isinstance(link, ResultSink):

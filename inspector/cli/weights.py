@@ -117,7 +117,7 @@ def _run_list(args: argparse.Namespace) -> int:
 
 
 def _run_fetch(args: argparse.Namespace) -> int:
-    from inspector.backbone.loading import file_sha256
+    from inspector.backbone.checkpoint import file_sha256
     from inspector.backbone.weights import fetch_weights
 
     try:

@@ -27,11 +27,3 @@ class RegistryError(TrainingError):
 
 class IncompatibleModelError(TrainingError):
     """A registered adapter was trained on a different backbone / input size than the running line."""
-
-
-class PromotionRefusedError(TrainingError):
-    """The promotion gate refused a version (it is worse than the deployed one)."""
-
-    def __init__(self, message: str, reasons: list[str]) -> None:
-        super().__init__(message)
-        self.reasons = reasons

@@ -48,7 +48,8 @@ from inspector.training.synthesis import DefectSynthesizer
 
 if TYPE_CHECKING:
     from inspector.engine import Inspector
-    from inspector.training.lightning import FitResult, HeadContext
+    from inspector.training.lightning import FitResult
+    from inspector.training.lightning_modules import HeadContext
 
 _logger = logging.getLogger(__name__)
 
@@ -283,7 +284,7 @@ class LineTraining:
         return self.features.index(idx)
 
     def _context(self) -> HeadContext:
-        from inspector.training.lightning import HeadContext
+        from inspector.training.lightning_modules import HeadContext
 
         inspector = self.inspector
         assert inspector is not None
@@ -322,7 +323,8 @@ class LineTraining:
              max_epochs: int) -> FitResult:
         import pytorch_lightning as pl
 
-        from inspector.training.lightning import fit_head, make_module
+        from inspector.training.lightning import fit_head
+        from inspector.training.lightning_modules import make_module
 
         t0 = time.perf_counter()
         pl.seed_everything(self.spec.seed + (fold or 0), workers=True, verbose=False)

@@ -60,11 +60,7 @@ def _now() -> str:
 
 
 def _audit(hook: AuditHook | None, kind: str, who: str, what: str, old: object, new: object) -> None:
-    """Write to the given audit hook, or to ``inspector.audit.log_event`` if that module offers one."""
-    if hook is None:
-        import inspector.audit as audit_module
-
-        hook = getattr(audit_module, "log_event", None)
+    """Write to the given audit hook (the caller's audit log, e.g. ``AuditLog.log_event``); none: nothing."""
     if hook is None:
         return
     try:

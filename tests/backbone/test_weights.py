@@ -18,9 +18,11 @@ from huggingface_hub import errors as hf_errors
 from safetensors.torch import save_file
 
 import inspector.backbone  # noqa: F401  (registers the tiny architecture)
-from inspector.backbone import loading, weights
-from inspector.backbone.loading import load_backbone, resolve_weights
+from inspector.backbone import resolve, weights
+from inspector.backbone.checkpoint import file_sha256
+from inspector.backbone.loading import load_backbone
 from inspector.backbone.registry import TINY_MODEL
+from inspector.backbone.resolve import resolve_weights
 from inspector.backbone.weights import fetch_weights, import_weights, list_weights
 from inspector.config import ModelSpec
 from inspector.errors import InspectorError, WeightsIntegrityError, WeightsNotFoundError
@@ -48,7 +50,7 @@ def caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]
     hf.mkdir()
     oc.mkdir()
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hf))
-    monkeypatch.setattr(loading, "openclip_cache_dir", lambda: oc)
+    monkeypatch.setattr(resolve, "openclip_cache_dir", lambda: oc)
     return hf, oc
 
 
@@ -85,7 +87,7 @@ def test_list_after_import_and_caches(tmp_path: Path, caches, fake_tag: str) -> 
 
     entries = {(e.model, e.name, e.source): e for e in list_weights(model_dir)}
     imported = entries[(TINY_MODEL, "line3.safetensors", "imported")]
-    assert imported.sha256 == loading.file_sha256(src)
+    assert imported.sha256 == file_sha256(src)
     assert imported.path == model_dir / TINY_MODEL / "line3.safetensors"
     assert imported.size == src.stat().st_size
     hf_entry = entries[(TINY_MODEL, "faketag", "hf-cache")]
@@ -104,7 +106,7 @@ def test_import_copies_records_and_loads(tmp_path: Path, caches) -> None:
     entry = import_weights(src, TINY_MODEL, model_dir, name="line3")
     dest = model_dir / TINY_MODEL / "line3.safetensors"
     assert entry.path == dest and dest.read_bytes() == src.read_bytes()
-    sha = loading.file_sha256(src)
+    sha = file_sha256(src)
     assert entry.sha256 == sha and entry.source == "imported" and entry.tag is None
     manifest = json.loads((model_dir / TINY_MODEL / "manifest.json").read_text())
     record = manifest["files"]["line3.safetensors"]
@@ -123,7 +125,7 @@ def test_import_copies_records_and_loads(tmp_path: Path, caches) -> None:
     other = write_safetensors(tmp_path / "usb" / "other.safetensors", seed=5)
     with pytest.raises(InspectorError, match="already exists with different content"):
         import_weights(other, TINY_MODEL, model_dir, name="line3")
-    assert loading.file_sha256(dest) == sha
+    assert file_sha256(dest) == sha
 
 
 def test_import_under_tag_name_resolves_the_tag(tmp_path: Path, caches, fake_tag: str) -> None:

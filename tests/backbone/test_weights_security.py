@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from inspector.backbone.loading import load_backbone, read_state_dict
+from inspector.backbone.checkpoint import read_state_dict
+from inspector.backbone.loading import load_backbone
 from inspector.backbone.registry import TINY_MODEL
 from inspector.backbone.weights import import_weights
 from inspector.config import ModelSpec

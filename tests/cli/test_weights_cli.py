@@ -14,7 +14,8 @@ import torch
 from safetensors.torch import save_file
 
 import inspector.backbone  # noqa: F401  (registers the tiny architecture)
-from inspector.backbone import loading, weights
+from inspector.backbone import resolve, weights
+from inspector.backbone.checkpoint import file_sha256
 from inspector.backbone.registry import TINY_MODEL
 from inspector.cli import weights as weights_cli
 
@@ -41,7 +42,7 @@ def private_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     hf = tmp_path / "hf-hub"
     hf.mkdir()
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hf))
-    monkeypatch.setattr(loading, "openclip_cache_dir", lambda: tmp_path / "clip-cache")
+    monkeypatch.setattr(resolve, "openclip_cache_dir", lambda: tmp_path / "clip-cache")
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", mock.Mock(side_effect=AssertionError("network")))
     monkeypatch.setenv("COLUMNS", "250")  # rich tables: no wrapping inside the asserted cells
 
@@ -60,7 +61,7 @@ def test_import_then_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
                 "--name", "line3"])
     out = capsys.readouterr().out
     assert code == 0
-    sha = loading.file_sha256(src)
+    sha = file_sha256(src)
     assert "pretrained: line3.safetensors" in out
     assert f"sha256: {sha}" in out
     manifest = json.loads((model_dir / TINY_MODEL / "manifest.json").read_text())
@@ -96,7 +97,7 @@ def test_fetch_prints_path_and_import_command(tmp_path: Path, capsys: pytest.Cap
     monkeypatch.setattr(weights, "_hub_host_resolves", lambda endpoint: True)
     assert run(["weights", "fetch", "ViT-B-16", "laion2b_s34b_b88k", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert str(target) in out and loading.file_sha256(target) in out
+    assert str(target) in out and file_sha256(target) in out
     assert "inspector weights import open_clip_model.safetensors --model ViT-B-16 --name laion2b_s34b_b88k" in out
     assert dl.call_args.kwargs["repo_id"] == "laion/CLIP-ViT-B-16-laion2B-s34B-b88K"
 

@@ -13,11 +13,8 @@ import pytest
 
 from inspector.audit.h5log import log_files
 from inspector.audit.reader import AuditReader
+from inspector.plc import factory, ptypair, sim
 from inspector.station.loop import StationLoop
-
-factory = pytest.importorskip("inspector.plc.factory")
-ptypair = pytest.importorskip("inspector.plc.ptypair")
-sim = pytest.importorskip("inspector.plc.sim")
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import pytest
 
 from inspector.engine import Inspector
 from inspector.evaluation.metrics import image_auroc
-from inspector.training import lightning as L
+from inspector.training import lightning_modules as L
 from inspector.training.deploy import apply_version
 from inspector.training.errors import TrainingCancelledError, TrainingDivergedError
 from inspector.training.pipeline import train_line
