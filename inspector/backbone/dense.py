@@ -131,10 +131,6 @@ class DenseFeatureExtractor(nn.Module):
         pos = interpolate_pos_embed(visual.positional_embedding.detach(), tuple(old_grid), self.grid)
         self.register_buffer("pos_embed", pos.clone(), persistent=False)
 
-    @property
-    def num_patches(self) -> int:
-        return self.grid[0] * self.grid[1]
-
     def forward(self, images: Tensor) -> Features:
         if not self.is_vit:
             emb = self.visual(images)

@@ -13,7 +13,6 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 from inspector.config.base import StrictModel
 
 HeadName = Literal["patch", "clip_adapter", "tip_adapter", "coop"]
-ALL_HEADS: tuple[str, ...] = ("patch", "clip_adapter", "tip_adapter", "coop")
 
 
 

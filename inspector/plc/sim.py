@@ -172,10 +172,6 @@ class ReplyChecker:
         with self._cond:
             self.mismatches.append(what)
 
-    def all_answered(self) -> bool:
-        with self._cond:
-            return all(t.results or t.refused for t in self.parts.values())
-
     def wait_all_answered(self, timeout: float) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: all(t.results or t.refused for t in self.parts.values()), timeout)

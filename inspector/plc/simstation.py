@@ -63,7 +63,6 @@ class SimulatedStation:
         self._busy = False
         self._seq = 0
         self._lock = threading.Lock()
-        self._all_answered = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
 
     # --- StationPort ---------------------------------------------------------------------------
@@ -116,11 +115,6 @@ class SimulatedStation:
                  tb: TracebackType | None) -> None:
         self.stop()
 
-    def wait_answered(self, count: int, timeout: float = 10.0) -> bool:
-        """Block until the station has given ``count`` verdicts."""
-        with self._all_answered:
-            return self._all_answered.wait_for(lambda: len(self.answered) >= count, timeout=timeout)
-
     # --- worker --------------------------------------------------------------------------------
 
     def _work(self) -> None:
@@ -140,10 +134,9 @@ class SimulatedStation:
                 verdict = PartVerdict.failed(part_id, "simulated camera fault", seq=seq)
             else:
                 verdict = self.verdict_fn(part_id, seq)
-            with self._all_answered:
+            with self._lock:
                 self.answered.append(verdict)
                 self.timings[part_id] = (accepted, time.perf_counter())
-                self._all_answered.notify_all()
             self._busy = False
             for _ in range(2 if self.double_reply else 1):
                 try:

@@ -31,10 +31,6 @@ class SilenceWatchdog:
     def silent(self) -> bool:
         return self._silent
 
-    @property
-    def seconds_since_heard(self) -> float:
-        return time.monotonic() - self._last
-
     def touch(self) -> None:
         self._last = time.monotonic()
         if self._silent:

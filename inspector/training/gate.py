@@ -36,10 +36,6 @@ class ValidationMetrics:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ValidationMetrics:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
-
 
 def rates_at(good: np.ndarray, defect: np.ndarray, threshold: float) -> tuple[float, float, float]:
     """(F1 of the defect class, false-reject rate, escape rate) with NG iff score >= threshold."""

@@ -56,9 +56,6 @@ class Emitter:
     def __init__(self, observers: list[Observer] | None = None) -> None:
         self._observers = list(observers or [])
 
-    def subscribe(self, observer: Observer) -> None:
-        self._observers.append(observer)
-
     def __call__(self, event: TrainingEvent) -> None:
         _logger.debug("%s: %s", event.stage, event.message)
         for observer in list(self._observers):
