@@ -32,7 +32,7 @@ from inspector.text.prompts import defect_phrase
 from inspector.training import validation as V
 from inspector.training.augment import Augmenter
 from inspector.training.data import FewShotData, Fold, Sample, check_enough, load_fewshot, make_folds, pixels_sha256
-from inspector.training.deploy import apply_version, model_identity
+from inspector.training.deploy import apply_version
 from inspector.training.errors import (
     InsufficientDataError,
     RegistryError,
@@ -232,8 +232,7 @@ class LineTraining:
         inspector = self.inspector
         assert inspector is not None
         t0 = time.perf_counter()
-        identity = model_identity(inspector)
-        key = (f"{identity}|precision={self.line.model.precision}|mean={inspector.backbone.mean}"
+        key = (f"{inspector.model_key}|precision={self.line.model.precision}|mean={inspector.backbone.mean}"
                f"|std={inspector.backbone.std}")
         self.cache = FeatureCache.for_backbone(self.cache_dir, key, read_only=global_rank() != 0)
         keys = [(self.samples[v.sample].sha256, self.augmenter.view_id(self.samples[v.sample].sha256, v.index))
@@ -383,7 +382,7 @@ class LineTraining:
             self.deployed_note = f"deployed {name} unusable ({exc}); compared with the base heads"
             _logger.warning("%s", self.deployed_note)
             return None
-        if loaded.model_key != model_identity(self.inspector):  # type: ignore[arg-type]
+        if loaded.model_key != self.inspector.model_key:  # type: ignore[union-attr]
             self.deployed_note = f"deployed {name} was trained for another backbone; compared with the base heads"
             _logger.warning("%s", self.deployed_note)
             return None
@@ -496,7 +495,7 @@ class LineTraining:
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "created_by": who,
             "inspector_version": __version__,
-            "backbone": {"key": model_identity(inspector), "model": ident.model, "pretrained": ident.pretrained,
+            "backbone": {"key": inspector.model_key, "model": ident.model, "pretrained": ident.pretrained,
                          "sha256": ident.sha256, "untrained": ident.untrained,
                          "image_size": list(inspector.extractor.image_size),
                          "feature_layers": list(inspector.extractor.layers), "precision": self.line.model.precision},
