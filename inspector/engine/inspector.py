@@ -358,4 +358,5 @@ class Inspector:
 
 
 def _unit_rows(vecs: np.ndarray) -> np.ndarray:
-    return (vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    """Each row over its own length (the 1-D norm, as a single query vector is normalised)."""
+    return np.stack([v / max(float(np.linalg.norm(v)), 1e-12) for v in vecs]).astype(np.float32)
