@@ -44,7 +44,12 @@ ENCODE_BATCH = 8
 
 
 class Inspector:
-    """The inspection engine of one product line."""
+    """The inspection engine of one product line.
+
+    Its state after a fit is one :class:`FittedState` (``fitted_state``), applied whole with
+    ``apply_fitted``; ``inspect_batch``, fits and adapter swaps hold one lock, so each frame is judged
+    entirely before or entirely after a change. Callers outside the engine use the public face only.
+    """
 
     def __init__(
         self, line: LineConfig, backbone: LoadedBackbone, text_cache: TextEmbeddingCache | None = None
