@@ -658,7 +658,6 @@ def _register_adapter(registry: Any, inspector: Any, tag: str) -> Any:
     import torch
 
     from inspector.station.engines import embedding_dim
-    from inspector.training.deploy import model_identity
     from inspector.training.modules import AdapterStack
 
     classes = ("normal", *inspector.defect_names) if inspector.defect_names else ("normal", "defect")
@@ -671,7 +670,7 @@ def _register_adapter(registry: Any, inspector: Any, tag: str) -> Any:
     stack.set_statistics({"clip_adapter": 1.0}, {"clip_adapter": (0.0, 1.0)})
     metrics = {"deployment": {"score_stats": [0.0, 1.0], "map_stats": None, "threshold": None},
                "gate": {"passed": False, "reasons": ["fault-injection version"], "compared_to": "base"}}
-    card = {"backbone": {"key": model_identity(inspector)}, "created_at": dt.datetime.now(dt.UTC).isoformat(),
+    card = {"backbone": {"key": inspector.model_key}, "created_at": dt.datetime.now(dt.UTC).isoformat(),
             "note": f"benchmarks/faults.py {tag}"}
     return registry.register(stack, metrics, card)
 

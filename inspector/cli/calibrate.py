@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         computed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         backbone=inspector.backbone.identity.label(),
         fewshot_folder=str(inspector.line.fewshot.folder),
-        fewshot_images=inspector._last_fit.files if inspector._last_fit else [],
+        fewshot_images=inspector.last_fit.files if inspector.last_fit else [],
     )
     old = station.line(inspector.line.name).decision.threshold
     new = round(float(calib.threshold), 6)

@@ -24,7 +24,7 @@ def load_inspector(args: argparse.Namespace, fit: bool = True):
         inspector = Inspector.from_config(station, args.line, fit=fit)
     if inspector.backbone.identity.untrained:
         console.print("[yellow]note: untrained backbone (pretrained: random) - verdicts are a demo, not a judgement")
-    report = inspector._last_fit
+    report = inspector.last_fit
     for reason in report.skipped if report else []:
         console.print(f"[yellow]skipped: {reason}")
     return station, inspector

@@ -159,10 +159,10 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
     bare_model = backbone.model
     if size != native:
         bare_model = open_clip.create_model(cfg.model, pretrained=None, force_image_size=size).eval().to(device)
-    batch_input = inspector._prepare(frames[: cfg.batch])
+    batch_input = inspector.prepare(frames[: cfg.batch])
 
     def bare() -> None:
-        with torch.inference_mode(), inspector._precision():
+        with torch.inference_mode(), inspector.precision_context():
             bare_model.encode_image(batch_input)
 
     say(f"warm-up ({cfg.warmup} frames)")

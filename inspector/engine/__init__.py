@@ -1,6 +1,7 @@
-"""The engine: frame -> features -> heads -> decision for one product line (``Inspector``)."""
+"""The engine: frame -> features -> heads -> decision for one product line (``Inspector``), and its fitted state."""
 
 from inspector.engine.fewshot import FewShotFiles, FewShotSet, walk_fewshot
-from inspector.engine.inspector import FitReport, Inspector
+from inspector.engine.fitted import FitReport, FittedState
+from inspector.engine.inspector import Inspector
 
-__all__ = ["FewShotFiles", "FewShotSet", "FitReport", "Inspector", "walk_fewshot"]
+__all__ = ["FewShotFiles", "FewShotSet", "FitReport", "FittedState", "Inspector", "walk_fewshot"]

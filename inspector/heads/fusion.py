@@ -54,10 +54,6 @@ class Fusion(FittedModule):
             mean, std = (map_stats or {}).get(head, (0.0, 1.0))
             self.map_mean[i], self.map_std[i] = mean, max(std, STD_FLOOR) if map_stats else 1.0
 
-    def standardise(self, head: str, score: Tensor) -> Tensor:
-        i = HEAD_NAMES.index(head)
-        return (score - self.score_mean[i]) / self.score_std[i]
-
     def forward(self, outputs: dict[str, HeadOutput]) -> tuple[Tensor, Tensor | None]:
         self._require(self.fitted, "no head weights")
         score_sum = score_w = map_sum = map_w = None

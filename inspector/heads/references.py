@@ -85,6 +85,15 @@ class ReferenceHead(FittedModule):
             self._memory_groups[layer] = token_groups[keep]
         self.shots = torch.tensor(shots)
 
+    def load_memory(self, memories: dict[int, Tensor], shots: int) -> None:
+        """Install memories saved from a fitted head (layer -> [M, D]); ``leave_one_out`` needs ``setup``."""
+        for layer in self.layers:
+            delattr(self, f"memory_{layer}")
+        self.layers = tuple(sorted(memories))
+        for layer in self.layers:
+            self.register_buffer(f"memory_{layer}", memories[layer])
+        self.shots = torch.tensor(shots)
+
     def distance_map(self, features: Features, memories: dict[int, Tensor] | None = None) -> Tensor:
         """[B, N] mean over layers of 1 - max cosine similarity to the memory."""
         self._require(self.fitted, "no reference images")

@@ -23,8 +23,16 @@ _logger = logging.getLogger(__name__)
 BackboneLoader = Callable[[ModelSpec, Path | None], LoadedBackbone]
 
 
-def backbone_key(spec: ModelSpec) -> tuple[str, str, str | None, str]:
-    """What makes two lines' backbones the same object (size, layers, precision live in the extractor)."""
+LoadKey = tuple[str, str, str | None, str]
+
+
+def _load_key(spec: ModelSpec) -> LoadKey:
+    """Which loaded backbone object two lines can share, known before loading (weights and device).
+
+    Not an engine identity: that is ``Inspector.model_key``, which needs the loaded weights' digest
+    and adds the input size and feature layers (they live in each engine's extractor, not in the
+    shared backbone).
+    """
     return (spec.name, spec.pretrained, spec.sha256.lower() if spec.sha256 else None, spec.device)
 
 
@@ -40,7 +48,7 @@ class EngineCache:
         self.station = station
         self.fit = fit
         self._loader = loader
-        self._backbones: dict[tuple[str, str, str | None, str], LoadedBackbone] = {}
+        self._backbones: dict[LoadKey, LoadedBackbone] = {}
         self._inspectors: dict[str, Inspector] = {}
         self._lock = threading.RLock()
         self.backbone_loads = 0
@@ -49,7 +57,7 @@ class EngineCache:
         return tuple(line.name for line in self.station.lines)
 
     def backbone(self, spec: ModelSpec) -> LoadedBackbone:
-        key = backbone_key(spec)
+        key = _load_key(spec)
         with self._lock:
             if key not in self._backbones:
                 self._backbones[key] = self._loader(spec, self.station.resolve(self.station.model_dir))
@@ -60,7 +68,7 @@ class EngineCache:
         """Install an already fitted inspector for its line (tests, GUI tools)."""
         with self._lock:
             self._inspectors[inspector.line.name] = inspector
-            self._backbones.setdefault(backbone_key(inspector.line.model), inspector.backbone)
+            self._backbones.setdefault(_load_key(inspector.line.model), inspector.backbone)
 
     def get(self, line_name: str) -> Inspector:
         """The fitted inspector of a line, built on first use (seconds: backbone load and few-shot fit)."""

@@ -23,14 +23,6 @@ if TYPE_CHECKING:
 _logger = logging.getLogger(__name__)
 
 
-def model_identity(inspector: Inspector) -> str:
-    """What an adapter depends on: backbone weights, input size and feature layers (not precision)."""
-    ident = inspector.backbone.identity
-    weights = ident.sha256 or ("random-seed0" if ident.untrained else ident.pretrained)
-    h, w = inspector.extractor.image_size
-    return f"{ident.model}|{ident.pretrained}|{weights}|{h}x{w}|layers={list(inspector.extractor.layers)}"
-
-
 def base_threshold(inspector: Inspector) -> float | None:
     """The threshold of the base heads: the line's fixed one, else the engine's own calibration."""
     if inspector.line.decision.threshold is not None:
@@ -46,7 +38,7 @@ def apply_version(inspector: Inspector, registry: ModelRegistry, version: str) -
         _logger.info("line %s: %s -> base heads", inspector.line.name, old)
         return old
     loaded = registry.load(version)
-    here = model_identity(inspector)
+    here = inspector.model_key
     if loaded.model_key != here:
         msg = (f"version {version} of line {registry.line} was trained for {loaded.model_key}, this engine runs "
                f"{here}; retrain the line for this backbone (`inspector train`)")

@@ -13,7 +13,6 @@ from sklearn.metrics import roc_auc_score
 from inspector.config import parse_station_config
 from inspector.demo.parts import PartGenerator
 from inspector.engine import FewShotSet, Inspector
-from inspector.engine.inspector import make_views
 from inspector.errors import ImageDecodeError
 from tests.conftest import plant, tiny_line
 
@@ -171,15 +170,6 @@ def test_bad_frames_raise_clear_errors(fitted) -> None:
         fitted.inspect(np.zeros((32, 32, 3), np.int64))
     gray = fitted.inspect(np.full((64, 64), 128, np.uint8))
     assert gray.anomaly_map.shape == (64, 64)
-
-
-def test_views_are_image_major() -> None:
-    batch = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
-    views = make_views(batch, augment=True)
-    assert views.shape[0] == 12
-    assert torch.equal(views[0], batch[0]) and torch.equal(views[6], batch[1])
-    assert torch.equal(views[1], torch.rot90(batch[0], 1, dims=(-2, -1)))
-    assert make_views(batch, augment=False) is batch
 
 
 def test_fewshot_folder_skips_unreadable_files(tmp_path: Path, tiny_backbone) -> None:

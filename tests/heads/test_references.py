@@ -62,3 +62,13 @@ def test_state_travels_in_state_dict() -> None:
     head.setup(random_features(2), coreset_size=8)
     keys = set(head.state_dict())
     assert {"memory_0", "memory_1", "shots"} <= keys
+
+
+def test_loaded_memory_scores_as_the_fitted_head() -> None:
+    fitted = ReferenceHead()
+    fitted.setup(random_features(6, seed=1), coreset_size=64, shots=6)
+    restored = ReferenceHead()
+    restored.load_memory({layer: fitted.memory(layer).clone() for layer in fitted.layers}, shots=6)
+    test = random_features(3, seed=2)
+    assert restored.layers == fitted.layers and int(restored.shots) == 6
+    assert torch.equal(restored(test).score, fitted(test).score)

@@ -82,7 +82,7 @@ def test_watcher_follows_the_registry(running: tuple[Inspector, ModelRegistry]) 
 def test_an_adapter_for_another_backbone_is_refused(running: tuple[Inspector, ModelRegistry],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     inspector, registry = running
-    monkeypatch.setattr("inspector.training.deploy.model_identity", lambda _i: "ViT-B-16|other")
+    monkeypatch.setattr(Inspector, "model_key", property(lambda _i: "ViT-B-16|other"))
     with pytest.raises(IncompatibleModelError, match="retrain the line"):
         apply_version(inspector, registry, "v1")
     assert inspector.model_version == "base"
