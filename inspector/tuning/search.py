@@ -9,23 +9,15 @@ comparable.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from inspector.backbone.text import encode_text
 from inspector.engine import Inspector
 
 
 def query_embedding(inspector: Inspector, query: str | np.ndarray) -> np.ndarray:
     """Unit-length float32 [D] CLIP embedding of a phrase (``str``) or an RGB example image."""
-    # lead: switch to Inspector.embed_text / embed_images at merge
     if isinstance(query, str):
-        backbone = inspector.backbone
-        with torch.inference_mode():
-            tokens = backbone.tokenizer([query]).to(inspector.device)
-            vec = encode_text(backbone.model, tokens)[0].float().cpu().numpy()
-    else:
-        vec = inspector.encode([query]).global_emb[0].float().cpu().numpy()
-    return (vec / max(float(np.linalg.norm(vec)), 1e-12)).astype(np.float32)
+        return inspector.embed_text([query])[0]
+    return inspector.embed_images([query])[0]
 
 
 def record_model(inspector: Inspector) -> str:
