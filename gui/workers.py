@@ -24,7 +24,7 @@ from PySide6.QtCore import QObject, QThread, Signal
 from inspector.decision.overlay import colorize
 from inspector.decision.result import Region
 from inspector.station.handle import ShiftCounts, StationHandle
-from inspector.station.sinks import StationResult
+from inspector.station.results import StationResult
 from inspector.station.stats import LoopStats
 
 _logger = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from inspector.engine import Inspector
 from inspector.plc.port import PartVerdict, StationState, StationStatus, TriggerRejected
 from inspector.station.engines import EngineCache, embedding_dim
 from inspector.station.loop import StationLoop
-from inspector.station.sinks import StationResult
+from inspector.station.results import StationResult
 from inspector.station.sources import FrameSource, create_source
 from inspector.station.standby import resumable_line
 from inspector.station.stats import LoopStats
