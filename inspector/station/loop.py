@@ -38,11 +38,13 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from inspector import __version__
-from inspector.audit.h5log import AuditLogError, AuditWriter, to_text
+from inspector.audit.h5log import AuditLogError, AuditWriter
+from inspector.audit.records import to_text
 from inspector.config import StationConfig
 from inspector.decision.result import InspectionResult
 from inspector.engine import Inspector
 from inspector.errors import InspectorError
+from inspector.files import FolderLock
 from inspector.plc.port import PartVerdict, StationState, StationStatus, TriggerRejected, UnknownLineError
 from inspector.station.capture import Capture
 from inspector.station.engines import EngineCache, embedding_dim
@@ -53,7 +55,7 @@ from inspector.station.phase import LIVE, LoopPhase, Phase
 from inspector.station.results import Job, ModelStamp, ResultBuilder, StationResult
 from inspector.station.sinks import AuditSink, Policy, Sink, SinkRunner
 from inspector.station.sources import Camera, FrameSource, create_source
-from inspector.station.standby import StationLock, claim_station, remember_line, resumable_line
+from inspector.station.standby import claim_station, remember_line, resumable_line
 from inspector.station.stats import LoopStats, Tally, camera_stats, log_stats, loop_stats
 from inspector.station.triggers import FreeRunClock, FutureReply, Trigger, TriggerKind, TriggerQueue, check_part_id
 
@@ -91,7 +93,7 @@ class StationLoop:
         inspect_queue: int = 2,
         follow_models: bool = True,
         model_dir: Path | None = None,
-        station_lock: StationLock | None = None,
+        station_lock: FolderLock | None = None,
         resume_line: bool = False,
     ) -> None:
         self.station = station

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from inspector.audit.h5log import AuditEvent, AuditWriter
+from inspector.audit.h5log import AuditWriter
+from inspector.audit.records import AuditEvent
 from inspector.config.log import LogSpec
 from inspector.plc.port import PartVerdict
 from inspector.station.flow import PartFlow

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inspector.audit.h5log import AuditRecord
 from inspector.audit.media import downsample_heatmap, encode_frame, encode_thumbnail
+from inspector.audit.records import AuditRecord
 from inspector.config.log import LogSpec
 from inspector.decision.result import InspectionResult
 from inspector.plc.port import PartVerdict

@@ -28,7 +28,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from inspector.audit import inbox
-from inspector.audit.h5log import AuditEvent, AuditLogError, AuditWriter
+from inspector.audit.h5log import AuditLogError, AuditWriter
+from inspector.audit.records import AuditEvent
 from inspector.config.log import LogSpec
 from inspector.plc.port import PartVerdict
 from inspector.station.results import StationResult, audit_record

@@ -8,9 +8,10 @@ import datetime as dt
 import numpy as np
 from PySide6.QtCore import QDateTime
 
-from inspector.audit.h5log import AuditRecord, AuditWriter
+from inspector.audit.h5log import AuditWriter
 from inspector.audit.history import ALL
 from inspector.audit.media import downsample_heatmap, encode_thumbnail
+from inspector.audit.records import AuditRecord
 
 T0 = 1_780_000_000_000_000_000  # 2026-05-28, UTC ns
 

@@ -333,7 +333,7 @@ def test_changeover_without_restart_or_backbone_reload(make_station, fitted, tmp
 def test_events_handed_in_are_written_by_the_running_station(make_station, engines_for, tmp_path: Path) -> None:
     """Another process (the CLI) posts an event while the station idles: it lands in the station's log."""
     from inspector.audit import inbox
-    from inspector.audit.h5log import AuditEvent
+    from inspector.audit.records import AuditEvent
 
     station = make_station()  # software trigger: no part comes, the log sink is idle
     with StationLoop(station, engines=engines_for(station)) as loop:
