@@ -150,10 +150,13 @@ class StationLoop:
         try:
             if self.log_enabled and (self.station_lock is None or not self.station_lock.held):
                 self.station_lock = claim_station(self.log_folder)  # before the slow line load: refuse early
-            inspector = self.engines.get(self.line)
+            try:
+                inspector = self.engines.get(self.line)
+            except BaseException:
+                self._release_station()
+                raise
         except BaseException:
-            self._release_station()
-            self._phase.set(Phase.CREATED)
+            self._phase.set(Phase.CREATED)  # nothing was started: start() may be tried again
             raise
         self._install(inspector, self.line)
         try:
