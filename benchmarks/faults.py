@@ -527,7 +527,7 @@ def scenario_disk(ctx: Context) -> Scenario:
     sut = ctx.station("disk")
     expected = StationState.FAULT if sut.station.log.required else StationState.READY
     sut.start()
-    audit = sut.loop._audit  # the station's log sink: its ``failed`` flag is what the snapshot shows
+    audit = sut.loop.audit  # the station's log sink: its ``failed`` flag is what the snapshot shows
     try:
         for i in range(ctx.repeat):
             hold = HOLDS_S[i % len(HOLDS_S)]
@@ -570,7 +570,7 @@ def scenario_disk(ctx: Context) -> Scenario:
 
 
 def scenario_checkpoint(ctx: Context) -> Scenario:
-    from inspector.station.loop import MODEL_POLL_S
+    from inspector.station.follow import MODEL_POLL_S
     from inspector.training.deploy import apply_version
     from inspector.training.errors import RegistryError
     from inspector.training.registry import ADAPTER_FILE, ModelRegistry

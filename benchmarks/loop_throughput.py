@@ -36,8 +36,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import inspector.backbone  # noqa: E402, F401  (registers the tiny architecture)
-from inspector.audit.h5log import AuditRecord, AuditWriter  # noqa: E402
+from inspector.audit.h5log import AuditWriter  # noqa: E402
 from inspector.audit.media import downsample_heatmap, encode_frame, encode_thumbnail  # noqa: E402
+from inspector.audit.records import AuditRecord  # noqa: E402
 from inspector.backbone.registry import TINY_MODEL  # noqa: E402
 from inspector.config import CameraSpec, LogSpec, StationConfig, TriggerSpec, load_station_config, parse_station_config  # noqa: E402  # noqa: E402
 from inspector.demo.parts import PartGenerator  # noqa: E402

@@ -24,7 +24,7 @@ from PySide6.QtCore import QObject, QThread, Signal
 from inspector.decision.overlay import colorize
 from inspector.decision.result import Region
 from inspector.station.handle import ShiftCounts, StationHandle
-from inspector.station.sinks import StationResult
+from inspector.station.results import StationResult
 from inspector.station.stats import LoopStats
 
 _logger = logging.getLogger(__name__)
@@ -184,26 +184,19 @@ class StatusPoller(QThread):
 # ------------------------------------------------------------------------------------ display
 @dataclass
 class DisplayItem:
-    """One published part, ready to paint (prepared on the observer's thread, not the GUI's)."""
+    """One published part and what only the screen needs: a thumbnail (NG parts) and, when painted, the heat layer.
 
-    seq: int
-    part_id: str
-    verdict: str  # OK | NG | FAULT
-    score: float
-    threshold: float
-    defect: str | None
-    confidence: float | None
-    fault: str | None
-    line: str
-    time_ns: int
-    frame: np.ndarray | None  # RGB uint8
-    anomaly_map: np.ndarray | None  # float [h, w] over the ROI
-    roi: tuple[int, int, int, int] | None
-    regions: list[Region]
-    untrained: bool
-    model_version: str
+    The part's values are read from the StationResult (and its InspectionResult), never copied.
+    """
+
+    part: StationResult
     thumb: np.ndarray | None = None  # RGB uint8, set for NG parts
     _heat: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def verdict(self) -> str:
+        """OK | NG | FAULT (a part that was not inspected shows FAULT)."""
+        return "FAULT" if self.part.fault else self.part.verdict.verdict
 
     @property
     def heat(self) -> np.ndarray | None:
@@ -211,6 +204,69 @@ class DisplayItem:
         if self._heat is None and self.anomaly_map is not None:
             self._heat = heat_rgba(self.anomaly_map, self.threshold)
         return self._heat
+
+    # Read-through to the part: what the operator and engineer views paint.
+    @property
+    def seq(self) -> int:
+        return self.part.seq
+
+    @property
+    def part_id(self) -> str:
+        return self.part.part_id
+
+    @property
+    def line(self) -> str:
+        return self.part.line
+
+    @property
+    def time_ns(self) -> int:
+        return self.part.time_ns
+
+    @property
+    def frame(self) -> np.ndarray | None:
+        """RGB uint8"""
+        return self.part.frame
+
+    @property
+    def score(self) -> float:
+        return self.part.verdict.score
+
+    @property
+    def defect(self) -> str | None:
+        return self.part.verdict.defect
+
+    @property
+    def fault(self) -> str | None:
+        return self.part.fault
+
+    @property
+    def untrained(self) -> bool:
+        return self.part.model.untrained
+
+    @property
+    def model_version(self) -> str:
+        return self.part.model.version
+
+    @property
+    def threshold(self) -> float:
+        return r.threshold if (r := self.part.result) is not None else float("nan")
+
+    @property
+    def confidence(self) -> float | None:
+        return r.defect_confidence if (r := self.part.result) is not None else None
+
+    @property
+    def anomaly_map(self) -> np.ndarray | None:
+        """float [h, w] over the ROI"""
+        return r.anomaly_map if (r := self.part.result) is not None else None
+
+    @property
+    def roi(self) -> tuple[int, int, int, int] | None:
+        return tuple(r.roi) if (r := self.part.result) is not None else None  # type: ignore[return-value]
+
+    @property
+    def regions(self) -> list[Region]:
+        return list(r.regions) if (r := self.part.result) is not None else []
 
 
 def heat_rgba(anomaly_map: np.ndarray, threshold: float) -> np.ndarray:
@@ -227,23 +283,13 @@ def heat_rgba(anomaly_map: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def make_display_item(sr: StationResult, thumb_px: int = 160) -> DisplayItem:
-    """Cheap: references to the part's arrays, a thumbnail for NG parts; the heat layer is made when painted."""
-    r = sr.result
-    v = sr.verdict
-    verdict = "FAULT" if v.fault else v.verdict
+    """Cheap: a reference to the part, a thumbnail for NG parts; the heat layer is made when painted."""
     thumb = None
-    if verdict != "OK" and sr.frame is not None:
+    if (sr.fault or not sr.ok) and sr.frame is not None:
         h, w = sr.frame.shape[:2]
         s = thumb_px / max(h, w)
         thumb = cv2.resize(sr.frame, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-    return DisplayItem(
-        seq=sr.seq, part_id=sr.part_id, verdict=verdict, score=v.score,
-        threshold=r.threshold if r is not None else float("nan"), defect=v.defect,
-        confidence=r.defect_confidence if r is not None else None, fault=v.fault, line=sr.line,
-        time_ns=sr.time_ns, frame=sr.frame, anomaly_map=r.anomaly_map if r is not None else None,
-        roi=tuple(r.roi) if r is not None else None,  # type: ignore[arg-type]
-        regions=list(r.regions) if r is not None else [], untrained=sr.untrained,
-        model_version=sr.model_version, thumb=thumb)
+    return DisplayItem(sr, thumb)
 
 
 class DisplayFeed(QObject):

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
 import os
+import socket
 import tempfile
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no flock
+    fcntl = None  # type: ignore[assignment]
+
+_logger = logging.getLogger(__name__)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)  # (POSIX: a child process such as a camera helper never inherits a lock)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -49,3 +61,65 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+
+
+class FolderLock:
+    """Exclusive advisory lock on ``folder/name`` (POSIX ``flock``); the holder writes its pid and host into it.
+
+    The kernel releases the lock when the descriptor closes, however the process ends. Where there is
+    no ``flock`` (Windows) :meth:`try_acquire` succeeds with a warning (no protection against a second
+    process) and :meth:`acquire` refuses. Creating the lock file raises OSError.
+    """
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / name
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _CLOEXEC, 0o644)
+        self.held = False
+
+    def holder(self) -> str:
+        """What the current holder wrote (``pid 123 on host``), or "another process"."""
+        with contextlib.suppress(OSError, AttributeError):  # (no pread on Windows)
+            text = os.pread(self._fd, 200, 0).decode(errors="replace").strip()
+            if text:
+                return text
+        return "another process"
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free; False when another process holds it."""
+        if fcntl is None:  # pragma: no cover - Windows
+            _logger.warning("no file locking on this platform: run one station per log folder")
+            self.held = True
+            return True
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        self._claim()
+        return True
+
+    def acquire(self) -> None:
+        """Block until this process holds the lock (Ctrl-C / SIGTERM interrupt the wait)."""
+        if fcntl is None:  # pragma: no cover - Windows
+            raise OSError(errno.ENOLCK, "waiting for a lock needs POSIX file locks (flock)", str(self.path))
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self._claim()
+
+    def release(self) -> None:
+        """Give the lock up (closing the descriptor releases it; so does the process ending)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self.held = False
+
+    def _claim(self) -> None:
+        self.held = True
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+
+    def __enter__(self) -> FolderLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import logging
 import os
 import re
@@ -49,34 +48,31 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
 
 from inspector.audit import recovery
+from inspector.audit.records import AuditEvent, AuditRecord, event_rows, record_rows, to_text
 from inspector.audit.schema import (
     EMBEDDING_CHUNK,
     EVENT_CHUNK,
     EVENT_DTYPE,
-    EVENT_LIMITS,
     FORMAT_NAME,
     FORMAT_VERSION,
     FRAME_CHUNK,
     HEATMAP_CHUNK,
     INSPECTION_DTYPE,
     STAGES,
-    STR_LIMITS,
     SUFFIX,
     TABLE_CHUNK,
     THUMB_CHUNK,
-    encode_str,
 )
 from inspector.config.log import LogSpec
 from inspector.errors import InspectorError
+from inspector.files import FolderLock
 
 _logger = logging.getLogger(__name__)
 
@@ -90,79 +86,16 @@ class AuditLogError(InspectorError):
     """The audit log cannot be written (folder, disk space, another writer, HDF5 error)."""
 
 
-@dataclass
-class AuditRecord:
-    """One part as it goes into the log; media are already encoded (see inspector.audit.media)."""
-
-    seq: int
-    time_ns: int  # UTC, ns since the epoch
-    part_id: str
-    line: str
-    verdict: str  # OK | NG
-    score: float
-    threshold: float = float("nan")
-    defect: str | None = None
-    defect_index: int = 0
-    defect_confidence: float | None = None
-    fault: str | None = None
-    trigger: str = ""
-    frame_ref: str = ""
-    truth: str | None = None
-    model: str = ""
-    model_name: str = ""
-    weights_sha256: str | None = None
-    model_version: str = ""
-    config_hash: str = ""
-    untrained: bool = False
-    n_regions: int = 0
-    roi: tuple[int, int, int, int] = (0, 0, 0, 0)
-    stage_ms: Mapping[str, float] = field(default_factory=dict)
-    embedding: np.ndarray | None = None  # [D]; stored as float16
-    heatmap: np.ndarray | None = None  # [P, P] float16 (media.downsample_heatmap)
-    thumbnail_jpeg: bytes = b""
-    frame_png: bytes = b""
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    """A change or incident: who did what, when, old -> new."""
-
-    kind: str
-    who: str
-    what: str
-    old: str = ""
-    new: str = ""
-    time_ns: int = 0  # 0 = now
-
-
-class FolderLock:
-    """Exclusive advisory lock on ``folder/.writer.lock`` (POSIX flock; a no-op elsewhere)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / LOCK_NAME
-        self._fh = self.path.open("a+")
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no second-writer protection
-            _logger.warning("no file locking on this platform; run one station per log folder")
-            return
-        try:
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._fh.seek(0)
-            owner = self._fh.read().strip() or "another process"
-            self._fh.close()
-            msg = (f"audit log folder {folder} is in use by {owner}; each station needs its own log "
-                   "folder (log.folder or --log-dir)")
-            raise AuditLogError(msg) from None
-        self._fh.seek(0)
-        self._fh.truncate()
-        self._fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        self._fh.flush()
-
-    def release(self) -> None:
-        if not self._fh.closed:
-            self._fh.close()  # closing the descriptor releases the flock
+def claim_writer_lock(folder: Path) -> FolderLock:
+    """The folder's writer lock, taken now; :class:`AuditLogError` naming the holder when another has it."""
+    lock = FolderLock(folder, LOCK_NAME)
+    if not lock.try_acquire():
+        owner = lock.holder()
+        lock.release()
+        msg = (f"audit log folder {folder} is in use by {owner}; each station needs its own log "
+               "folder (log.folder or --log-dir)")
+        raise AuditLogError(msg)
+    return lock
 
 
 def log_files(folder: Path) -> list[Path]:
@@ -223,7 +156,7 @@ class AuditWriter:
         self.files: list[Path] = []  # files this writer created, oldest first
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._lock = FolderLock(self.folder)
+            self._lock = claim_writer_lock(self.folder)
         except OSError as exc:
             msg = (f"audit log folder {self.folder}: {exc.strerror or exc}; set log.folder or --log-dir to a "
                    "writable folder")
@@ -410,56 +343,23 @@ class AuditWriter:
         _logger.info("audit log: writing %s", path)
 
     def _append_records(self, records: Sequence[AuditRecord]) -> None:
-        n = len(records)
         ds = self._ds
-        table = np.zeros(n, dtype=INSPECTION_DTYPE)
-        thumbs = [r.thumbnail_jpeg for r in records]
-        frames = [r.frame_png for r in records]
-        table["thumb_offset"], table["thumb_size"] = self._append_blobs(ds["thumbnails"], thumbs)
-        table["frame_offset"], table["frame_size"] = self._append_blobs(ds["frames"], frames)
+        table, emb, stages, heat = record_rows(records, self._emb_dim, self.spec.heatmap_px if "heatmap" in ds else 0)
+        table["thumb_offset"], table["thumb_size"] = self._append_blobs(ds["thumbnails"],
+                                                                        [r.thumbnail_jpeg for r in records])
+        table["frame_offset"], table["frame_size"] = self._append_blobs(ds["frames"], [r.frame_png for r in records])
         start = ds["inspections"].shape[0]
-        emb = np.full((n, self._emb_dim), np.nan, dtype=np.float16)
-        stages = np.full((n, len(STAGES)), np.nan, dtype=np.float32)
-        for i, r in enumerate(records):
-            if r.embedding is not None:
-                emb[i] = np.asarray(r.embedding, dtype=np.float32).astype(np.float16)
-            for k, name in enumerate(STAGES):
-                if name in r.stage_ms:
-                    stages[i, k] = r.stage_ms[name]
         _extend(ds["embedding"], start, emb)
         _extend(ds["stage_ms"], start, stages)
-        if "heatmap" in ds:
-            p = self.spec.heatmap_px
-            heat = np.full((n, p, p), np.nan, dtype=np.float16)
-            for i, r in enumerate(records):
-                if r.heatmap is not None and r.heatmap.shape == (p, p):
-                    heat[i] = r.heatmap
+        if heat is not None:
             _extend(ds["heatmap"], start, heat)
-        for i, r in enumerate(records):
-            row = table[i]
-            row["seq"], row["time_ns"] = r.seq, r.time_ns
-            for name in ("part_id", "line", "defect", "fault", "trigger", "frame_ref", "truth", "model", "model_name",
-                         "weights_sha256", "model_version", "config_hash"):
-                row[name] = encode_str(getattr(r, name), STR_LIMITS[name])
-            row["verdict"] = r.verdict.encode()
-            row["score"], row["threshold"] = r.score, r.threshold
-            row["defect_index"] = r.defect_index
-            row["defect_confidence"] = np.nan if r.defect_confidence is None else r.defect_confidence
-            row["untrained"], row["n_regions"] = int(r.untrained), r.n_regions
-            row["roi"] = r.roi
         _extend(ds["inspections"], start, table)  # last: the table length is what readers trust
-        self.records_written += n
+        self.records_written += len(records)
         self.last_seq = max(self.last_seq, max(r.seq for r in records))
 
     def _append_events(self, events: Sequence[AuditEvent]) -> None:
-        rows = np.zeros(len(events), dtype=EVENT_DTYPE)
-        for i, e in enumerate(events):
-            rows[i]["time_ns"] = e.time_ns or self._clock_ns()
-            rows[i]["after_seq"] = self.last_seq
-            for name in ("kind", "who", "what", "old", "new"):
-                rows[i][name] = encode_str(getattr(e, name), EVENT_LIMITS[name])
         events_ds = self._ds["events"]
-        _extend(events_ds, events_ds.shape[0], rows)
+        _extend(events_ds, events_ds.shape[0], event_rows(events, self.last_seq, self._clock_ns))
 
     @staticmethod
     def _append_blobs(dataset: h5py.Dataset, blobs: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -569,15 +469,3 @@ def _set_aside(f: h5py.File, datasets: dict[str, h5py.Dataset]) -> None:
 def _extend(dataset: h5py.Dataset, start: int, data: np.ndarray) -> None:
     dataset.resize(start + len(data), axis=0)
     dataset[start : start + len(data)] = data
-
-
-def to_text(value: Any) -> str:
-    """An event's old / new value as text (JSON for structured values)."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    try:
-        return json.dumps(value, sort_keys=True, default=str)
-    except (TypeError, ValueError):
-        return str(value)

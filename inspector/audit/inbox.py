@@ -19,7 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
-from inspector.audit.h5log import AuditEvent
+from inspector.audit.records import AuditEvent
 from inspector.files import atomic_write_text
 
 _logger = logging.getLogger(__name__)

@@ -57,11 +57,11 @@ def log_folder(station: StationConfig, args: argparse.Namespace) -> Path | None:
 
 def running_station(folder: Path) -> str | None:
     """Who runs a station on ``folder`` (``pid 123 on host``), or None when no station holds it."""
-    from inspector.station.standby import STATION_LOCK_NAME, StationLock
+    from inspector.station.standby import STATION_LOCK_NAME, station_lock
 
     if not (folder / STATION_LOCK_NAME).exists():
         return None
-    lock = StationLock(folder)
+    lock = station_lock(folder)
     try:
         return None if lock.try_acquire() else lock.holder()
     finally:
@@ -130,7 +130,7 @@ def _hand_in(folder: Path, holder: str) -> Recorder:
     from rich.console import Console
 
     from inspector.audit import inbox
-    from inspector.audit.h5log import AuditEvent, to_text
+    from inspector.audit.records import AuditEvent, to_text
 
     def record(kind: str, who: str, what: str, old: object, new: object) -> None:
         path = inbox.post(folder, AuditEvent(kind, who, what, to_text(old), to_text(new), time.time_ns()))

@@ -92,14 +92,14 @@ def export(args: argparse.Namespace) -> int:
 
 
 def seal(args: argparse.Namespace) -> int:
-    from inspector.audit.h5log import FolderLock, log_files
+    from inspector.audit.h5log import claim_writer_lock, log_files
     from inspector.audit.reader import resolve_files
     from inspector.audit.recovery import seal as seal_file
 
     path = Path(args.path)
     files = resolve_files(path)
     # Holding the writer's folder lock proves no station is writing these files.
-    lock = FolderLock(path if path.is_dir() else path.parent)
+    lock = claim_writer_lock(path if path.is_dir() else path.parent)
     try:
         sealed = [f for f in (log_files(path) if path.is_dir() else files) if seal_file(f)]
     finally:

@@ -15,7 +15,8 @@ from typing import Any
 
 from inspector.cli.common import add_config_args
 from inspector.errors import InspectorError
-from inspector.station.standby import StationLock, station_fingerprint, wait_writer_free
+from inspector.files import FolderLock
+from inspector.station.standby import station_fingerprint, station_lock, wait_writer_free
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -87,7 +88,7 @@ def _link_status(link: Any) -> str:
     return str(getattr(state, "value", state))
 
 
-def _wait_as_standby(loop: Any, err: Any) -> tuple[StationLock, str | None, str]:
+def _wait_as_standby(loop: Any, err: Any) -> tuple[FolderLock, str | None, str]:
     """Load every line of the station (the active one may change over while we wait), then wait for the lock.
 
     Returns the lock, whom it was taken from (None: nobody held it) and the fingerprint of what was loaded.
@@ -103,7 +104,7 @@ def _wait_as_standby(loop: Any, err: Any) -> tuple[StationLock, str | None, str]
         except Exception as exc:  # another line's problem must not keep the standby from covering this one
             err.print(f"[yellow]standby: line {name} could not be loaded ({exc}); a takeover onto it loads it then")
     loaded = station_fingerprint(loop.station)
-    lock = StationLock(loop.log_folder)
+    lock = station_lock(loop.log_folder)
     if lock.try_acquire():
         err.print("standby: no station is running on this log folder; starting now")
         return lock, None, loaded
@@ -174,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
                            resume_line=args.line is None)
 
     loop = make_loop(station)  # its start() refuses a second station on the folder before loading anything
-    lock: StationLock | None = None  # a standby's, taken after its wait
+    lock: FolderLock | None = None  # a standby's, taken after its wait
     link: Any = None
     stop_driver = threading.Event()
     driver: threading.Thread | None = None

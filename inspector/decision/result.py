@@ -1,4 +1,9 @@
-"""The one object every sink (PLC, audit log, GUI) reads: the inspection of one frame."""
+"""The engine's reading of one frame (:class:`InspectionResult`) and its parts.
+
+It is the first shape of the verdict path, built once by the engine and passed on by reference: the
+station wraps it into its ``StationResult`` with the part's number, timings and the PLC answer
+(``PartVerdict``), and the audit log row is made from that (see :mod:`inspector.station.results`).
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ class VerdictCounts:
     def yield_pct(self) -> float | None:
         return 100.0 * self.ok / self.inspected if self.inspected else None
 
+
 @dataclass(frozen=True)
 class Region:
     """A connected area of the thresholded anomaly map, in frame pixels."""
@@ -36,6 +42,8 @@ class Region:
 
 @dataclass
 class InspectionResult:
+    """Verdict, score and evidence of one frame, and which model (line, backbone, version, config) made it."""
+
     verdict: Literal["OK", "NG"]
     score: float  # fused anomaly score (higher = worse), same units as threshold
     threshold: float

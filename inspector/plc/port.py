@@ -70,6 +70,8 @@ class UnknownLineError(InspectorError):
 
 
 class StationPort(Protocol):
+    """What a PLC link calls on the station (the loop, the GUI's station handle, the simulated station)."""
+
     def submit_trigger(self, part_id: str, reply: Callable[[PartVerdict], None]) -> None:
         """Queue one part; ``reply`` is called exactly once. Raises TriggerRejected (E04 full, E05 not ready)."""
 
@@ -79,3 +81,6 @@ class StationPort(Protocol):
         """Switch product line (blocks until done). Raises UnknownLineError."""
 
     def line_names(self) -> tuple[str, ...]: ...
+
+    def log_event(self, kind: str, who: str, what: str, old: object = "", new: object = "") -> None:
+        """Record an incident in the station's audit log (e.g. a part the link answered TIMEOUT)."""

@@ -94,6 +94,10 @@ class SimulatedStation:
     def line_names(self) -> tuple[str, ...]:
         return self.lines
 
+    def log_event(self, kind: str, who: str, what: str, old: object = "", new: object = "") -> None:
+        """No audit log here: the event goes to the Python log."""
+        _logger.info("event %s by %s: %s", kind, who, what)
+
     # --- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> Self:

@@ -192,14 +192,11 @@ class TriggerTracker:
     def _record_timeout(self, part_id: str, ms: int) -> None:
         """Put the TIMEOUT the line acted on into the station's audit log (the station's own, later verdict
         for the part is logged too: QA joins them by part id)."""
-        log_event = getattr(self._port, "log_event", None)
-        if not callable(log_event):
-            return
         try:
-            log_event("plc_timeout", self._name,
-                      f"part {part_id}: answered NG/TIMEOUT to the PLC after {ms} ms without a verdict; the line acted "
-                      "on TIMEOUT (a later station verdict for this part is not what the PLC received)",
-                      "", {"part_id": part_id, "deadline_ms": ms})
+            self._port.log_event("plc_timeout", self._name,
+                                 f"part {part_id}: answered NG/TIMEOUT to the PLC after {ms} ms without a verdict; the "
+                                 "line acted on TIMEOUT (a later station verdict for this part is not what the PLC "
+                                 "received)", "", {"part_id": part_id, "deadline_ms": ms})
         except Exception:
             _logger.exception("could not record the TIMEOUT of part %s in the audit log", part_id)
 

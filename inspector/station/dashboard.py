@@ -20,7 +20,7 @@ from rich.text import Text
 
 from inspector.plc.port import StationState
 from inspector.station.loop import StationLoop
-from inspector.station.sinks import StationResult
+from inspector.station.results import StationResult
 from inspector.station.stats import LoopStats
 
 UNTRAINED_BANNER = "untrained backbone: shows the station, not its accuracy"

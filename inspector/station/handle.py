@@ -26,7 +26,7 @@ from inspector.engine import Inspector
 from inspector.plc.port import PartVerdict, StationState, StationStatus, TriggerRejected
 from inspector.station.engines import EngineCache, embedding_dim
 from inspector.station.loop import StationLoop
-from inspector.station.sinks import StationResult
+from inspector.station.results import StationResult
 from inspector.station.sources import FrameSource, create_source
 from inspector.station.standby import resumable_line
 from inspector.station.stats import LoopStats
@@ -38,7 +38,7 @@ Observer = Callable[[StationResult], None]
 
 @dataclass(frozen=True)
 class ShiftCounts(VerdictCounts):
-    """Parts since the GUI started (or since the last reset), over every run of the station."""
+    """Parts since the GUI started, over every run of the station."""
 
     parts: int = 0
     ok: int = 0
@@ -81,7 +81,6 @@ class StationHandle:
         self._loop: StationLoop | None = None
         self._last_stats: LoopStats | None = None
         self._carry = ShiftCounts()
-        self._offset = ShiftCounts()
         self._ops = threading.RLock()  # one lifecycle operation at a time
         self.link: Any = None
         self.link_error: str = ""
@@ -122,16 +121,9 @@ class StationHandle:
         return loop.stats() if loop is not None else self._last_stats
 
     def counts(self) -> ShiftCounts:
-        """Shift counters: finished runs + the current one, minus the last reset."""
+        """Shift counters: finished runs + the current one."""
         loop = self._loop
-        live = _counts(loop.stats()) if loop is not None else ShiftCounts()
-        total = self._carry + live
-        o = self._offset
-        return ShiftCounts(total.parts - o.parts, total.ok - o.ok, total.ng - o.ng, total.faults - o.faults)
-
-    def reset_counts(self) -> None:
-        loop = self._loop
-        self._offset = self._carry + (_counts(loop.stats()) if loop is not None else ShiftCounts())
+        return self._carry + (_counts(loop.stats()) if loop is not None else ShiftCounts())
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:

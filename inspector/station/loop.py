@@ -1,5 +1,11 @@
 """The inspection loop: trigger -> capture -> inspect -> decide -> publish, joined by bounded queues.
 
+This module holds the lifecycle (start, stop, changeover, the StationPort contract) and the inspect
+thread; its parts live beside it: :mod:`.capture` (the capture thread), :mod:`.phase` (the loop's
+life as one :class:`~inspector.station.phase.Phase`), :mod:`.flow` (parts in flight),
+:mod:`.results` (verdict and StationResult of each part), :mod:`.outputs` (reply, sinks, log,
+observers), :mod:`.follow` (following model deployments) and :mod:`.stats` (the figures).
+
 Threads (each owns its stage; only queues connect them):
 
 * ``station-capture`` takes triggers (the trigger queue, or the free-run clock), grabs and validates
@@ -29,60 +35,34 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from inspector import __version__
-from inspector.audit.h5log import AuditEvent, AuditLogError, AuditWriter, to_text
+from inspector.audit.h5log import AuditLogError, AuditWriter
+from inspector.audit.records import to_text
 from inspector.config import StationConfig
 from inspector.decision.result import InspectionResult
 from inspector.engine import Inspector
 from inspector.errors import InspectorError
+from inspector.files import FolderLock
 from inspector.plc.port import PartVerdict, StationState, StationStatus, TriggerRejected, UnknownLineError
+from inspector.station.capture import Capture
 from inspector.station.engines import EngineCache, embedding_dim
-from inspector.station.sinks import (
-    AuditSink,
-    CallbackSink,
-    Policy,
-    ReplySink,
-    Sink,
-    SinkRunner,
-    StationResult,
-)
-from inspector.station.sources import (
-    BadFrame,
-    Camera,
-    CameraError,
-    Frame,
-    FrameSource,
-    SourceExhausted,
-    create_source,
-)
-from inspector.station.standby import StationLock, claim_station, remember_line, resumable_line
-from inspector.station.stats import CameraStats, LogStats, LoopStats, Tally
+from inspector.station.flow import PartFlow
+from inspector.station.follow import ModelFollower
+from inspector.station.outputs import Outputs
+from inspector.station.phase import LIVE, LoopPhase, Phase
+from inspector.station.results import Job, ModelStamp, ResultBuilder, StationResult
+from inspector.station.sinks import AuditSink, Policy, Sink, SinkRunner
+from inspector.station.sources import Camera, FrameSource, create_source
+from inspector.station.standby import claim_station, remember_line, resumable_line
+from inspector.station.stats import LoopStats, Tally, camera_stats, log_stats, loop_stats
 from inspector.station.triggers import FreeRunClock, FutureReply, Trigger, TriggerKind, TriggerQueue, check_part_id
-
-if TYPE_CHECKING:
-    from inspector.training.deploy import DeploymentWatcher
 
 _logger = logging.getLogger(__name__)
 
 _POLL_S = 0.1
 CHANGEOVER_DRAIN_S = 30.0
-MODEL_POLL_S = 1.0  # how often the registry's deployed.json is checked for a promotion / rollback
-
-
-@dataclass
-class _Job:
-    trigger: Trigger
-    frame: Frame | None
-    fault: str | None
-    capture_start: float  # perf_counter seconds
-    captured: float
-    published: bool = False
-    ref: str = ""  # frame reference when no frame could be used (bad frame)
-    part_hint: str | None = None
 
 
 class StationLoop:
@@ -94,6 +74,7 @@ class StationLoop:
     ``follow_models``: run each line's deployed trained version and follow promotions.
     ``resume_line`` (with no ``line``): start on the line the last station on this log folder was
     running (``inspector run`` after a restart or a standby takeover), else the config's first line.
+    ``station_lock``: the log folder's lock when the caller already holds it (see :meth:`start`).
     """
 
     def __init__(
@@ -112,7 +93,7 @@ class StationLoop:
         inspect_queue: int = 2,
         follow_models: bool = True,
         model_dir: Path | None = None,
-        station_lock: StationLock | None = None,
+        station_lock: FolderLock | None = None,
         resume_line: bool = False,
     ) -> None:
         self.station = station
@@ -121,7 +102,7 @@ class StationLoop:
         if line is None and resume_line and self.log_enabled:
             line = resumable_line(station, self.log_folder)
         try:
-            self._line = station.line(line).name
+            line = station.line(line).name
         except KeyError:
             names = ", ".join(x.name for x in station.lines)
             msg = f"unknown line {line!r}; this station has: {names}"
@@ -133,38 +114,28 @@ class StationLoop:
         self.camera = Camera(source or create_source(station.camera, station.resolve), station.camera,
                              listener=self._camera_event)
         self.tally = Tally()
-        self._triggers = TriggerQueue(station.trigger.queue_size)
-        self._jobs: queue.Queue[_Job] = queue.Queue(maxsize=max(1, inspect_queue))
-        self._clock = FreeRunClock(rate_hz or station.trigger.rate_hz) if self.trigger_mode == "free_run" else None
-        reply_room = station.trigger.queue_size + inspect_queue + self.max_batch + 8
-        self._reply = SinkRunner(ReplySink(), queue_size=reply_room, policy="block")
-        self._sinks: list[SinkRunner] = []
-        self._observers: list[SinkRunner] = []
-        self._audit: AuditSink | None = None
-        self._audit_runner: SinkRunner | None = None
+        self._phase = LoopPhase()
+        self._flow = PartFlow()
+        self._results = ResultBuilder(line)
+        self._outputs = Outputs(self.tally, self._flow,
+                                reply_room=station.trigger.queue_size + inspect_queue + self.max_batch + 8)
+        self._jobs: queue.Queue[Job] = queue.Queue(maxsize=max(1, inspect_queue))
+        self._stop_evt = threading.Event()
+        self._capture = Capture(
+            self.camera, TriggerQueue(station.trigger.queue_size), self._jobs,
+            FreeRunClock(rate_hz or station.trigger.rate_hz) if self.trigger_mode == "free_run" else None,
+            max_parts=max_parts, phase=self._phase, flow=self._flow, tally=self.tally, stop=self._stop_evt,
+            inspecting=lambda: self._inspect_thread is not None and self._inspect_thread.is_alive())
         self._inspector: Inspector | None = None
-        self._defect_classes: tuple[str, ...] = ()
         self._engine_lock = threading.Lock()
         self._changeover_lock = threading.Lock()
-        self._submit_lock = threading.Lock()
-        self._cond = threading.Condition()
-        self._stop_evt = threading.Event()
-        self._capture_exited = threading.Event()
-        self._inflight = 0
-        self._produced = 0
-        self._published = 0
         self._seq = 0
         self._soft_ids = 0
-        self._accepting = False
-        self._started = self._stopping = self._stopped = False
-        self._busy_reason: str | None = None
-        self._ended: str | None = None  # why the run ended by itself (source exhausted, max_parts)
-        self._fatal: str | None = None
         self._t_start = time.monotonic()
-        self._threads: list[threading.Thread] = []
-        self.follow_models = follow_models
+        self._capture_thread: threading.Thread | None = None
+        self._inspect_thread: threading.Thread | None = None
         self.model_dir = Path(model_dir) if model_dir is not None else station.resolve(station.model_dir)
-        self._watcher: DeploymentWatcher | None = None
+        self._follower = ModelFollower(self.model_dir, self.log_event, enabled=follow_models)
         # The log folder's station lock (one station per folder; a warm standby waits on it). Taken at
         # start() when logging is on, unless the caller already holds it (``inspector run`` takes it
         # before loading anything; a standby after its wait). Released at stop(), after the log closed.
@@ -173,17 +144,21 @@ class StationLoop:
     # ================================================================== lifecycle
     def start(self) -> StationLoop:
         """Load the line (blocking: seconds), open the log and the camera, start the threads."""
-        if self._started:
+        if not self._phase.enter(Phase.STARTING, "", Phase.CREATED):
             msg = "station loop already started"
             raise RuntimeError(msg)
-        if self.log_enabled and (self.station_lock is None or not self.station_lock.held):
-            self.station_lock = claim_station(self.log_folder)  # before the slow line load: refuse early
         try:
-            inspector = self.engines.get(self._line)
+            if self.log_enabled and (self.station_lock is None or not self.station_lock.held):
+                self.station_lock = claim_station(self.log_folder)  # before the slow line load: refuse early
+            try:
+                inspector = self.engines.get(self.line)
+            except BaseException:
+                self._release_station()
+                raise
         except BaseException:
-            self._release_station()
+            self._phase.set(Phase.CREATED)  # nothing was started: start() may be tried again
             raise
-        self._install(inspector)
+        self._install(inspector, self.line)
         try:
             if self.log_enabled:
                 try:
@@ -193,26 +168,22 @@ class StationLoop:
                         raise
                     _logger.error("running WITHOUT the audit log (log.required is false): %s", exc)
             if self.log_enabled:
-                remember_line(self.log_folder, self._line)
-            self._follow_models(inspector)
+                remember_line(self.log_folder, self.line)
+            self._follower.follow(inspector)
             if not self.camera.connect():
                 _logger.warning("camera not available at start: %s (retrying)", self.camera.last_error)
-            self._reply.start()
-            for runner in self._sinks + self._observers:
-                runner.start()
-            self._threads = [threading.Thread(target=self._inspect_loop, name="station-inspect", daemon=True),
-                             threading.Thread(target=self._capture_loop, name="station-capture", daemon=True)]
+            self._outputs.start()
+            self._inspect_thread = threading.Thread(target=self._inspect_loop, name="station-inspect", daemon=True)
+            self._capture_thread = threading.Thread(target=self._capture.run, name="station-capture", daemon=True)
             self._t_start = time.monotonic()
-            with self._submit_lock:
-                self._accepting = True
-                self._started = True
-            for t in self._threads:
-                t.start()
+            self._phase.set(Phase.RUNNING)
+            self._inspect_thread.start()
+            self._capture_thread.start()
         except BaseException:
-            self._started = True
-            self.stop()
+            self._phase.set(Phase.STOPPING)
+            self._shut_down(30.0)
             raise
-        _logger.info("station %s running line %s (%s trigger)", self.station.station, self._line, self.trigger_mode)
+        _logger.info("station %s running line %s (%s trigger)", self.station.station, self.line, self.trigger_mode)
         return self
 
     def _open_log(self, inspector: Inspector) -> None:
@@ -220,49 +191,42 @@ class StationLoop:
         writer = AuditWriter(self.log_folder, spec, station=self.station.station,
                              embedding_dim=embedding_dim(inspector), software=f"inspector {__version__}")
         self._seq = writer.last_seq
-        self._audit = AuditSink(writer, spec, on_written=self._on_written, inbox_folder=self.log_folder)
-        self._audit_runner = SinkRunner(self._audit, spec.queue_size, "drop_newest", max_batch=64,
-                                        on_drop=self._on_audit_drop).start()
+        self._outputs.open_log(writer, spec, inbox_folder=self.log_folder)
         for path in writer.recovered:
             self.log_event("log_recovered", "station", f"{path.name} was left open by a crashed run; sealed")
         ident = inspector.backbone.identity
         self.log_event("station_start", "station", f"station {self.station.station} started", "",
-                       {"line": self._line, "config": str(self.station.source or ""), "model": ident.label(),
+                       {"line": self.line, "config": str(self.station.source or ""), "model": ident.label(),
                         "weights_sha256": ident.sha256 or "", "config_hash": inspector.config_hash,
                         "trigger": self.trigger_mode, "camera": self.camera.label})
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop cleanly: answer or inspect every queued part, drain every sink, close the log."""
-        with self._submit_lock:
-            if not self._started or self._stopping:
-                return
-            self._stopping = True
-            self._accepting = False
+        if self._phase.enter(Phase.STOPPING, "", *LIVE):
+            self._shut_down(timeout)
+
+    def _shut_down(self, timeout: float) -> None:
         self._stop_evt.set()
         deadline = time.monotonic() + timeout
-        for t in self._threads:
-            if t.ident is None:  # start() failed before the threads ran
+        for t in (self._inspect_thread, self._capture_thread):
+            if t is None or t.ident is None:  # start() failed before the threads ran
                 continue
             t.join(max(0.1, deadline - time.monotonic()))
             if t.is_alive():
                 _logger.error("%s did not stop within %.0f s", t.name, timeout)
-        self._capture_exited.set()
-        if self._watcher is not None:
-            self._watcher.stop()
-        self._reply.stop(max(0.1, deadline - time.monotonic()))
-        for runner in self._sinks:
-            runner.stop(max(0.1, deadline - time.monotonic()))
-        if self._audit_runner is not None:
+        self._flow.capture_exited.set()
+        self._follower.stop()
+        self._outputs.stop_replies_and_sinks(deadline)
+        if self._outputs.logging:
             tally = self.tally
             self.log_event("station_stop", "station", f"station {self.station.station} stopped", "",
                            {"parts": tally.parts, "ok": tally.ok, "ng": tally.ng, "faults": tally.faults,
                             "drops": dict(tally.drops)})
-            self._audit_runner.stop(max(0.1, deadline - time.monotonic()))
-        for runner in self._observers:
-            runner.stop(max(0.1, deadline - time.monotonic()))
+            self._outputs.close_log(deadline)
+        self._outputs.stop_observers(deadline)
         self.camera.close()
         self._release_station()
-        self._stopped = True
+        self._phase.set(Phase.STOPPED)
         _logger.info("station stopped after %d parts", self.tally.parts)
 
     def _release_station(self) -> None:
@@ -277,62 +241,44 @@ class StationLoop:
 
     def done(self) -> bool:
         """True once the run ended by itself (max_parts, source end) and every part is published."""
-        with self._cond:
-            return self._capture_exited.is_set() and self._inflight == 0 and self._published >= self._produced
+        return self._flow.done()
 
     def wait_done(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while not (self._capture_exited.is_set() and self._inflight == 0 and self._published >= self._produced):
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._cond.wait(_POLL_S if left is None else min(left, _POLL_S))
-        return True
+        return self._flow.wait_done(timeout)
 
     def wait_published(self, n: int, timeout: float) -> bool:
         """Wait until ``n`` parts are published (logged, or past the log); False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._published < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(min(left, _POLL_S))
-        return True
+        return self._flow.wait_published(n, timeout)
 
-    # ================================================================== sinks
+    # ================================================================== sinks and events
     def add_sink(self, sink: Sink | Callable[[StationResult], None], *, name: str | None = None,
                  queue_size: int = 64, policy: Policy = "drop_oldest") -> SinkRunner:
         """Attach a sink fed with every result as soon as it is decided (before the log)."""
-        runner = self._runner(sink, name, queue_size, policy)
-        self._sinks.append(runner)
-        return runner
+        return self._attach(self._outputs.runner(sink, name, queue_size, policy, observer=False))
 
     def add_observer(self, observer: Sink | Callable[[StationResult], None], *, name: str | None = None,
                      queue_size: int = 16, policy: Policy = "drop_oldest") -> SinkRunner:
         """Attach an observer (display): fed with each result once it is published to the log."""
-        runner = self._runner(observer, name, queue_size, policy)
-        self._observers.append(runner)
-        return runner
+        return self._attach(self._outputs.runner(observer, name, queue_size, policy, observer=True))
 
-    def _runner(self, sink: Sink | Callable[[StationResult], None], name: str | None, queue_size: int,
-                policy: Policy) -> SinkRunner:
-        if not isinstance(sink, Sink):
-            sink = CallbackSink(sink, name or getattr(sink, "__name__", "observer"))
-        elif name:
-            sink.name = name
-        runner = SinkRunner(sink, queue_size, policy, on_drop=lambda _item: self.tally.drop(f"sink {sink.name}"))
-        if self._started and not self._stopping:
+    def _attach(self, runner: SinkRunner) -> SinkRunner:
+        if self._phase.phase in LIVE:
             runner.start()
         return runner
+
+    @property
+    def audit(self) -> AuditSink | None:
+        """The audit log sink of this run (None without a log)."""
+        return self._outputs.audit
 
     def log_event(self, kind: str, who: str, what: str, old: object = "", new: object = "") -> None:
         """Record a change or incident in the audit log (config, threshold, model, line, camera)."""
         _logger.info("event %s by %s: %s", kind, who, what)
-        if self._audit_runner is not None:
-            event = AuditEvent(kind, who, what, to_text(old), to_text(new), time.time_ns())
-            self._audit_runner.put(event, force=True, timeout=0.5)
+        if self._outputs.logging:
+            self._outputs.log_event(kind, who, what, to_text(old), to_text(new))
+
+    def _camera_event(self, kind: str, detail: str) -> None:
+        self.log_event(kind, "camera", detail)
 
     # ================================================================== StationPort
     def line_names(self) -> tuple[str, ...]:
@@ -340,7 +286,7 @@ class StationLoop:
 
     @property
     def line(self) -> str:
-        return self._line
+        return self._results.line
 
     @property
     def inspector(self) -> Inspector:
@@ -353,7 +299,7 @@ class StationLoop:
     def status(self) -> StationStatus:
         state, detail = self._state()
         version = self._inspector.model_version if self._inspector is not None else "base"
-        return StationStatus(state, self._line, version, detail)
+        return StationStatus(state, self.line, version, detail)
 
     def submit_trigger(self, part_id: str, reply: Callable[[PartVerdict], None]) -> None:
         """Queue one part (PLC link); ``reply`` is called exactly once. Raises TriggerRejected E04 / E05."""
@@ -362,7 +308,7 @@ class StationLoop:
     def trigger(self, part_id: str | None = None) -> Future[PartVerdict]:
         """Software trigger (GUI button, API, tests): the verdict arrives in the returned Future."""
         if part_id is None:
-            with self._submit_lock:
+            with self._phase.lock:
                 self._soft_ids += 1
                 part_id = f"S{self._soft_ids:06d}"
         reply = FutureReply()
@@ -370,19 +316,18 @@ class StationLoop:
         return reply.future
 
     def _submit(self, part_id: str, reply: Callable[[PartVerdict], None], kind: TriggerKind) -> None:
-        with self._submit_lock:
+        with self._phase.lock:
             state, detail = self._state()
-            if state is not StationState.READY or not self._accepting:
+            if state is not StationState.READY:
                 self.tally.reject("E05")
                 msg = f"station not ready ({state.value}): {detail or 'not accepting triggers'}"
                 raise TriggerRejected("E05", msg)
-            with self._cond:
-                self._inflight += 1
+            self._flow.accepted()
             try:
-                self._triggers.submit(Trigger(part_id, kind, reply))
+                self._capture.triggers.submit(Trigger(part_id, kind, reply))
             except TriggerRejected:
                 self.tally.reject("E04")
-                self._finish_one()
+                self._flow.finished()
                 raise
 
     def changeover(self, line: str, who: str = "station") -> None:
@@ -397,185 +342,33 @@ class StationLoop:
             raise UnknownLineError(msg)
         with self._changeover_lock:
             old = self._inspector
-            if line == self._line and old is not None:
+            if line == self.line and old is not None:
                 return
-            self._busy_reason = f"changeover to {line}"
+            self._phase.enter(Phase.CHANGING_OVER, f"changeover to {line}", Phase.RUNNING)
             try:
                 inspector = self.engines.get(line)
-                with self._cond:
-                    if not self._cond.wait_for(lambda: self._inflight == 0, CHANGEOVER_DRAIN_S):
-                        msg = (f"changeover to {line} abandoned: {self._inflight} part(s) still in flight after "
-                               f"{CHANGEOVER_DRAIN_S:.0f} s; the station stays on line {self._line}")
-                        raise InspectorError(msg)
-                self._install(inspector)
-                self._line = line
+                if not self._flow.wait_idle(CHANGEOVER_DRAIN_S):
+                    msg = (f"changeover to {line} abandoned: {self._flow.inflight} part(s) still in flight after "
+                           f"{CHANGEOVER_DRAIN_S:.0f} s; the station stays on line {self.line}")
+                    raise InspectorError(msg)
+                self._install(inspector, line)
                 if self.log_enabled:
                     remember_line(self.log_folder, line)
             finally:
-                self._busy_reason = None
-            self._follow_models(inspector)
+                self._phase.enter(Phase.RUNNING, "", Phase.CHANGING_OVER)
+            self._follower.follow(inspector)
         ident = inspector.backbone.identity
         self.log_event("changeover", who, f"line {old.line.name if old else '-'} -> {line}",
                        {"line": old.line.name, "config_hash": old.config_hash} if old else "",
                        {"line": line, "config_hash": inspector.config_hash, "model": ident.label()})
 
-    def _follow_models(self, inspector: Inspector) -> None:
-        """Run the line's deployed trained version and follow promotions / rollbacks made elsewhere
-        (``inspector models``, the GUI, ``inspector train``): swapped between two frames, logged.
-
-        A damaged or foreign version is logged as ``model_error`` and the line keeps its current heads.
-        """
-        if self._watcher is not None:
-            self._watcher.stop()
-            self._watcher = None
-        if not self.follow_models:
-            return
-        from inspector.training.deploy import DeploymentWatcher
-        from inspector.training.registry import ModelRegistry
-
-        line = inspector.line.name
-        registry = ModelRegistry(self.model_dir, line)
-
-        def swapped(old: str, new: str) -> None:
-            who, why = "registry", ""
-            try:  # who deployed it, from the registry's history
-                last = registry.deployment()["history"][-1]
-                if str(last.get("version")) == new:
-                    who = str(last.get("who") or who)
-                    why = f" ({last.get('action', 'deploy')}{': ' + last['reason'] if last.get('reason') else ''})"
-            except Exception:  # the swap happened; the name is a courtesy
-                pass
-            self.log_event("model_swap", who, f"line {line}: model {old} -> {new}{why}", old, new)
-
-        def failed(exc: Exception) -> None:
-            self.log_event("model_error", "registry",
-                           f"line {line}: deployed model not applied, still running {inspector.model_version}: "
-                           f"{exc}"[:500])
-
-        watcher = DeploymentWatcher(inspector, registry, interval_s=MODEL_POLL_S, on_swap=swapped, on_error=failed)
-        watcher.check()  # the deployed version before the first frame
-        self._watcher = watcher.start()
-
-    def _install(self, inspector: Inspector) -> None:
-        classes = list(inspector.line.prompts.defects)
-        classes += [n for n in inspector.defect_names if n not in classes]
+    def _install(self, inspector: Inspector, line: str) -> None:
         with self._engine_lock:
             self._inspector = inspector
-            self._defect_classes = tuple(classes)
+            self._results.install(inspector, line)
 
     def _state(self) -> tuple[StationState, str]:
-        if self._stopped:
-            return StationState.FAULT, "station stopped"
-        if not self._started:
-            return StationState.BUSY, "starting"
-        if self._stopping:
-            return StationState.BUSY, "stopping"
-        if self._fatal:
-            return StationState.FAULT, self._fatal
-        if self._busy_reason:
-            return StationState.BUSY, self._busy_reason
-        if self._ended:
-            return StationState.BUSY, self._ended
-        if not self.camera.connected:
-            return StationState.FAULT, f"{self.camera.last_error}; next attempt in {self.camera.retry_in():.1f} s"
-        audit = self._audit
-        if audit is not None and audit.failed and self.station.log.required:
-            return StationState.FAULT, f"audit log: {audit.failed}"
-        return StationState.READY, ""
-
-    # ================================================================== capture thread
-    def _capture_loop(self) -> None:
-        reason = "station stopped before the part was inspected"
-        if self._clock is not None:
-            self._clock.reset()
-        try:
-            while not self._stop_evt.is_set():
-                if self.max_parts is not None and self._produced >= self.max_parts:
-                    self._ended = reason = f"run complete ({self.max_parts} parts)"
-                    break
-                if not self.camera.connected and not self.camera.connect():
-                    self._serve_while_down()
-                    continue
-                trig = self._next_trigger()
-                if trig is not None:
-                    self._capture(trig)
-                if self._ended:
-                    reason = self._ended
-                    break
-        except Exception:  # a bug here must not leave triggers unanswered
-            _logger.exception("capture thread failed")
-            self._fatal = reason = "station capture failed (see the station log)"
-        finally:
-            with self._submit_lock:
-                self._accepting = False
-                left = self._triggers.drain()
-            for trig in left:
-                self._queue_job(_Job(trig, None, reason, time.perf_counter(), time.perf_counter()))
-            self._capture_exited.set()
-            with self._cond:
-                self._cond.notify_all()
-
-    def _serve_while_down(self) -> None:
-        """Camera down: answer waiting triggers with FAULT, wait for the next reconnect attempt."""
-        trig = self._triggers.get(min(max(self.camera.retry_in(), 0.01), _POLL_S))
-        if trig is not None:
-            now = time.perf_counter()
-            self._queue_job(_Job(trig, None, self.camera.last_error or "camera not connected", now, now))
-        if self._clock is not None:
-            self._clock.reset()
-
-    def _next_trigger(self) -> Trigger | None:
-        clock = self._clock
-        if clock is None or self._busy_reason:
-            if clock is not None:
-                clock.reset()
-            return self._triggers.get(_POLL_S)
-        trig = self._triggers.get(min(max(clock.wait_time(), 0.0), _POLL_S))
-        if trig is not None:
-            return trig
-        if not clock.take():
-            return None
-        if clock.late:
-            self.tally.drop("free-run ticks missed: capture busy", clock.late)
-            clock.late = 0
-        if self._jobs.full():
-            self.tally.drop("free-run frames dropped: inspection busy")
-            return None
-        with self._cond:
-            self._inflight += 1
-        return Trigger(None, "free_run")
-
-    def _capture(self, trig: Trigger) -> None:
-        t0 = time.perf_counter()
-        frame: Frame | None = None
-        fault: str | None = None
-        ref, hint = "", None
-        try:
-            frame = self.camera.grab()
-        except CameraError as exc:
-            fault = str(exc)
-        except BadFrame as exc:
-            fault, ref, hint = f"bad frame: {exc}", exc.ref, exc.part_id
-        except SourceExhausted as exc:
-            self._ended = str(exc)
-            fault = str(exc)
-        if fault is not None and trig.kind == "free_run" and not fault.startswith("bad frame"):
-            self._finish_one()  # no part behind a free-run tick without a frame: nothing to answer
-            return
-        self._queue_job(_Job(trig, frame, fault, t0, time.perf_counter(), ref=ref, part_hint=hint))
-
-    def _queue_job(self, job: _Job) -> None:
-        # Blocking: capture is the only producer, so a full queue is back-pressure (then E04).
-        while True:
-            try:
-                self._jobs.put(job, timeout=_POLL_S)
-                break
-            except queue.Full:
-                if not self._threads[0].is_alive():
-                    _logger.error("inspection thread is gone; part %s cannot be inspected", job.trigger.part_id)
-                    return
-        with self._cond:
-            self._produced += 1
+        return self._phase.state(self.camera, self._outputs.audit, self.station.log.required)
 
     # ================================================================== inspect thread
     def _inspect_loop(self) -> None:
@@ -583,7 +376,7 @@ class StationLoop:
             try:
                 job = self._jobs.get(timeout=_POLL_S)
             except queue.Empty:
-                if self._capture_exited.is_set() and self._jobs.empty():
+                if self._flow.capture_exited.is_set() and self._jobs.empty():
                     return
                 continue
             batch = [job]
@@ -600,7 +393,7 @@ class StationLoop:
                     if not j.published:
                         self._publish(j, None, "station error (see the station log)", None, self._inspector)
 
-    def _process(self, batch: list[_Job]) -> None:
+    def _process(self, batch: list[Job]) -> None:
         with self._engine_lock:
             inspector = self._inspector
         good = [j for j in batch if j.fault is None and j.frame is not None]
@@ -619,7 +412,7 @@ class StationLoop:
             fault = job.fault or (error if result is None else None)
             self._publish(job, result, fault, t0, inspector)
 
-    def _publish(self, job: _Job, result: InspectionResult | None, fault: str | None, t_inspect: float | None,
+    def _publish(self, job: Job, result: InspectionResult | None, fault: str | None, t_inspect: float | None,
                  inspector: Inspector | None) -> None:
         """Number, answer and hand out one part. Exactly once per job, whatever fails."""
         if job.published:
@@ -627,145 +420,24 @@ class StationLoop:
         job.published = True
         self._seq += 1
         try:
-            verdict, sr = self._build(job, self._seq, result, fault, t_inspect, inspector)
+            sr = self._results.build(job, self._seq, result, fault, t_inspect, inspector)
         except Exception:
             _logger.exception("building the result of part %s failed", job.trigger.part_id)
-            verdict, sr = self._build(job, self._seq, None, "station error (see the station log)", None, inspector)
+            sr = self._results.build(job, self._seq, None, "station error (see the station log)", None, inspector)
         if job.trigger.reply is not None:
-            self._reply.put((job.trigger.reply, verdict))
+            self._outputs.answer(job.trigger.reply, sr.verdict)
         try:
-            self.tally.count(verdict.verdict, verdict.fault is not None, verdict.defect, sr.seq, sr.timings_ms)
-            for runner in self._sinks:
-                runner.put(sr)
-            if self._audit_runner is not None:
-                self._audit_runner.put(sr)
-            else:
-                self._to_observers([sr])
+            self._outputs.hand_out(sr)
         except Exception:
             _logger.exception("handing part %s to the sinks failed", sr.part_id)
         finally:
-            self._finish_one()
-
-    def _build(self, job: _Job, seq: int, result: InspectionResult | None, fault: str | None,
-               t_inspect: float | None, inspector: Inspector | None) -> tuple[PartVerdict, StationResult]:
-        trig, frame = job.trigger, job.frame
-        timings: dict[str, float] = {"trigger_queue": (job.capture_start - trig.accepted) * 1000.0}
-        if frame is not None:
-            timings["capture"] = (job.captured - job.capture_start) * 1000.0
-        if t_inspect is not None and result is not None:
-            timings["inspect_queue"] = (t_inspect - job.captured) * 1000.0
-            for stage, ms in result.timings_ms.items():
-                timings["inspect" if stage == "total" else stage] = ms
-        t_decide = time.perf_counter()
-        part_id = trig.part_id or (frame.part_id if frame is not None else job.part_hint) or f"F{seq:08d}"
-        if result is None:
-            verdict = PartVerdict.failed(part_id, fault or "not inspected", "FAULT", seq)
-        else:
-            defect = result.defect if result.verdict == "NG" else None
-            index = self._defect_classes.index(defect) + 1 if defect in self._defect_classes else 0
-            verdict = PartVerdict(part_id, result.verdict, float(result.score), defect, index, seq)
-        now = time.perf_counter()
-        timings["publish"] = (now - t_decide) * 1000.0
-        timings["total"] = (now - trig.accepted) * 1000.0
-        ident = inspector.backbone.identity if inspector is not None else None
-        sr = StationResult(
-            seq=seq,
-            part_id=part_id,
-            time_ns=frame.time_ns if frame is not None else time.time_ns(),
-            line=result.line if result is not None else self._line,
-            verdict=verdict,
-            trigger=trig.kind,
-            timings_ms=timings,
-            result=result,
-            frame=frame.image if frame is not None else None,
-            frame_ref=frame.ref if frame is not None else job.ref,
-            truth=frame.truth if frame is not None else None,
-            model=ident.label() if ident else "",
-            model_name=ident.model if ident else "",
-            weights_sha256=ident.sha256 if ident else None,
-            # The result's own version: a swap between inspection and publishing must not relabel it.
-            model_version=result.model_version if result is not None else (
-                inspector.model_version if inspector is not None else ""),
-            config_hash=inspector.config_hash if inspector is not None else "",
-            untrained=bool(ident and ident.untrained),
-        )
-        return verdict, sr
-
-    def _finish_one(self) -> None:
-        with self._cond:
-            self._inflight -= 1
-            self._cond.notify_all()
-
-    # ================================================================== after the log
-    def _on_written(self, results: list[StationResult], logged: bool) -> None:
-        if not logged:
-            self.tally.drop("records not logged: log write failed", len(results))
-        self._to_observers(results)
-
-    def _on_audit_drop(self, item: Any) -> None:
-        if isinstance(item, StationResult):
-            assert self._audit is not None
-            self._audit.note_dropped(item)
-            self.tally.drop("records not logged: log queue full")
-            self._to_observers([item])
-        else:
-            _logger.error("audit event lost (log queue full): %s", item)
-
-    def _to_observers(self, results: list[StationResult]) -> None:
-        for runner in self._observers:
-            for sr in results:
-                runner.put(sr)
-        with self._cond:
-            self._published += len(results)
-            self._cond.notify_all()
-
-    def _camera_event(self, kind: str, detail: str) -> None:
-        self.log_event(kind, "camera", detail)
+            self._flow.finished()
 
     # ================================================================== figures
     def stats(self) -> LoopStats:
         state, detail = self._state()
-        inspector = self._inspector
-        ident = inspector.backbone.identity if inspector is not None else None
-        cam = self.camera
-        audit = self._audit
-        write_ms = audit.write_percentiles() if audit is not None else (0.0, 0.0)
-        t = self.tally
-        sinks = [r.stats() for r in [self._reply, *self._sinks, *self._observers]]
-        if self._audit_runner is not None:
-            sinks.insert(1, self._audit_runner.stats())
-        return LoopStats(
-            state=state,
-            detail=detail,
-            station=self.station.station,
-            line=self._line,
-            model=ident.label() if ident else "",
-            model_version=inspector.model_version if inspector is not None else "",
-            untrained=bool(ident and ident.untrained),
-            trigger_mode=self.trigger_mode,
-            uptime_s=time.monotonic() - self._t_start,
-            parts=t.parts,
-            ok=t.ok,
-            ng=t.ng,
-            faults=t.faults,
-            last_seq=t.last_seq,
-            rate_fps=t.rate(),
-            latency_ms=t.latency(),
-            stage_ms=t.stage_means(),
-            drops=dict(t.drops),
-            rejected=dict(t.rejected),
-            defects=dict(t.defects),
-            camera=CameraStats(cam.label, cam.connected, cam.frames, cam.bad_frames, cam.losses, cam.reconnects,
-                               cam.last_error, cam.retry_in()),
-            log=LogStats(
-                enabled=audit is not None,
-                path=str(audit.writer.path or self.log_folder) if audit is not None else "",
-                published=audit.published if audit is not None else 0,
-                failed=audit.failed if audit is not None else None,
-                write_ms_p50=write_ms[0],
-                write_ms_p95=write_ms[1],
-                files=[str(p) for p in audit.writer.files] if audit is not None else [],
-                recovered_files=[p.name for p in audit.writer.recovered] if audit is not None else [],
-            ),
-            sinks=sinks,
-        )
+        return loop_stats(state=state, detail=detail, station=self.station.station, line=self.line,
+                          model=ModelStamp.of(self._inspector), trigger_mode=self.trigger_mode,
+                          uptime_s=time.monotonic() - self._t_start, tally=self.tally,
+                          camera=camera_stats(self.camera), log=log_stats(self._outputs.audit, self.log_folder),
+                          sinks=self._outputs.sink_stats())

@@ -28,11 +28,11 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from inspector.audit import inbox
-from inspector.audit.h5log import AuditEvent, AuditLogError, AuditRecord, AuditWriter
-from inspector.audit.media import downsample_heatmap, encode_frame, encode_thumbnail
+from inspector.audit.h5log import AuditLogError, AuditWriter
+from inspector.audit.records import AuditEvent
 from inspector.config.log import LogSpec
-from inspector.decision.result import InspectionResult
 from inspector.plc.port import PartVerdict
+from inspector.station.results import StationResult, audit_record
 
 _logger = logging.getLogger(__name__)
 
@@ -44,37 +44,6 @@ MAX_UNWRITTEN_EVENTS = 1000
 # on a still-full disk costs a free-space check or one failed probe write.
 LOG_RETRY_S = 0.5
 INBOX_POLL_S = 0.5  # how often the log sink looks for events handed in by other processes
-
-
-@dataclass(frozen=True)
-class StationResult:
-    """One part as every sink sees it (read-only: sinks share the same object)."""
-
-    seq: int
-    part_id: str
-    time_ns: int  # UTC ns: when the frame was grabbed (or the fault happened)
-    line: str
-    verdict: PartVerdict
-    trigger: str  # free_run | plc | software
-    timings_ms: dict[str, float]  # station stages + the engine's stages (see inspector.audit.schema.STAGES)
-    result: InspectionResult | None = None  # None when the part was not inspected
-    frame: np.ndarray | None = None  # the validated RGB frame (None when none was grabbed)
-    frame_ref: str = ""
-    truth: str | None = None
-    model: str = ""  # backbone label
-    model_name: str = ""
-    weights_sha256: str | None = None
-    model_version: str = "base"
-    config_hash: str = ""
-    untrained: bool = False
-
-    @property
-    def fault(self) -> str | None:
-        return self.verdict.fault
-
-    @property
-    def ok(self) -> bool:
-        return self.verdict.verdict == "OK"
 
 
 @runtime_checkable
@@ -291,44 +260,6 @@ class SinkRunner:
 # The audit log sink
 
 
-def make_record(sr: StationResult, spec: LogSpec) -> AuditRecord:
-    """StationResult -> AuditRecord, encoding the thumbnail, heatmap and (per spec) the full frame."""
-    r = sr.result
-    v = sr.verdict
-    frame = sr.frame
-    save_frame = frame is not None and (spec.save_full_frames == "all"
-                                        or (spec.save_full_frames == "ng" and v.verdict == "NG"))
-    return AuditRecord(
-        seq=sr.seq,
-        time_ns=sr.time_ns,
-        part_id=sr.part_id,
-        line=sr.line,
-        verdict=v.verdict,
-        score=v.score,
-        threshold=r.threshold if r is not None else float("nan"),
-        defect=v.defect,
-        defect_index=v.defect_index,
-        defect_confidence=r.defect_confidence if r is not None else None,
-        fault=v.fault,
-        trigger=sr.trigger,
-        frame_ref=sr.frame_ref,
-        truth=sr.truth,
-        model=sr.model,
-        model_name=sr.model_name,
-        weights_sha256=sr.weights_sha256,
-        model_version=sr.model_version,
-        config_hash=sr.config_hash,
-        untrained=sr.untrained,
-        n_regions=len(r.regions) if r is not None else 0,
-        roi=tuple(r.roi) if r is not None else (0, 0, 0, 0),  # type: ignore[arg-type]
-        stage_ms=sr.timings_ms,
-        embedding=r.embedding if r is not None else None,
-        heatmap=downsample_heatmap(r.anomaly_map, spec.heatmap_px) if r is not None else None,
-        thumbnail_jpeg=encode_thumbnail(frame, spec.thumbnail_px, spec.jpeg_quality) if frame is not None else b"",
-        frame_png=encode_frame(frame) if save_frame else b"",
-    )
-
-
 class AuditSink(Sink):
     """Writes results and events to the audit log, then hands the results on as published.
 
@@ -380,7 +311,7 @@ class AuditSink(Sink):
         self._last_try = time.monotonic()
         t0 = time.perf_counter()
         try:
-            records = [make_record(r, self.spec) for r in results]
+            records = [audit_record(r, self.spec) for r in results]
             self.writer.write(records, events)
         except Exception as exc:
             self.failed = str(exc)

@@ -22,13 +22,12 @@ import hashlib
 import json
 import logging
 import os
-import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inspector.errors import InspectorError
-from inspector.files import atomic_write_text
+from inspector.files import FolderLock, atomic_write_text
 
 try:
     import fcntl
@@ -41,7 +40,7 @@ if TYPE_CHECKING:
 _logger = logging.getLogger(__name__)
 
 STATION_LOCK_NAME = ".station.lock"
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)  # (POSIX: a child process such as a camera helper never inherits the lock)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)  # (POSIX: a child process such as a camera helper never inherits it)
 LINE_MEMORY_NAME = ".station-line.json"
 
 
@@ -49,70 +48,19 @@ class StationBusyError(InspectorError):
     """Another process is the active station of this log folder."""
 
 
-class StationLock:
-    """Exclusive lock on ``folder/.station.lock``; the holder's pid and host are written into it."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
-        self.path = self.folder / STATION_LOCK_NAME
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _CLOEXEC, 0o644)
-        except OSError as exc:
-            msg = f"cannot create the station lock {self.path}: {exc}; check log.folder (or --log-dir) is writable"
-            raise InspectorError(msg) from exc
-        self.held = False
-
-    def holder(self) -> str:
-        """What the current holder wrote (``pid 123 on host``), or "another process"."""
-        with contextlib.suppress(OSError, AttributeError):  # (no pread on Windows)
-            text = os.pread(self._fd, 200, 0).decode(errors="replace").strip()
-            if text:
-                return text
-        return "another process"
-
-    def try_acquire(self) -> bool:
-        if fcntl is None:  # pragma: no cover - Windows
-            _logger.warning("no file locking on this platform: run one station per log folder")
-            self.held = True
-            return True
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        self._claim()
-        return True
-
-    def acquire(self) -> None:
-        """Block until this process holds the lock (Ctrl-C / SIGTERM interrupt the wait)."""
-        if fcntl is None:  # pragma: no cover - Windows
-            msg = "a warm standby needs POSIX file locks (flock); on Windows let the service manager restart it"
-            raise InspectorError(msg)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        self._claim()
-
-    def release(self) -> None:
-        """Give the lock up (closing the descriptor releases it; so does the process ending)."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-        self.held = False
-
-    def _claim(self) -> None:
-        self.held = True
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
-
-    def __enter__(self) -> StationLock:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+def station_lock(folder: Path) -> FolderLock:
+    """The (not yet taken) station lock of a log folder: ``try_acquire`` to start, ``acquire`` to wait as a standby."""
+    path = Path(folder) / STATION_LOCK_NAME
+    try:
+        return FolderLock(folder, STATION_LOCK_NAME)
+    except OSError as exc:
+        msg = f"cannot create the station lock {path}: {exc}; check log.folder (or --log-dir) is writable"
+        raise InspectorError(msg) from exc
 
 
-def claim_station(folder: Path) -> StationLock:
+def claim_station(folder: Path) -> FolderLock:
     """The lock of an active station, taken now; :class:`StationBusyError` naming the holder when taken."""
-    lock = StationLock(folder)
+    lock = station_lock(folder)
     if not lock.try_acquire():
         holder = lock.holder()
         lock.release()

@@ -6,12 +6,19 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from inspector.decision.result import VerdictCounts
 from inspector.plc.port import StationState
 from inspector.station.sinks import SinkStats
+
+if TYPE_CHECKING:
+    from inspector.station.results import ModelStamp
+    from inspector.station.sinks import AuditSink
+    from inspector.station.sources import Camera
 
 RATE_WINDOW_S = 10.0
 LATENCY_WINDOW = 256
@@ -138,3 +145,57 @@ class Tally:
             for k, v in row.items():
                 names.setdefault(k, []).append(v)
         return {k: float(np.mean(v)) for k, v in names.items()}
+
+
+def camera_stats(cam: Camera) -> CameraStats:
+    return CameraStats(cam.label, cam.connected, cam.frames, cam.bad_frames, cam.losses, cam.reconnects,
+                       cam.last_error, cam.retry_in())
+
+
+def log_stats(audit: AuditSink | None, folder: Path) -> LogStats:
+    """The audit log's figures (``audit`` None: the run does not log)."""
+    if audit is None:
+        return LogStats(enabled=False, path="", published=0, failed=None, write_ms_p50=0.0, write_ms_p95=0.0)
+    write_ms = audit.write_percentiles()
+    return LogStats(
+        enabled=True,
+        path=str(audit.writer.path or folder),
+        published=audit.published,
+        failed=audit.failed,
+        write_ms_p50=write_ms[0],
+        write_ms_p95=write_ms[1],
+        files=[str(p) for p in audit.writer.files],
+        recovered_files=[p.name for p in audit.writer.recovered],
+    )
+
+
+def loop_stats(*, state: StationState, detail: str, station: str, line: str, model: ModelStamp,
+               trigger_mode: str, uptime_s: float, tally: Tally, camera: CameraStats, log: LogStats,
+               sinks: list[SinkStats]) -> LoopStats:
+    """One snapshot of a running station from its parts' figures."""
+    t = tally
+    return LoopStats(
+        state=state,
+        detail=detail,
+        station=station,
+        line=line,
+        model=model.label,
+        model_version=model.version,
+        untrained=model.untrained,
+        trigger_mode=trigger_mode,
+        uptime_s=uptime_s,
+        parts=t.parts,
+        ok=t.ok,
+        ng=t.ng,
+        faults=t.faults,
+        last_seq=t.last_seq,
+        rate_fps=t.rate(),
+        latency_ms=t.latency(),
+        stage_ms=t.stage_means(),
+        drops=dict(t.drops),
+        rejected=dict(t.rejected),
+        defects=dict(t.defects),
+        camera=camera,
+        log=log,
+        sinks=sinks,
+    )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inspector.audit.h5log import AuditRecord
 from inspector.audit.media import downsample_heatmap, encode_frame, encode_thumbnail
+from inspector.audit.records import AuditRecord
 
 T0 = 1_780_000_000_000_000_000  # a fixed UTC time (2026) in ns
 

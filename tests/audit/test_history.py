@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from inspector.audit.export import CSV_COLUMNS
-from inspector.audit.h5log import AuditRecord, AuditWriter
+from inspector.audit.h5log import AuditWriter
 from inspector.audit.history import (
     ALL,
     FAULT,
@@ -22,6 +22,7 @@ from inspector.audit.history import (
     record_media,
 )
 from inspector.audit.media import downsample_heatmap, encode_thumbnail
+from inspector.audit.records import AuditRecord
 
 T0 = 1_780_000_000_000_000_000  # 2026-05-28, UTC ns
 MODEL, DIM = "tiny|random", 16

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from inspector.audit import inbox
-from inspector.audit.h5log import AuditEvent
+from inspector.audit.records import AuditEvent
 
 
 def test_post_pending_done_in_order(tmp_path: Path) -> None:

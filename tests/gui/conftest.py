@@ -6,19 +6,16 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import shutil
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import tiny_line
+from tests.station.conftest import write_handle_station
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / "fewshot_data" / "demo"
 PIN = "2468"
 
 
@@ -56,37 +53,10 @@ def fitted_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("inspector-cache")
 
 
-def _fewshot(folder: Path) -> None:
-    (folder / "good").mkdir(parents=True)
-    for name in ("good_000.png", "good_001.png", "good_002.png", "good_003.png"):
-        shutil.copy(DEMO / "good" / name, folder / "good" / name)
-    (folder / "defect" / "scratch").mkdir(parents=True)
-    shutil.copy(DEMO / "defect" / "scratch" / "scratch_000.png", folder / "defect" / "scratch" / "scratch_000.png")
-
-
 @pytest.fixture
 def station_config(tmp_path: Path, fitted_cache: Path) -> Path:
     """A station YAML on the tiny architecture: two lines, synthetic camera, free-run, audit log in tmp."""
-    _fewshot(tmp_path / "fewshot")
-    lines = []
-    for name in ("ring", "ring2"):
-        line = tiny_line(name=name, fewshot={"folder": "fewshot", "max_shots": 4, "augment": False},
-                         heads={"zero_shot": 1.0, "references": 1.0, "probe": 0.0},
-                         training={"max_epochs": 2, "heads": ["clip_adapter", "patch"],
-                                   "validation": {"folds": 2}})
-        lines.append(line)
-    config = {
-        "station": "test-station",
-        "cache_dir": str(fitted_cache),
-        "model_dir": "models",
-        "lines": lines,
-        "camera": {"kind": "synthetic", "synthetic": {"size": [128, 128], "defect_rate": 0.5}},
-        "trigger": {"mode": "free_run", "rate_hz": 8.0},
-        "log": {"folder": "logs", "fsync_interval_s": None, "min_free_mb": 1},
-    }
-    path = tmp_path / "station.yaml"
-    path.write_text("# test station\n" + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    return path
+    return write_handle_station(tmp_path, fitted_cache)
 
 
 @pytest.fixture

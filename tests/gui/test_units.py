@@ -35,7 +35,7 @@ def test_pin_store_hashes_and_locks(tmp_path):
 def test_display_feed_drops_frames_not_parts(qtbot):
     from gui.workers import DisplayFeed
     from inspector.plc.port import PartVerdict
-    from inspector.station.sinks import StationResult
+    from inspector.station.results import StationResult
 
     feed = DisplayFeed()
     frame = np.zeros((32, 32, 3), np.uint8)

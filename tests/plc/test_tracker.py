@@ -29,6 +29,8 @@ class ScriptedPort:
     def line_names(self) -> tuple[str, ...]:
         return ("ring",)
 
+    def log_event(self, kind: str, who: str, what: str, old: object = "", new: object = "") -> None: ...
+
 
 class Inbox:
     def __init__(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -10,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 from inspector.backbone.registry import TINY_MODEL
 from inspector.config import StationConfig, parse_station_config
@@ -19,8 +21,11 @@ from inspector.engine import Inspector
 from inspector.station.engines import EngineCache
 from inspector.station.sources import CameraError, FrameSource, RawFrame, SourceExhausted, SyntheticSource
 from inspector.text.embeddings import TextEmbeddingCache
+from tests.conftest import tiny_line
 
 SIZE = 64
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "fewshot_data" / "demo"
 
 
 def tiny_station_dict(tmp_path: Path, cache_dir: Path, lines: Sequence[str] = ("ring",), **sections: Any) -> dict:
@@ -42,6 +47,33 @@ def tiny_station_dict(tmp_path: Path, cache_dir: Path, lines: Sequence[str] = ("
     for key, value in sections.items():
         data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
     return data
+
+
+def write_handle_station(folder: Path, cache_dir: Path) -> Path:
+    """A station YAML as the GUI runs it, on the tiny architecture: lines ring and ring2 fitted on demo samples
+    (``folder/fewshot``), synthetic 128 px camera, free-run 8 Hz, audit log in ``folder/logs``."""
+    fewshot = folder / "fewshot"
+    (fewshot / "good").mkdir(parents=True)
+    for name in ("good_000.png", "good_001.png", "good_002.png", "good_003.png"):
+        shutil.copy(DEMO / "good" / name, fewshot / "good" / name)
+    (fewshot / "defect" / "scratch").mkdir(parents=True)
+    shutil.copy(DEMO / "defect" / "scratch" / "scratch_000.png", fewshot / "defect" / "scratch" / "scratch_000.png")
+    lines = [tiny_line(name=name, fewshot={"folder": "fewshot", "max_shots": 4, "augment": False},
+                       heads={"zero_shot": 1.0, "references": 1.0, "probe": 0.0},
+                       training={"max_epochs": 2, "heads": ["clip_adapter", "patch"], "validation": {"folds": 2}})
+             for name in ("ring", "ring2")]
+    config = {
+        "station": "test-station",
+        "cache_dir": str(cache_dir),
+        "model_dir": "models",
+        "lines": lines,
+        "camera": {"kind": "synthetic", "synthetic": {"size": [128, 128], "defect_rate": 0.5}},
+        "trigger": {"mode": "free_run", "rate_hz": 8.0},
+        "log": {"folder": "logs", "fsync_interval_s": None, "min_free_mb": 1},
+    }
+    path = folder / "station.yaml"
+    path.write_text("# test station\n" + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
 
 
 @pytest.fixture(scope="session")

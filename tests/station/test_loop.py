@@ -17,7 +17,7 @@ from inspector.audit.reader import AuditReader
 from inspector.plc.port import PartVerdict, StationPort, StationState, TriggerRejected, UnknownLineError
 from inspector.station.engines import EngineCache
 from inspector.station.loop import StationLoop
-from inspector.station.sinks import StationResult
+from inspector.station.results import StationResult
 from tests.station.conftest import SIZE, FlakySource, GateSource, ScriptedSource, good_frame, wait_for
 
 TIMEOUT = 60.0
@@ -227,7 +227,7 @@ def test_log_overflow_is_counted_and_recorded(make_station, engines_for, tmp_pat
     published: list[int] = []
     loop.add_observer(lambda r: published.append(r.seq), queue_size=64, policy="block")
     loop.start()
-    writer = loop._audit.writer
+    writer = loop.audit.writer
     real_write = writer.write
     blocked = threading.Event()
 
@@ -267,7 +267,7 @@ def test_log_that_cannot_write(make_station, engines_for, tmp_path: Path, requir
             assert loop.trigger("N1").result(TIMEOUT).fault is None
             wait_for(lambda: loop.stats().drops.get("records not logged: log write failed") == 1,
                      what="counted lost record")
-            audit = loop._audit
+            audit = loop.audit
             audit.retry_s = 0.01
             audit.writer.spec = audit.writer.spec.model_copy(update={"min_free_mb": 0})  # disk space freed
             wait_for(lambda: loop.stats().log.failed is None, what="log recovery")
@@ -288,7 +288,7 @@ def test_a_required_log_resumes_within_a_second_of_space_returning(make_station,
     with StationLoop(station, engines=engines_for(station)) as loop:
         wait_for(lambda: loop.stats().log.failed is not None, what="log failure")
         time.sleep(0.3)  # a retry or two fail meanwhile
-        audit = loop._audit
+        audit = loop.audit
         audit.writer.spec = audit.writer.spec.model_copy(update={"min_free_mb": 0})  # disk space freed
         freed = time.monotonic()
         wait_for(lambda: loop.status().state is StationState.READY, timeout=10, what="log recovery")
@@ -333,7 +333,7 @@ def test_changeover_without_restart_or_backbone_reload(make_station, fitted, tmp
 def test_events_handed_in_are_written_by_the_running_station(make_station, engines_for, tmp_path: Path) -> None:
     """Another process (the CLI) posts an event while the station idles: it lands in the station's log."""
     from inspector.audit import inbox
-    from inspector.audit.h5log import AuditEvent
+    from inspector.audit.records import AuditEvent
 
     station = make_station()  # software trigger: no part comes, the log sink is idle
     with StationLoop(station, engines=engines_for(station)) as loop:

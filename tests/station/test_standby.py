@@ -19,16 +19,16 @@ from inspector.station.process import StationProcess, kill_all
 from inspector.station.standby import (
     LINE_MEMORY_NAME,
     StationBusyError,
-    StationLock,
     claim_station,
     remember_line,
     remembered_line,
     station_fingerprint,
+    station_lock,
     wait_writer_free,
 )
 from tests.station.conftest import tiny_station_dict
 
-# --- the lock (in-process: flock locks belong to open file descriptions, so two StationLocks conflict) --------
+# --- the lock (in-process: flock locks belong to open file descriptions, so two station locks conflict) --------
 
 
 def test_claim_refuses_a_second_station_and_names_the_first(tmp_path: Path) -> None:
@@ -42,7 +42,7 @@ def test_claim_refuses_a_second_station_and_names_the_first(tmp_path: Path) -> N
 
 def test_a_waiting_standby_gets_the_lock_when_the_holder_releases(tmp_path: Path) -> None:
     active = claim_station(tmp_path)
-    standby = StationLock(tmp_path)
+    standby = station_lock(tmp_path)
     assert not standby.try_acquire()
     got = threading.Event()
 
@@ -113,7 +113,7 @@ def test_unwritable_folder_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(InspectorError, match=r"station lock .*log\.folder"):
-        StationLock(blocker / "logs")
+        station_lock(blocker / "logs")
 
 
 def test_fingerprint_follows_the_config_and_the_fewshot_folder(tmp_path: Path, text_cache_dir: Path) -> None:

@@ -1,0 +1,130 @@
+"""Where each decided part goes: the reply, the extra sinks, the audit log, and after the log the observers.
+
+The inspection thread only enqueues (:meth:`Outputs.publish`); each consumer runs on its own
+:class:`~inspector.station.sinks.SinkRunner`. Observers (dashboard, GUI) are fed by the audit sink
+after each flush, so what they show is already in the log; without a log they are fed at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from inspector.audit.h5log import AuditWriter
+from inspector.audit.records import AuditEvent
+from inspector.config.log import LogSpec
+from inspector.plc.port import PartVerdict
+from inspector.station.flow import PartFlow
+from inspector.station.results import StationResult
+from inspector.station.sinks import AuditSink, CallbackSink, Policy, ReplySink, Sink, SinkRunner, SinkStats
+from inspector.station.stats import Tally
+
+_logger = logging.getLogger(__name__)
+
+
+class Outputs:
+    """The reply runner, the sinks, the audit log sink and the observers of one station run."""
+
+    def __init__(self, tally: Tally, flow: PartFlow, reply_room: int) -> None:
+        self._tally = tally
+        self._flow = flow
+        self._reply = SinkRunner(ReplySink(), queue_size=reply_room, policy="block")
+        self._sinks: list[SinkRunner] = []
+        self._observers: list[SinkRunner] = []
+        self.audit: AuditSink | None = None
+        self._audit_runner: SinkRunner | None = None
+
+    # ------------------------------------------------------------------ wiring
+    def runner(self, sink: Sink | Callable[[StationResult], None], name: str | None, queue_size: int,
+               policy: Policy, *, observer: bool) -> SinkRunner:
+        """A runner for ``sink`` (a plain function is wrapped), attached as a sink or an observer (not started)."""
+        if not isinstance(sink, Sink):
+            sink = CallbackSink(sink, name or getattr(sink, "__name__", "observer"))
+        elif name:
+            sink.name = name
+        runner = SinkRunner(sink, queue_size, policy, on_drop=lambda _item: self._tally.drop(f"sink {sink.name}"))
+        (self._observers if observer else self._sinks).append(runner)
+        return runner
+
+    def open_log(self, writer: AuditWriter, spec: LogSpec, inbox_folder: Path) -> None:
+        """Write every result and event to ``writer`` from now on (started at once: events come before parts)."""
+        self.audit = AuditSink(writer, spec, on_written=self._on_written, inbox_folder=inbox_folder)
+        self._audit_runner = SinkRunner(self.audit, spec.queue_size, "drop_newest", max_batch=64,
+                                        on_drop=self._on_audit_drop).start()
+
+    def start(self) -> None:
+        self._reply.start()
+        for runner in self._sinks + self._observers:
+            runner.start()
+
+    # ------------------------------------------------------------------ feeding
+    def answer(self, reply: Callable[[PartVerdict], None], verdict: PartVerdict) -> None:
+        """Queue the trigger's answer (the reply runner never drops: each accepted trigger gets one)."""
+        self._reply.put((reply, verdict))
+
+    def hand_out(self, sr: StationResult) -> None:
+        """Count the part, then hand it to the sinks and to the log (or straight to the observers)."""
+        self._tally.count(sr.verdict.verdict, sr.fault is not None, sr.verdict.defect, sr.seq, sr.timings_ms)
+        for runner in self._sinks:
+            runner.put(sr)
+        if self._audit_runner is not None:
+            self._audit_runner.put(sr)
+        else:
+            self._to_observers([sr])
+
+    def log_event(self, kind: str, who: str, what: str, old: str, new: str) -> None:
+        if self._audit_runner is not None:
+            event = AuditEvent(kind, who, what, old, new, time.time_ns())
+            self._audit_runner.put(event, force=True, timeout=0.5)
+
+    @property
+    def logging(self) -> bool:
+        return self._audit_runner is not None
+
+    def _on_written(self, results: list[StationResult], logged: bool) -> None:
+        if not logged:
+            self._tally.drop("records not logged: log write failed", len(results))
+        self._to_observers(results)
+
+    def _on_audit_drop(self, item: Any) -> None:
+        if isinstance(item, StationResult):
+            assert self.audit is not None
+            self.audit.note_dropped(item)
+            self._tally.drop("records not logged: log queue full")
+            self._to_observers([item])
+        else:
+            _logger.error("audit event lost (log queue full): %s", item)
+
+    def _to_observers(self, results: list[StationResult]) -> None:
+        for runner in self._observers:
+            for sr in results:
+                runner.put(sr)
+        self._flow.add_published(len(results))
+
+    # ------------------------------------------------------------------ stopping (in this order)
+    def stop_replies_and_sinks(self, deadline: float) -> None:
+        self._reply.stop(_left(deadline))
+        for runner in self._sinks:
+            runner.stop(_left(deadline))
+
+    def close_log(self, deadline: float) -> None:
+        """Drain the log queue and close the file (the observers get the last parts meanwhile)."""
+        if self._audit_runner is not None:
+            self._audit_runner.stop(_left(deadline))
+
+    def stop_observers(self, deadline: float) -> None:
+        for runner in self._observers:
+            runner.stop(_left(deadline))
+
+    def sink_stats(self) -> list[SinkStats]:
+        stats = [r.stats() for r in [self._reply, *self._sinks, *self._observers]]
+        if self._audit_runner is not None:
+            stats.insert(1, self._audit_runner.stats())
+        return stats
+
+
+def _left(deadline: float) -> float:
+    return max(0.1, deadline - time.monotonic())

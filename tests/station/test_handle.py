@@ -1,0 +1,163 @@
+"""The station handle without Qt: restartable runs, shift counters, changeover, config write-back, the PLC link,
+and every change path recorded in the audit log (the GUI tests drive the same handle through the widgets)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from inspector.station.handle import StationHandle
+from inspector.station.results import StationResult
+from inspector.station.retrain import RegistryBook
+from inspector.training.registry import ModelRegistry
+from tests.conftest import audit_events
+from tests.station.conftest import wait_for, write_handle_station
+from tests.training.conftest import tiny_adapter
+
+METRICS = {"gate": {"passed": True, "compared_to": "base", "reasons": []},
+           "deployment": {"score_stats": [0.5, 2.0], "map_stats": None, "threshold": 1.0}}
+CARD = {"backbone": {"key": "tiny|random"}, "heads": ["patch"]}
+START_S = 120.0  # the first start fits the line (seconds on two CPU cores)
+
+
+@pytest.fixture
+def station_config(tmp_path: Path, text_cache_dir: Path) -> Path:
+    return write_handle_station(tmp_path, text_cache_dir)
+
+
+@pytest.fixture
+def running(station_config: Path):
+    """A started handle with an observer that keeps every published part; shut down after the test."""
+    handle = StationHandle(station_config)
+    seen: list[StationResult] = []
+    handle.add_observer(seen.append, name="test", queue_size=256)
+    handle.start()
+    try:
+        yield handle, seen
+    finally:
+        handle.shutdown()
+
+
+def test_stopped_station_change_paths_are_audited(station_config: Path) -> None:
+    handle = StationHandle(station_config)
+    ModelRegistry(handle.registry_dir, handle.line).register(tiny_adapter(), METRICS, CARD)
+    book = RegistryBook(handle)
+    book.approve(handle, "v1", who="Dana")
+    book.rollback(handle, who="Erik")
+    handle.update_line({"decision.threshold": 1.75}, who="Dana", kind="threshold", what="threshold set in the GUI")
+    handle.update_line({"prompts.domain_templates": ["an X-ray of {}."]}, who="Dana", kind="prompts",
+                       what="prompts edited in the GUI")
+    handle.changeover("ring2", who="Olga")
+    handle.shutdown()
+
+    events = {e["kind"]: e for e in audit_events(handle.log_dir)}
+    expected = {
+        "model_promote": ("Dana", "base", "v1"),
+        "model_rollback": ("Erik", "v1", "base"),
+        "changeover": ("Olga", {"line": "ring"}, {"line": "ring2"}),
+    }
+    for kind, (who, old, new) in expected.items():
+        event = events[kind]
+        assert event["who"] == who and event["timestamp"]
+        assert (event["old"], event["new"]) == ((old, new) if isinstance(old, str) else (json.dumps(old),
+                                                                                           json.dumps(new)))
+    threshold = events["threshold"]
+    assert threshold["who"] == "Dana" and json.loads(threshold["old"]) == {"decision.threshold": None}
+    assert json.loads(threshold["new"]) == {"decision.threshold": 1.75}
+    prompts = events["prompts"]
+    assert json.loads(prompts["old"]) == {"prompts.domain_templates": []}
+    assert json.loads(prompts["new"]) == {"prompts.domain_templates": ["an X-ray of {}."]}
+    saved = yaml.safe_load(station_config.read_text())["lines"][0]
+    assert saved["decision"]["threshold"] == 1.75 and saved["prompts"]["domain_templates"] == ["an X-ray of {}."]
+
+
+def test_counts_add_up_over_runs_and_every_part_shown_is_logged(running) -> None:
+    """test_operator.py's counters, without the widgets: a stop and a new start keep the shift counting."""
+    handle, seen = running
+    wait_for(lambda: len(seen) >= 6, timeout=START_S, what="six published parts")
+    handle.stop()
+    assert not handle.running
+    counts = handle.counts()
+    stats = handle.stats()
+    assert counts.parts == stats.parts >= 6
+    assert counts.parts == counts.ok + counts.ng + counts.faults
+    expected_yield = 100.0 * counts.ok / counts.inspected if counts.inspected else None
+    assert counts.yield_pct == expected_yield
+    # Every part an observer was told about is in the log; the log never skips one.
+    assert len(seen) == counts.parts
+    assert stats.log.published == counts.parts
+    assert not any("not logged" in reason for reason in stats.drops)
+
+    handle.start()  # a stopped loop cannot restart: the handle builds a new one; the counters continue
+    assert handle.running
+    wait_for(lambda: handle.counts().parts > counts.parts, timeout=30, what="parts of the second run")
+    assert handle.counts().parts >= handle.stats().parts
+
+
+def test_changeover_while_running_is_logged_and_resumed_by_the_next_handle(running, station_config: Path) -> None:
+    handle, seen = running
+    wait_for(lambda: len(seen) >= 2, timeout=START_S, what="two published parts")
+    handle.changeover("ring2")
+    assert handle.line == "ring2"
+    assert handle.loop is not None and handle.loop.line == "ring2"
+    before = len(seen)
+    wait_for(lambda: len(seen) > before + 1 and seen[-1].line == "ring2", timeout=30, what="parts of ring2")
+    handle.shutdown()
+    changeovers = [e for e in audit_events(handle.log_dir) if e["kind"] == "changeover"]
+    assert changeovers and changeovers[-1]["who"] == "operator" and "ring2" in changeovers[-1]["what"]
+    assert StationHandle(station_config).line == "ring2"  # a restarted GUI resumes the line it ran
+
+
+def test_threshold_change_is_live_saved_and_logged(running) -> None:
+    """The threshold panel's apply: the live engine first, then the YAML and the log (no refit)."""
+    handle, seen = running
+    wait_for(lambda: len(seen) >= 1, timeout=START_S, what="a published part")
+    inspector = handle.inspector
+    proposal = round(inspector.threshold * 1.5 + 0.125, 6)
+    inspector.set_threshold(proposal)
+    handle.update_line({"decision.threshold": proposal}, "Dana", "threshold", "threshold set in the GUI")
+    assert handle.inspector is inspector and handle.inspector.threshold == proposal  # live on the line
+    saved = yaml.safe_load(handle.config_path.read_text())["lines"][0]["decision"]["threshold"]
+    assert saved == proposal
+    before = len(seen)
+    wait_for(lambda: any(r.result is not None and math.isclose(r.result.threshold, proposal)
+                         for r in seen[before:]), timeout=30, what="a part judged on the new threshold")
+    handle.shutdown()
+    events = [e for e in audit_events(handle.log_dir) if e["kind"] == "threshold"]
+    assert events and events[0]["who"] == "Dana" and str(proposal)[:6] in events[0]["new"]
+
+
+def test_prompt_change_refits_the_running_line(running) -> None:
+    """The prompt panel's apply: written back (comments kept), refitted off the line, swapped in, logged."""
+    handle, seen = running
+    wait_for(lambda: len(seen) >= 1, timeout=START_S, what="a published part")
+    updates = {"prompts.normal_states": ["shiny {}", "immaculate {} straight from the lathe"],
+               "prompts.defects": {"scratch": "a long deep scratch across the polished ring face",
+                                   "dent": "a dent in the metal"}}
+    handle.update_line(updates, "Dana", "prompts", "prompts edited in the GUI", True)
+    saved = yaml.safe_load(handle.config_path.read_text())["lines"][0]
+    assert saved["prompts"]["normal_states"] == ["shiny {}", "immaculate {} straight from the lathe"]
+    assert handle.config_path.read_text().startswith("# test station")  # comments kept
+    assert handle.running and handle.inspector.line.prompts.defects["scratch"].startswith("a long")
+    before = len(seen)
+    wait_for(lambda: len(seen) > before, timeout=30, what="a part after the refit")
+    handle.shutdown()
+    events = [e for e in audit_events(handle.log_dir) if e["kind"] == "prompts"]
+    assert events and events[0]["who"] == "Dana" and "lathe" in events[0]["new"] and "flawless" in events[0]["old"]
+
+
+def test_the_plc_link_starts_with_the_station_and_stops_with_the_handle(station_config: Path) -> None:
+    handle = StationHandle(station_config, trigger_mode="plc")  # plc: default spec, pyserial loop:// port
+    try:
+        assert handle.plc_state()[0] == "stopped"
+        handle.start()
+        assert handle.link is not None
+        wait_for(lambda: handle.plc_state()[0] in ("connected", "silent"), timeout=10, what="PLC link up")
+    finally:
+        handle.shutdown()
+    assert handle.link is None  # stopped with the handle
+    assert StationHandle(station_config, trigger_mode="free_run").plc_state()[0] == "off"
