@@ -6,7 +6,7 @@ The verdict path (each shape built once from the one before, never copied field 
 * :class:`~inspector.plc.port.PartVerdict` - the small answer a trigger source hears (:func:`part_verdict`);
 * :class:`StationResult` - the part as every sink sees it: the two above (by reference), the part's
   number, time and timings, the frame, and the :class:`ModelStamp` of the engine that judged it;
-* :class:`~inspector.audit.h5log.AuditRecord` - the log row (:func:`audit_record`): the audit layer
+* :class:`~inspector.audit.records.AuditRecord` - the log row (:func:`audit_record`): the audit layer
   sits below the station and the PLC, so it cannot read a StationResult itself.
 """
 
