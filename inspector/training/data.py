@@ -327,9 +327,9 @@ def nest_folds(samples: Sequence[Sample], spec: ValidationSpec, seed: int, previ
     result = nested(folds)
     n_good = sum(1 for s in samples if s.label == 0)
     k = len(folds) if mode == "kfold" else 1
+    before = f"{mode} ({len(folds)} fold{'s' if len(folds) > 1 else ''})"
     while result is None and k < n_good:
         k += 1
-        before = f"{mode} ({len(folds)} fold{'s' if len(folds) > 1 else ''})"
         mode, folds, record = make_folds(samples, spec.model_copy(update={"split": "kfold", "folds": k}), seed,
                                          previous)
         result = nested(folds)
