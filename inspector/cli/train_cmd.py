@@ -145,9 +145,13 @@ def _print_report(report: TrainingReport, console: Console) -> None:
     from rich.table import Table
 
     m = report.metrics
-    table = Table(title=f"line {report.line}: held-out validation ({m['validation']['mode']}, "
-                        f"{m['validation']['n_good']} good / {m['validation']['n_defect']} defect"
-                        f"{', synthetic defects' if m['validation']['synthetic_defects'] else ''})")
+    v = m["validation"]
+    judging = v.get("judging_defects") or {}
+    methods = "/".join(judging.get("judge_methods", []))
+    defects = (f", synthetic defects ({judging.get('policy', '')}: judged on {methods})"
+               if v["synthetic_defects"] else "")
+    table = Table(title=f"line {report.line}: judged on outer folds that chose nothing ({v['mode']}, {v['folds']} "
+                        f"fold(s), {v['n_good']} good / {v['n_defect']} defect{defects}); thresholds set on inner data")
     for col in ("model", "AUROC", "F1", "false reject", "escape", "threshold"):
         table.add_column(col, justify="left" if col == "model" else "right")
     rows = [("base heads", m["base"])]
@@ -160,6 +164,8 @@ def _print_report(report: TrainingReport, console: Console) -> None:
     console.print(table)
     for reason in report.skipped:
         console.print(f"[yellow]skipped: {reason}", highlight=False)
+    for note in (v.get("nesting") or {}).get("notes", []) + list(m.get("weight_notes") or []):
+        console.print(f"[yellow]note: {note}", highlight=False)
     console.print(report.summary, highlight=False)
     if report.path is not None:
         console.print(f"version folder: {report.path}", highlight=False)
