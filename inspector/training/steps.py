@@ -339,14 +339,13 @@ class LineTraining:
 
     def _fit_base(self, engine: Inspector, real: Sequence[int]) -> list[str]:
         """Fit the base heads the way the station does (engine views, engine fit) on these real images; their keys."""
-        good = [self.samples[i].image for i in real if self.samples[i].label == 0]
+        goods = [i for i in real if self.samples[i].label == 0][: self.line.fewshot.max_shots]  # as the engine does
+        used = goods + [i for i in real if self.samples[i].label == 1 and not self.samples[i].synthetic]
         defects: dict[str, list[np.ndarray]] = {}
-        for i in real:
-            s = self.samples[i]
-            if s.label == 1 and not s.synthetic:
-                defects.setdefault(s.defect or SYNTHETIC_CLASS, []).append(s.image)
-        engine.fit(good, defects)
-        return sorted(self.samples[i].key for i in real)
+        for i in used[len(goods):]:
+            defects.setdefault(self.samples[i].defect or SYNTHETIC_CLASS, []).append(self.samples[i].image)
+        engine.fit([self.samples[i].image for i in goods], defects)
+        return sorted(self.samples[i].key for i in used)
 
     def _deployed_adapter(self) -> LoadedVersion | None:
         """The deployed version's adapter when it can run on this backbone (else it is judged as base)."""
