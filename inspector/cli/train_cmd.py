@@ -148,10 +148,8 @@ def _print_report(report: TrainingReport, console: Console) -> None:
     v = m["validation"]
     judging = v.get("judging_defects") or {}
     methods = "/".join(judging.get("judge_methods", []))
-    defects = (f", synthetic defects ({judging.get('policy', '')}: judged on {methods})"
-               if v["synthetic_defects"] else "")
-    table = Table(title=f"line {report.line}: judged on outer folds that chose nothing ({v['mode']}, {v['folds']} "
-                        f"fold(s), {v['n_good']} good / {v['n_defect']} defect{defects}); thresholds set on inner data")
+    table = Table(title=f"line {report.line}: judged on {v['folds']} outer fold(s) ({v['mode']}, {v['n_good']} good / "
+                        f"{v['n_defect']} defect)")
     for col in ("model", "AUROC", "F1", "false reject", "escape", "threshold"):
         table.add_column(col, justify="left" if col == "model" else "right")
     rows = [("base heads", m["base"])]
@@ -162,6 +160,9 @@ def _print_report(report: TrainingReport, console: Console) -> None:
         table.add_row(name, f"{r['auroc']:.3f}", f"{r['f1']:.3f}", f"{100 * r['false_reject_rate']:.1f} %",
                       f"{100 * r['escape_rate']:.1f} %", f"{r['threshold']:.3f}")
     console.print(table)
+    console.print("the judging images chose nothing: epochs, head weights, standardisation and each threshold were "
+                  "set on inner data" + (f"; synthetic judging defects ({judging.get('policy', '')}: {methods})"
+                                         if v["synthetic_defects"] else ""), highlight=False)
     for reason in report.skipped:
         console.print(f"[yellow]skipped: {reason}", highlight=False)
     for note in (v.get("nesting") or {}).get("notes", []) + list(m.get("weight_notes") or []):

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from inspector.config import config_hash
+from inspector.training.data import INNER_MIN_FRACTION
 from inspector.training.gate import GateDecision
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ def metrics_record(run: LineTraining, decision: GateDecision) -> dict[str, Any]:
             "judging_defects": judging_defects(run),
             "nesting": {"outer": run.mode, "outer_folds": len(run.folds),
                         "inner": f"stratified hold-out of each outer training set "
-                                 f"(fraction {run.spec.validation.fraction:g})",
+                                 f"(fraction {max(run.spec.validation.fraction, INNER_MIN_FRACTION):.3g})",
                         "chooses": ["epochs", "head weights", "standardisation", "operating threshold"],
                         "notes": list(run.nesting_notes)},
             "folds_detail": run.fold_records,

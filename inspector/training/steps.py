@@ -308,9 +308,11 @@ class LineTraining:
             inner, outer = self._subset(inner_ids, True), self._subset(outer_ids, True)
             results = {name: self._fit(name, ctx, train, inner, k if kfold else None, self.spec.max_epochs)
                        for name in self.heads}
+            self.check()
             t0 = time.perf_counter()
             self.fold_results.append(results)
             base_keys = self._fit_base(base, fold.inner_train)
+            t0 = self.lap("base_fit", t0)
             self.evidence.append(FoldEvidence(
                 inner, outer, sorted(set(train.keys)), base_keys,
                 {n: V.run_head(r.head, inner.features) for n, r in results.items()},
