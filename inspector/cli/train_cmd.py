@@ -145,9 +145,11 @@ def _print_report(report: TrainingReport, console: Console) -> None:
     from rich.table import Table
 
     m = report.metrics
-    table = Table(title=f"line {report.line}: held-out validation ({m['validation']['mode']}, "
-                        f"{m['validation']['n_good']} good / {m['validation']['n_defect']} defect"
-                        f"{', synthetic defects' if m['validation']['synthetic_defects'] else ''})")
+    v = m["validation"]
+    judging = v.get("judging_defects") or {}
+    methods = "/".join(judging.get("judge_methods", []))
+    table = Table(title=f"line {report.line}: judged on {v['folds']} outer fold(s) ({v['mode']}, {v['n_good']} good / "
+                        f"{v['n_defect']} defect)")
     for col in ("model", "AUROC", "F1", "false reject", "escape", "threshold"):
         table.add_column(col, justify="left" if col == "model" else "right")
     rows = [("base heads", m["base"])]
@@ -158,8 +160,13 @@ def _print_report(report: TrainingReport, console: Console) -> None:
         table.add_row(name, f"{r['auroc']:.3f}", f"{r['f1']:.3f}", f"{100 * r['false_reject_rate']:.1f} %",
                       f"{100 * r['escape_rate']:.1f} %", f"{r['threshold']:.3f}")
     console.print(table)
+    console.print("the judging images chose nothing: epochs, head weights, standardisation and each threshold were "
+                  "set on inner data" + (f"; synthetic judging defects ({judging.get('policy', '')}: {methods})"
+                                         if v["synthetic_defects"] else ""), highlight=False)
     for reason in report.skipped:
         console.print(f"[yellow]skipped: {reason}", highlight=False)
+    for note in (v.get("nesting") or {}).get("notes", []) + list(m.get("weight_notes") or []):
+        console.print(f"[yellow]note: {note}", highlight=False)
     console.print(report.summary, highlight=False)
     if report.path is not None:
         console.print(f"version folder: {report.path}", highlight=False)

@@ -99,6 +99,11 @@ class SynthesisSpec(StrictModel):
     area: Range = (0.002, 0.03)  # defect area, fraction of the image
     # auto: paste only on the part (foreground found by Otsu), falling back to the whole image.
     placement: Literal["auto", "anywhere"] = "auto"
+    # Where the gate's judging defects come from when the line has no real defect (never the training
+    # defects themselves): other_family - CutPaste/scar vs Perlin blobs (with every method configured,
+    # training pastes the CutPaste family and the gate judges on Perlin); other_seed - the training
+    # methods, drawn from an independent seed (weaker: the gate then sees the family it trained on).
+    judge: Literal["other_family", "other_seed"] = "other_family"
 
     @field_validator("area")
     @classmethod
@@ -121,7 +126,8 @@ class ValidationSpec(StrictModel):
 
 
 class GateSpec(StrictModel):
-    """Promotion gate: the new version must not be worse than the deployed one on the same data."""
+    """Promotion gate: the new version must not be worse than the deployed one on the same judging data
+    (outer folds that chose nothing), and must not let more than ``max_escape`` of the defects through."""
 
     auroc_tolerance: float = Field(default=0.0, ge=0.0, le=1.0)  # allowed AUROC drop
     f1_tolerance: float = Field(default=0.0, ge=0.0, le=1.0)  # allowed drop of F1 at the calibrated threshold
@@ -129,6 +135,9 @@ class GateSpec(StrictModel):
     # Allowed rise of the false-reject rate; null = not gated (calibration sets it by design).
     false_reject_tolerance: float | None = Field(default=None, ge=0.0, le=1.0)
     min_auroc: float = Field(default=0.5, ge=0.0, le=1.0)  # absolute floor
+    # The line's limit on escapes (defects passed as OK) at the candidate's operating threshold, on the
+    # judging data: a candidate above it is refused whatever its AUROC and whatever the deployed one does.
+    max_escape: float = Field(default=0.2, ge=0.0, le=1.0)
 
 
 # ------------------------------------------------------------------------------------ heads

@@ -3,7 +3,9 @@
 Every image is read, cropped to the line's ROI (masks too, so they stay aligned with what the
 backbone sees) and hashed. A file that cannot be used is reported by name with the reason and
 skipped; the run goes on with the rest. Splits are stratified by good / defect class and seeded,
-with k-fold for sets too small for a hold-out.
+with k-fold for sets too small for a hold-out, and nested (:func:`nest_folds`): each outer fold's
+training images are split again into inner-training (fits the heads) and inner-validation (chooses
+epochs, head weights, standardisation and the operating threshold); the outer validation images judge.
 """
 
 from __future__ import annotations
@@ -173,12 +175,12 @@ class Fold:
     val: tuple[int, ...]
 
 
-def _rank(seed: int, sha256: str) -> str:
+def _rank(seed: int | str, sha256: str) -> str:
     """Seeded, data-independent order key of an image (adding images never reorders the others)."""
     return hashlib.sha256(f"{seed}:{sha256}".encode()).hexdigest()
 
 
-def _stratified_order(samples: Sequence[Sample], label: int, seed: int) -> list[int]:
+def _stratified_order(samples: Sequence[Sample], label: int, seed: int | str) -> list[int]:
     """Indices of one label in seeded order within each class, interleaved class by class."""
     by_class: dict[str, list[int]] = {}
     for i, s in enumerate(samples):
@@ -260,3 +262,82 @@ def make_folds(samples: Sequence[Sample], spec: ValidationSpec, seed: int, previ
         if val:
             folds.append(Fold(tuple(train), tuple(val)))
     return "kfold", folds, record
+
+
+# ------------------------------------------------------------------------------------ nested splits
+# An inner split needs 2 good images to fit on (the patch memory and the references leave one out)
+# and 1 to choose with; the outer fold needs 1 more to judge.
+MIN_INNER_TRAIN_GOOD = 2
+# The inner-validation share of an outer training set: at least a third, so the few images that choose the
+# standardisation and the threshold are not one or two.
+INNER_MIN_FRACTION = 1 / 3
+
+
+@dataclass(frozen=True)
+class NestedFold:
+    """One outer fold: its training images split again. Indices into the real samples."""
+
+    inner_train: tuple[int, ...]  # fit the heads (and the engine's base heads)
+    inner_val: tuple[int, ...]  # choose epochs, head weights, standardisation, operating threshold
+    outer_val: tuple[int, ...]  # judge: chose nothing
+
+    @property
+    def outer_train(self) -> tuple[int, ...]:
+        return tuple(sorted(self.inner_train + self.inner_val))
+
+
+def inner_split(samples: Sequence[Sample], train: Sequence[int], fraction: float, seed: int
+                ) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """(inner-train, inner-val) of an outer training set, stratified and seeded; None when too small.
+
+    Good images: at least 2 stay to fit on and 1 goes to choose with (else None). Defect images:
+    one or more go to inner-val when there are 2 or more (else inner-val has no defect).
+    """
+    subset = [samples[i] for i in train]
+    val: list[int] = []
+    for label, keep in ((0, MIN_INNER_TRAIN_GOOD), (1, 1)):
+        order = [train[j] for j in _stratified_order(subset, label, f"inner:{seed}")]
+        n_val = min(max(1, round(len(order) * fraction)), len(order) - keep)
+        if label == 0 and n_val < 1:
+            return None
+        val += order[: max(n_val, 0)]
+    return tuple(sorted(set(train) - set(val))), tuple(sorted(val))
+
+
+def nest_folds(samples: Sequence[Sample], spec: ValidationSpec, seed: int, previous: dict[str, Any] | None = None
+               ) -> tuple[str, list[NestedFold], dict[str, Any], list[str]]:
+    """Outer folds (:func:`make_folds`), each with its inner split; (mode, folds, record, notes).
+
+    When an outer training set is too small to split again, the outer split degrades - hold-out to
+    k-fold, then more folds (larger training sets, up to leave-one-good-out) - and a note says so;
+    it never falls back to choosing on the judging data. Too few good images for any nesting raise.
+    """
+    mode, folds, record = make_folds(samples, spec, seed, previous)
+    notes: list[str] = []
+
+    def nested(outer: list[Fold]) -> list[NestedFold] | None:
+        out = []
+        for fold in outer:
+            split = inner_split(samples, fold.train, max(spec.fraction, INNER_MIN_FRACTION), seed)
+            if split is None:
+                return None
+            out.append(NestedFold(split[0], split[1], fold.val))
+        return out
+
+    result = nested(folds)
+    n_good = sum(1 for s in samples if s.label == 0)
+    k = len(folds) if mode == "kfold" else 1
+    before = f"{mode} ({len(folds)} fold{'s' if len(folds) > 1 else ''})"
+    while result is None and k < n_good:
+        k += 1
+        mode, folds, record = make_folds(samples, spec.model_copy(update={"split": "kfold", "folds": k}), seed,
+                                         previous)
+        result = nested(folds)
+        if result is not None:
+            notes.append(f"outer split {before} left a training set with fewer than {MIN_INNER_TRAIN_GOOD + 1} good "
+                         f"images to split again: raised to {len(folds)}-fold (more, smaller judging folds)")
+    if result is None:
+        msg = (f"{n_good} good image(s): an honest gate needs at least {MIN_INNER_TRAIN_GOOD + 2} "
+               f"({MIN_INNER_TRAIN_GOOD} to fit on, 1 to choose the epochs / weights / threshold with, 1 to judge)")
+        raise InsufficientDataError(msg)
+    return mode, result, record, notes

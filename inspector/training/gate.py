@@ -1,15 +1,19 @@
 """Validation metrics of a model version and the promotion gate (pure maths, no I/O).
 
 A version is judged by the station's decision score (every head fused, as the engine fuses them)
-on held-out images: image AUROC, and at the threshold calibrated with the line's own method the
-F1 of the defect class, the false-reject rate (good parts rejected) and the escape rate (defects
-passed). The gate compares a candidate with the deployed version on the *same* held-out images
-and refuses it when any gated metric is worse by more than its tolerance.
+on judging images: image AUROC, and at its operating threshold the F1 of the defect class, the
+false-reject rate (good parts rejected) and the escape rate (defects passed). In a training run
+the operating threshold of each outer fold is calibrated on that fold's inner data and the rates
+are counted on its outer data, which chose nothing (:func:`judged_metrics`). The gate compares a
+candidate with the deployed version on the *same* judging images, refuses it when a gated metric
+is worse beyond its tolerance, and refuses any candidate whose escape rate is above the line's
+``max_escape``, whatever its AUROC.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,6 +36,8 @@ class ValidationMetrics:
     method: str  # calibration method that set it
     n_good: int
     n_defect: int
+    # Judged metrics: the operating threshold of each outer fold, set on its inner data (``threshold`` is their median).
+    fold_thresholds: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,6 +82,30 @@ def validation_metrics(good_scores: np.ndarray, defect_scores: np.ndarray, metho
     return ValidationMetrics(auroc, f1, fr, esc, float(threshold), method, int(good.size), int(defect.size))
 
 
+def judged_metrics(folds: Sequence[tuple[np.ndarray, np.ndarray, float]], method: str) -> ValidationMetrics:
+    """Pooled metrics of (good scores, defect scores, threshold) per outer fold, each threshold set elsewhere.
+
+    Every fold is judged at its own threshold: the rates are counts pooled over folds, the AUROC is
+    that of the pooled margins (score - fold threshold). Non-finite scores or thresholds make every
+    metric the worst value.
+    """
+    goods = [np.asarray(g, dtype=np.float64) - t for g, _, t in folds]
+    defects = [np.asarray(d, dtype=np.float64) - t for _, d, t in folds]
+    good = np.concatenate(goods) if goods else np.empty(0)
+    defect = np.concatenate(defects) if defects else np.empty(0)
+    thresholds = tuple(float(t) for _, _, t in folds)
+    if good.size == 0 or defect.size == 0:
+        msg = f"judging needs good and defect scores (got {good.size} good, {defect.size} defect)"
+        raise ValueError(msg)
+    finite = np.isfinite(good).all() and np.isfinite(defect).all()
+    middle = float(np.median(thresholds)) if finite else math.nan
+    if not finite:
+        return ValidationMetrics(0.0, 0.0, 1.0, 1.0, middle, method, int(good.size), int(defect.size), thresholds)
+    auroc = image_auroc(np.r_[np.zeros(good.size), np.ones(defect.size)], np.r_[good, defect])
+    f1, fr, esc = rates_at(good, defect, 0.0)
+    return ValidationMetrics(auroc, f1, fr, esc, middle, method, int(good.size), int(defect.size), thresholds)
+
+
 @dataclass(frozen=True)
 class GateDecision:
     """Whether a candidate may replace the deployed version, and why not."""
@@ -92,7 +122,11 @@ class GateDecision:
 
 def decide(candidate: ValidationMetrics, deployed: ValidationMetrics, spec: GateSpec,
            deployed_name: str = "base") -> GateDecision:
-    """Refuse the candidate when a gated metric is worse than the deployed one's beyond tolerance."""
+    """Refuse the candidate when a gated metric is worse than the deployed one's beyond tolerance, when its
+    escape rate is above the line limit ``spec.max_escape``, or when its AUROC is below ``spec.min_auroc``.
+
+    Every rule stands on its own: a higher AUROC never excuses more escapes.
+    """
     # (metric, higher is better, tolerance); None tolerance = reported only.
     rules: list[tuple[str, bool, float | None]] = [
         ("auroc", True, spec.auroc_tolerance),
@@ -113,8 +147,17 @@ def decide(candidate: ValidationMetrics, deployed: ValidationMetrics, spec: Gate
         checks[name] = {"new": new, "deployed": old, "tolerance": tol, "ok": ok}
         if not ok:
             worse = "lower" if higher else "higher"
-            reasons.append(f"{name} {new:.3f} is {worse} than {deployed_name}'s {old:.3f} "
+            where = " at its operating threshold" if name in ("escape_rate", "false_reject_rate") else ""
+            reasons.append(f"{name} {new:.3f} is {worse} than {deployed_name}'s {old:.3f}{where} "
                            f"(tolerance {tol:g})")
+    escape = float(candidate.escape_rate)
+    within = escape <= spec.max_escape + 1e-12  # NaN is never within
+    checks["max_escape"] = {"new": escape, "limit": spec.max_escape, "ok": within}
+    if not within:
+        passed = round(escape * candidate.n_defect) if math.isfinite(escape) else candidate.n_defect
+        reasons.append(f"escape_rate {escape:.3f} ({passed} of {candidate.n_defect} defects passed as OK at its "
+                       f"operating threshold) is above the line limit training.gate.max_escape = "
+                       f"{spec.max_escape:g} (auroc {candidate.auroc:.3f})")
     if not candidate.auroc >= spec.min_auroc:
         reasons.append(f"auroc {candidate.auroc:.3f} is below the floor training.gate.min_auroc = {spec.min_auroc:g}")
     if not math.isfinite(candidate.threshold):

@@ -5,7 +5,8 @@ The LightningModules (loss, steps, optimiser of each head) are in
 (never images: the backbone is frozen and its features come from the cache). :func:`fit_head` runs
 one Trainer - CPU/GPU auto-selection, mixed precision where the device has it, early stopping,
 checkpointing, CSV (and TensorBoard when installed) logging, a ``strategy`` passthrough for DDP -
-and returns the pure head with the weights of its best validation epoch.
+and returns the pure head with the weights of its best validation epoch. The validation views given
+here choose that epoch: a training run passes its inner-validation views, never the judging ones.
 """
 
 from __future__ import annotations
@@ -241,6 +242,7 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     checkpoint: str | None = None
+    chosen_on: tuple[str, ...] = ()  # sample keys of the validation views that chose the epoch (none: the last)
 
 
 def fit_head(module: HeadModule, train: FeatureSet, val: FeatureSet | None, spec: TrainingSpec, *,
@@ -278,4 +280,5 @@ def fit_head(module: HeadModule, train: FeatureSet, val: FeatureSet | None, spec
     head = copy.deepcopy(module.export()).cpu().eval() if not isinstance(module, CoOpModule) else module.export()
     return FitResult(module.name, head, best.epoch if best.state is not None else epochs_run - 1, epochs_run,
                      best.best if best.state is not None else None, progress.history, time.perf_counter() - t0,
-                     checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None)
+                     checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None,
+                     tuple(sorted(set(val.keys))) if validate and val is not None else ())

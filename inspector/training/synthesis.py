@@ -5,13 +5,19 @@ In the spirit of CutPaste (Li et al., CVPR 2021), NSA (Schlüter et al., ECCV 20
 from elsewhere in the image (cutpaste), a thin stripe (scar) or an irregular Perlin-noise blob
 filled with a random texture (perlin). The mask marks the pixels that actually changed, so a
 paste that happens to look like its surroundings does not teach the adapter that normal texture
-is a defect. Deterministic for (seed, image hash, index); pure numpy + OpenCV.
+is a defect. Deterministic for (stream, seed, image hash, index); pure numpy + OpenCV.
+
+Two families: CutPaste (cutpaste, scar: content moved from the image itself) and Perlin (blended
+foreign texture in an irregular blob). :func:`plan_synthesis` keeps the defects that judge a
+candidate apart from those it trained on: the other family, or at least an independent stream.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -149,15 +155,60 @@ def changed_mask(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     return (diff > CHANGE_THRESHOLD).astype(np.uint8)
 
 
-class DefectSynthesizer:
-    """Synthetic defects with masks, deterministic for (seed, source image hash, index)."""
+FAMILIES: dict[str, tuple[str, ...]] = {"cutpaste": ("cutpaste", "scar"), "perlin": ("perlin",)}
+TRAIN_STREAM, JUDGE_STREAM = "train", "judge"
 
-    def __init__(self, spec: SynthesisSpec, seed: int = 0) -> None:
+
+def family(method: str) -> str:
+    """The synthesis family of a method (``cutpaste`` or ``perlin``)."""
+    return next(name for name, methods in FAMILIES.items() if method in methods)
+
+
+@dataclass(frozen=True)
+class SynthesisPlan:
+    """Which synthetic defects train (and choose) and which judge: never the same draws."""
+
+    train: SynthesisSpec
+    judge: SynthesisSpec
+    policy: str  # other_family | other_seed
+    note: str
+
+    def record(self) -> dict[str, Any]:
+        return {"policy": self.policy, "train_methods": list(self.train.methods),
+                "judge_methods": list(self.judge.methods), "train_stream": TRAIN_STREAM,
+                "judge_stream": JUDGE_STREAM, "note": self.note}
+
+
+def plan_synthesis(spec: SynthesisSpec) -> SynthesisPlan:
+    """Split the configured methods into training and judging defects (``spec.judge`` says how)."""
+    if spec.judge == "other_seed":
+        return SynthesisPlan(spec, spec, "other_seed", "judging defects: the training methods from an independent "
+                             "seed stream (the gate sees the family it trained on)")
+    used = {family(m) for m in spec.methods}
+    if len(used) == 1:
+        (trained,) = used
+        judge = "perlin" if trained == "cutpaste" else "cutpaste"
+        train_spec = spec
+    else:  # every family configured: train on CutPaste, judge on Perlin
+        trained, judge = "cutpaste", "perlin"
+        train_spec = spec.model_copy(update={"methods": tuple(m for m in spec.methods if family(m) == trained)})
+    judge_spec = spec.model_copy(update={"methods": FAMILIES[judge]})
+    note = (f"judging defects: {judge} family (training pastes {', '.join(train_spec.methods)}), "
+            "independent seed stream")
+    return SynthesisPlan(train_spec, judge_spec, "other_family", note)
+
+
+class DefectSynthesizer:
+    """Synthetic defects with masks, deterministic for (stream, seed, source image hash, index)."""
+
+    def __init__(self, spec: SynthesisSpec, seed: int = 0, stream: str = TRAIN_STREAM) -> None:
         self.spec = spec
         self.seed = seed
+        self.stream = stream
 
     def _rng(self, sha256: str, index: int) -> np.random.Generator:
-        blob = hashlib.sha256(f"synth:{self.seed}:{sha256}:{index}".encode()).digest()
+        prefix = "synth" if self.stream == TRAIN_STREAM else f"synth-{self.stream}"  # train: the old draws
+        blob = hashlib.sha256(f"{prefix}:{self.seed}:{sha256}:{index}".encode()).digest()
         return np.random.default_rng(int.from_bytes(blob[:8], "little"))
 
     def make(self, image: np.ndarray, sha256: str, index: int) -> tuple[np.ndarray, np.ndarray, str]:

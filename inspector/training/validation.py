@@ -1,16 +1,18 @@
 """Held-out evaluation of the station's decision, with and without an adapter (the gate's evidence).
 
-For each fold the base heads are fitted as the engine fits them, but on that fold's training
-images only (few-shot memory, probe); every head then scores the fold's held-out images. Scores
-pooled over folds are standardised per head with its held-out good scores and fused with the
-engine's :class:`~inspector.heads.Fusion` and the line's head weights, so the base heads, the
-deployed adapter and the candidate are judged by the same rule on the same images.
+The base heads of a fold are fitted by the engine itself (its views, its fit) on that fold's
+inner-training images (:func:`engine_outputs` runs them); every head then scores the fold's
+inner-validation and outer (judging) images. Scores are standardised per head with good scores
+and fused with the engine's :class:`~inspector.heads.Fusion` and the line's head weights, so the
+base heads, the deployed adapter and the candidate are judged by the same rule on the same images
+(:mod:`inspector.training.nested` says which data may choose what).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,11 +21,13 @@ from torch import Tensor, nn
 from inspector.backbone.dense import Features
 from inspector.config import LineConfig
 from inspector.evaluation.metrics import image_auroc
-from inspector.heads import Fusion, HeadOutput, LinearProbeHead, ReferenceHead
+from inspector.heads import Fusion, HeadOutput
 from inspector.heads.fusion import HEAD_NAMES
-from inspector.text.embeddings import TextEmbeddings
-from inspector.training.featureset import PATCH_POSITIVE, FeatureSet
+from inspector.training.featureset import PATCH_POSITIVE
 from inspector.training.gate import ValidationMetrics, validation_metrics
+
+if TYPE_CHECKING:
+    from inspector.engine import Inspector
 
 _logger = logging.getLogger(__name__)
 
@@ -53,29 +57,16 @@ def pool(folds: Sequence[dict[str, HeadOutput]]) -> dict[str, HeadOutput]:
 
 
 @torch.no_grad()
-def base_outputs(zero_shot: nn.Module, text: TextEmbeddings, temperature: float, line: LineConfig,
-                 train: FeatureSet, val: FeatureSet, classes: Sequence[str], is_vit: bool) -> dict[str, HeadOutput]:
-    """Base heads (zero-shot, few-shot memory, probe) fitted on ``train`` as the engine would, on ``val``."""
-    out = {"zero_shot": run_head(zero_shot, val.features)}
-    goods = train.goods
-    if is_vit and line.heads.references > 0 and goods.groups.unique().numel() >= 2 and goods.features.patches:
-        refs = ReferenceHead()
-        # The greedy coreset costs a pass per kept token; a memory within a few times the coreset
-        # size is searched whole (as good or better than the station's, and seconds faster per fold).
-        n_tokens = goods.features.batch_size * goods.features.grid[0] * goods.features.grid[1]
-        size = line.fewshot.coreset_size if n_tokens > 4 * line.fewshot.coreset_size else n_tokens
-        refs.setup(goods.features, size, line.fewshot.seed, shots=int(goods.groups.unique().numel()),
-                   groups=goods.groups)
-        out["references"] = run_head(refs, val.features)
-    real = train.where(train.original & ~train.synthetic)
-    if line.heads.probe > 0 and int((real.labels == 1).sum()) > 0:
-        labels: list[str | None] = [None if int(c) == 0 else classes[int(c)] for c in real.classes]
-        probe = LinearProbeHead()
-        try:
-            probe.setup(text, temperature, real.features.global_emb, labels)
-            out["probe"] = run_head(probe, Features(val.features.global_emb, None, {}, (1, 1)))
-        except (FloatingPointError, ValueError) as exc:
-            _logger.warning("probe not evaluated: %s", exc)
+def engine_outputs(engine: Inspector, features: Features) -> dict[str, HeadOutput]:
+    """The base heads of a fitted engine (zero-shot, few-shot references, probe) on encoded views, on the CPU."""
+    feats = features.to(engine.device)
+    out = {}
+    for name in engine.heads:
+        if name == "adapter":
+            continue
+        o = getattr(engine, name)(feats)
+        out[name] = HeadOutput(o.score.float().cpu(), None if o.map is None else o.map.float().cpu(),
+                               None if o.class_probs is None else o.class_probs.float().cpu())
     return out
 
 
@@ -136,10 +127,11 @@ def skill(auc: float | None, n_pos: int, n_neg: int) -> float:
     """How much better than chance a head is, counting only what exceeds one standard error: 0..1.
 
     With a dozen held-out images a chance-level head easily shows AUROC 0.6; weighting heads by
-    their raw AUROC would let such noise into the fused score.
+    their raw AUROC would let such noise into the fused score. No AUROC (``None``: the held-out
+    scores were non-finite or one-sided) or a non-finite one is no evidence of skill: 0 (fails closed).
     """
-    if auc is None:
-        return 1.0
+    if auc is None or not np.isfinite(auc):
+        return 0.0
     return max(0.0, 2.0 * (auc - 0.5 - auroc_standard_error(auc, n_pos, n_neg)))
 
 

@@ -75,3 +75,23 @@ def test_perlin_noise_is_smooth_and_bounded() -> None:
     noise = perlin_noise((64, 48), (4, 3), np.random.default_rng(0))
     assert noise.shape == (64, 48) and np.abs(noise).max() <= 1.5
     assert np.abs(np.diff(noise, axis=0)).max() < 0.3
+
+
+def test_judging_defects_come_from_the_other_family_or_stream(part) -> None:
+    from inspector.training.synthesis import JUDGE_STREAM, family, plan_synthesis
+
+    plan = plan_synthesis(SynthesisSpec())  # every method configured: train CutPaste, judge Perlin
+    assert plan.policy == "other_family" and plan.train.methods == ("cutpaste", "scar")
+    assert plan.judge.methods == ("perlin",) and "perlin family" in plan.note
+    only_perlin = plan_synthesis(SynthesisSpec(methods=("perlin",)))
+    assert only_perlin.train.methods == ("perlin",) and only_perlin.judge.methods == ("cutpaste", "scar")
+    assert {family(m) for m in plan.train.methods}.isdisjoint(family(m) for m in plan.judge.methods)
+    seed = plan_synthesis(SynthesisSpec(judge="other_seed"))
+    assert seed.train.methods == seed.judge.methods == ("cutpaste", "scar", "perlin")
+    assert seed.record()["judge_stream"] == JUDGE_STREAM != seed.record()["train_stream"]
+    # An independent stream: the same source image and index give another defect.
+    spec = SynthesisSpec(methods=("cutpaste",))
+    trained = DefectSynthesizer(spec, seed=0).make(part.image, "abc", 0)[0]
+    judged = DefectSynthesizer(spec, seed=0, stream=JUDGE_STREAM).make(part.image, "abc", 0)[0]
+    assert not np.array_equal(trained, judged)
+    assert np.array_equal(trained, DefectSynthesizer(spec, seed=0).make(part.image, "abc", 0)[0])

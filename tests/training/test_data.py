@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from inspector.config.training import TrainingSpec, ValidationSpec
-from inspector.training.data import check_enough, load_fewshot, make_folds
+from inspector.training.data import check_enough, load_fewshot, make_folds, nest_folds
 from inspector.training.errors import InsufficientDataError
 from tests.training.conftest import make_fewshot
 
@@ -99,3 +99,37 @@ def test_tiny_sets_get_k_fold(tmp_path: Path) -> None:
     all_val = np.concatenate([f.val for f in folds])
     assert sorted(all_val.tolist()) == list(range(9))  # every image validated exactly once
     assert all(any(data.samples[i].label == 0 for i in f.val) for f in folds)
+
+
+def test_nested_folds_keep_what_chooses_apart_from_what_judges(tmp_path: Path) -> None:
+    data = load_fewshot(make_fewshot(tmp_path / "fs", n_good=12, n_defect=12))
+    mode, folds, _, notes = nest_folds(data.samples, ValidationSpec(), seed=0)
+    assert mode == "kfold" and len(folds) == 4 and not notes
+    judged = sorted(i for f in folds for i in f.outer_val)
+    assert judged == list(range(24))  # every image judged exactly once
+    for f in folds:
+        assert not (set(f.inner_train) | set(f.inner_val)) & set(f.outer_val)
+        assert not set(f.inner_train) & set(f.inner_val) and f.outer_train == tuple(sorted(f.inner_train + f.inner_val))
+        val = [data.samples[i] for i in f.inner_val]
+        assert sum(s.label == 0 for s in val) == 3 and sum(s.label == 1 for s in val) == 3  # a third of 9 + 9
+        assert {s.defect for s in val if s.label} == {"dent", "scratch"}
+    assert nest_folds(data.samples, ValidationSpec(), seed=0)[1] == folds  # seeded
+    big = load_fewshot(make_fewshot(tmp_path / "big", n_good=16, n_defect=16))
+    mode, folds, _, _ = nest_folds(big.samples, ValidationSpec(), seed=0)
+    assert mode == "holdout" and len(folds) == 1 and len(folds[0].inner_val) == 8  # a third of 12 + 12
+
+
+def test_tiny_sets_degrade_to_more_outer_folds_and_say_so(tmp_path: Path) -> None:
+    data = load_fewshot(make_fewshot(tmp_path / "fs", n_good=4, n_defect=1))
+    mode, folds, _, notes = nest_folds(data.samples, ValidationSpec(folds=2), seed=0)
+    # 2 folds leave 2 good images to train on: too few to split again, so 4 folds (3 each), noted.
+    assert mode == "kfold" and len(folds) == 4
+    assert len(notes) == 1 and "raised to 4-fold" in notes[0] and "kfold (2 folds)" in notes[0]
+    for f in folds:
+        goods = [i for i in f.inner_train if data.samples[i].label == 0]
+        assert len(goods) == 2 and len([i for i in f.inner_val if data.samples[i].label == 0]) == 1
+        assert not (set(f.inner_train) | set(f.inner_val)) & set(f.outer_val)
+        assert not any(data.samples[i].label for i in f.inner_val)  # one defect: it cannot also choose
+    three = load_fewshot(make_fewshot(tmp_path / "three", n_good=3, n_defect=2))
+    with pytest.raises(InsufficientDataError, match="an honest gate needs at least 4"):
+        nest_folds(three.samples, ValidationSpec(), seed=0)

@@ -46,3 +46,51 @@ def test_gate_refuses_a_worse_model_and_passes_an_equal_one() -> None:
     floor = decide(_m(0.45), _m(0.40), spec)
     assert not floor.passed and "min_auroc" in floor.reasons[0]
     assert decide(_m(0.96), deployed, spec).to_dict()["checks"]["auroc"]["ok"]
+
+
+def test_a_candidate_that_lets_most_defects_through_is_refused_whatever_its_auroc() -> None:
+    """The issue's case: 77.8 % escapes passed "because the deployed one was worse"."""
+    active = ValidationMetrics(0.80, 0.3, 0.0, 0.889, 1.0, "false_reject", 9, 9)
+    candidate = ValidationMetrics(0.95, 0.4, 0.0, 7 / 9, 1.0, "false_reject", 9, 9)
+    d = decide(candidate, active, GateSpec(), "v1")
+    assert not d.passed and d.checks["auroc"]["ok"] and d.checks["escape_rate"]["ok"]
+    assert d.checks["max_escape"] == {"new": pytest.approx(7 / 9), "limit": 0.2, "ok": False}
+    (reason,) = d.reasons
+    assert "escape_rate 0.778 (7 of 9 defects passed as OK at its operating threshold)" in reason
+    assert "training.gate.max_escape = 0.2" in reason and "auroc 0.950" in reason
+    # More escapes than the active one is refused too, even under the line limit and with a better AUROC.
+    worse = decide(_m(0.99, esc=0.15), _m(0.90, esc=0.05), GateSpec(), "v1")
+    assert not worse.passed and worse.checks["max_escape"]["ok"]
+    assert "escape_rate 0.150 is higher than v1's 0.050 at its operating threshold" in worse.reasons[0]
+
+
+def test_max_escape_is_the_lines_limit() -> None:
+    candidate = _m(0.99, esc=0.3)
+    assert not decide(candidate, _m(0.5, esc=0.9), GateSpec()).passed
+    assert decide(candidate, _m(0.5, esc=0.9), GateSpec(max_escape=0.3)).passed
+    assert decide(_m(0.99, esc=0.0), _m(0.5, esc=0.0), GateSpec(max_escape=0.0)).passed
+    nan = ValidationMetrics(0.99, 0.9, 0.0, math.nan, 1.0, "false_reject", 4, 4)
+    assert not decide(nan, _m(0.5, esc=0.9), GateSpec(max_escape=1.0)).checks["max_escape"]["ok"]
+
+
+def test_judged_metrics_count_each_fold_at_its_own_threshold() -> None:
+    from inspector.training.gate import judged_metrics
+
+    folds = [(np.array([0.1, 0.2]), np.array([0.25, 0.9]), 0.3),  # fold 1: threshold 0.3 -> 0.25 escapes
+             (np.array([1.1, 1.6]), np.array([2.0]), 1.5)]  # fold 2: threshold 1.5 -> 1.6 is a false reject
+    m = judged_metrics(folds, "false_reject")
+    assert (m.n_good, m.n_defect) == (4, 3) and m.fold_thresholds == (0.3, 1.5)
+    assert m.escape_rate == pytest.approx(1 / 3) and m.false_reject_rate == pytest.approx(1 / 4)
+    assert m.threshold == pytest.approx(0.9)  # the median of the fold thresholds
+    # Pooled raw scores would rank 1.1 and 1.6 above 0.9; margins to each fold's threshold do not.
+    assert m.auroc == pytest.approx(image_auroc_of([-0.2, -0.1, -0.4, 0.1], [-0.05, 0.6, 0.5]))
+    bad = judged_metrics([(np.array([0.1]), np.array([0.5]), math.nan)], "f1")
+    assert bad.escape_rate == 1.0 and math.isnan(bad.threshold)
+    with pytest.raises(ValueError, match="judging needs good and defect"):
+        judged_metrics([(np.array([0.1]), np.array([]), 0.5)], "f1")
+
+
+def image_auroc_of(good: list[float], defect: list[float]) -> float:
+    from inspector.evaluation.metrics import image_auroc
+
+    return image_auroc(np.r_[np.zeros(len(good)), np.ones(len(defect))], np.r_[good, defect])
