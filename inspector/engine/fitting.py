@@ -4,6 +4,18 @@
 nothing in it; ``Inspector.fit`` applies the result. A fit without the data for a head (no good
 images for the references, no defects for the probe) keeps that head's current fit, as does the
 temperature when it cannot be fitted; a threshold or region threshold fixed in the line config is kept.
+
+The statistics behind fusion and the threshold are held-out scores of good parts as the station will
+see them (issue #12):
+
+- the reference head scores each good image against the FULL patch memory of the other images
+  (leave-one-out grouped by source image); the coreset is only the production search memory;
+- only the identity view of each good image counts: the rotated / flipped views fill the memory
+  but are neither production-like parts nor independent ones;
+- with one good image there is no other part to hold out, so its views stand in as pseudo-parts
+  (:data:`ONE_SHOT_MODES`): each view is scored against the memory of the other views, without
+  the K-1 -> K extrapolation (which assumes independent parts and, with K = 6 views, blew the
+  reference statistics up ~80x), and every head's statistics come from the same views.
 """
 
 from __future__ import annotations
@@ -36,6 +48,10 @@ if TYPE_CHECKING:
     from inspector.engine.inspector import Inspector
 
 _logger = logging.getLogger(__name__)
+
+# 1-shot statistics: "views" (pseudo-parts, no extrapolation; the default, see benchmarks/calibration.py)
+# or "legacy" (views as groups with the K-1 -> K extrapolation: the collapsing path before issue #12).
+ONE_SHOT_MODES = ("views", "legacy")
 
 
 def active_heads(line: LineConfig, references_fitted: bool, probe_fitted: bool, adapter: bool) -> tuple[str, ...]:
@@ -78,8 +94,11 @@ def calibrate_scores(line: LineConfig, good_scores: np.ndarray, defect_scores: n
 
 @torch.no_grad()
 def fit_state(engine: Inspector, good: Sequence[np.ndarray],
-              defects: dict[str, Sequence[np.ndarray]] | None = None) -> FittedState:
+              defects: dict[str, Sequence[np.ndarray]] | None = None, one_shot: str = "views") -> FittedState:
     """Fit references, probe, temperature, fusion statistics and (if not fixed) the threshold."""
+    if one_shot not in ONE_SHOT_MODES:
+        msg = f"unknown 1-shot mode {one_shot!r}; use one of {ONE_SHOT_MODES}"
+        raise ValueError(msg)
     t0 = time.perf_counter()
     line = engine.line
     spec = line.fewshot
@@ -95,12 +114,14 @@ def fit_state(engine: Inspector, good: Sequence[np.ndarray],
         n_views = views.shape[0] // batch.shape[0]
         good_feats = engine.encode_tensor(views)
         groups = torch.arange(len(good)).repeat_interleave(n_views)
-        if len(good) == 1:  # one image: its views stand in for other parts (optimistic)
-            groups = torch.arange(n_views)
     if defects:
         defect_labels = [name for name, imgs in defects.items() for _ in imgs]
         defect_feats = engine.encode([img for imgs in defects.values() for img in imgs])
     identity_idx = torch.arange(len(good)) * n_views  # the un-augmented view of each good image
+    # The rows whose held-out scores make the statistics: identity views, or at 1 shot its views.
+    views_as_parts = len(good) == 1 and n_views > 1
+    stat_rows = torch.arange(n_views) if views_as_parts else identity_idx
+    loo_groups = torch.arange(n_views) if views_as_parts else groups
 
     # Zero-shot temperature: fitted when both classes are present, else the current one.
     temperature = engine.temperature
@@ -118,19 +139,22 @@ def fit_state(engine: Inspector, good: Sequence[np.ndarray],
     defect_out: dict[str, HeadOutput] = {}
     references = engine.references
     if good_feats is not None:
-        good_out["zero_shot"] = zero_shot(good_feats)
-        if engine.extractor.is_vit and line.heads.references > 0 and groups.unique().numel() >= 2:
+        good_out["zero_shot"] = zero_shot(good_feats.index(stat_rows))
+        if engine.extractor.is_vit and line.heads.references > 0 and loo_groups.unique().numel() >= 2:
             references = ReferenceHead()
-            references.setup(good_feats, spec.coreset_size, spec.seed, shots=len(good), groups=groups)
-            good_out["references"] = references.leave_one_out(good_feats, groups)
+            references.setup(good_feats, spec.coreset_size, spec.seed, shots=len(good))
+            legacy = views_as_parts and one_shot == "legacy"
+            good_out["references"] = references.leave_one_out(
+                good_feats, loo_groups, queries=torch.arange(n_views) if views_as_parts else stat_rows,
+                extrapolate=not views_as_parts or legacy)
     if defect_feats is not None:
         defect_out["zero_shot"] = zero_shot(defect_feats)
         if references.fitted:
             defect_out["references"] = references(defect_feats)
     probe = engine.probe
     if defect_feats is not None and line.heads.probe > 0:
-        probe = _fit_probe(engine.text, temperature, good_feats, identity_idx, defect_feats, defect_labels,
-                           good_out, defect_out)
+        probe = _fit_probe(engine.text, temperature, good_feats, identity_idx, stat_rows // n_views,
+                           stat_rows, defect_feats, defect_labels, good_out, defect_out)
 
     score_stats = map_stats = None
     if good_feats is not None:
@@ -182,9 +206,13 @@ def fit_state(engine: Inspector, good: Sequence[np.ndarray],
 
 
 def _fit_probe(text: TextEmbeddings, temperature: float, good_feats: Features | None, identity_idx: Tensor,
-               defect_feats: Features, defect_labels: list[str], good_out: dict[str, HeadOutput],
-               defect_out: dict[str, HeadOutput]) -> LinearProbeHead:
-    """Fit the probe on all labelled images; score each on a probe fitted without it (an empty probe if it diverges)."""
+               stat_image: Tensor, stat_rows: Tensor, defect_feats: Features, defect_labels: list[str],
+               good_out: dict[str, HeadOutput], defect_out: dict[str, HeadOutput]) -> LinearProbeHead:
+    """Fit the probe on all labelled images; score each on a probe fitted without it (an empty probe if it diverges).
+
+    Good images are fitted on their identity view; the statistics rows ``stat_rows`` (of image
+    ``stat_image``) are scored by the probe fitted without that image.
+    """
     good_emb = good_feats.global_emb[identity_idx] if good_feats is not None else defect_feats.global_emb[:0]
     emb = torch.cat([good_emb, defect_feats.global_emb])
     labels: list[str | None] = [None] * good_emb.shape[0] + list(defect_labels)
@@ -194,21 +222,25 @@ def _fit_probe(text: TextEmbeddings, temperature: float, good_feats: Features | 
     except FloatingPointError as exc:
         _logger.error("%s", exc)
         return LinearProbeHead()
-    loo_scores = torch.empty(len(labels))
-    for i in range(len(labels)):
+    n_good = good_emb.shape[0]
+    held_out: dict[int, LinearProbeHead] = {}
+
+    def without(i: int) -> LinearProbeHead:
         keep = [j for j in range(len(labels)) if j != i]
         if not any(labels[j] is not None for j in keep):
-            loo_scores[i] = probe(_global_only(emb[i : i + 1])).score[0]
-            continue
-        held_out = LinearProbeHead()
-        held_out.setup(text, temperature, emb[keep], [labels[j] for j in keep])
-        loo_scores[i] = held_out(_global_only(emb[i : i + 1])).score[0]
-    n_good = len(labels) - len(defect_labels)
+            return probe  # no defect left to fit on: the full probe is the only one there is
+        if i not in held_out:
+            held_out[i] = LinearProbeHead()
+            held_out[i].setup(text, temperature, emb[keep], [labels[j] for j in keep])
+        return held_out[i]
+
+    defect_scores = torch.stack([without(n_good + i)(_global_only(emb[n_good + i : n_good + i + 1])).score[0]
+                                 for i in range(len(defect_labels))])
     if good_feats is not None:
-        # Every view of a good image gets that image's held-out probe score.
-        per_view = good_feats.batch_size // max(n_good, 1)
-        good_out["probe"] = HeadOutput(loo_scores[:n_good].repeat_interleave(per_view), None)
-    defect_out["probe"] = HeadOutput(loo_scores[n_good:], None)
+        rows = good_feats.global_emb[stat_rows]
+        good_out["probe"] = HeadOutput(torch.stack([without(int(img))(_global_only(rows[r : r + 1])).score[0]
+                                                    for r, img in enumerate(stat_image)]), None)
+    defect_out["probe"] = HeadOutput(defect_scores, None)
     return probe
 
 
