@@ -10,8 +10,8 @@ surface, where every patch should look like every other (MVTec's carpet / grid /
 
 Both get an illumination gradient, lens blur and sensor noise. Planted defects
 (:data:`TEXTURE_DEFECT_KINDS`): ``scratch`` (a thin bright or dark curved line), ``stain`` (a
-brownish translucent blotch), ``snag`` (the texture shifted by half a period inside a blob: a pulled
-thread or a rubbed patch) and ``pit`` (a dark spot with a lit rim). The mask marks coverage >= 0.5.
+brownish translucent blotch), ``snag`` (the texture turned askew inside a blob: pulled threads or
+a patch rubbed across the grain) and ``pit`` (a dark spot with a lit rim). The mask marks coverage >= 0.5.
 
 Pure numpy + OpenCV, deterministic for (kind, seed, stream, index); no file I/O.
 """
@@ -32,7 +32,7 @@ TEXTURE_DEFECT_KINDS: tuple[str, ...] = ("scratch", "stain", "snag", "pit")
 MASK_THRESHOLD = 0.5
 
 # A surface: the pixel grid -> luminance (HxW float32), drawn from the part's generator. Called
-# twice for a snag (the same draws, a shifted grid), so it must only read ``rng`` deterministically.
+# twice for a snag (the same surface on a turned grid); all its random draws happen when it is built.
 Surface = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -192,8 +192,12 @@ class TextureGenerator:
             color_gain = F32(1.0) - strength * cover[..., None] * (F32(1.0) - brown)
         elif defect == "snag":
             cover = _blob(rng, shape, s, (9.0, 18.0))
-            shift = F32(rng.uniform(4.0, 6.0) * s)
-            moved = surface(self._xx + F32(0.6) * shift, self._yy + shift)  # across brushed streaks too
+            # The texture turned by 25-50 degrees inside the blob: threads pulled askew, a patch rubbed across.
+            turn = math.radians(rng.uniform(25.0, 50.0) * rng.choice([-1.0, 1.0]))
+            h, w = shape
+            dx, dy = self._xx - F32(w / 2), self._yy - F32(h / 2)
+            c, si = F32(math.cos(turn)), F32(math.sin(turn))
+            moved = surface(F32(w / 2) + c * dx - si * dy, F32(h / 2) + si * dx + c * dy)
             lum = lum + cover * (moved - lum)
         else:  # pit
             cover = _blob(rng, shape, s, (4.0, 8.0))
