@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -49,9 +50,13 @@ if TYPE_CHECKING:
 
 _logger = logging.getLogger(__name__)
 
-# 1-shot statistics: "views" (pseudo-parts, no extrapolation; the default, see benchmarks/calibration.py)
-# or "legacy" (views as groups with the K-1 -> K extrapolation: the collapsing path before issue #12).
-ONE_SHOT_MODES = ("views", "legacy")
+# 1-shot statistics of the reference head, its views standing in as parts (benchmarks/calibration.py):
+# "elsewhere": each patch against tokens from elsewhere on the image (ReferenceHead.held_out_elsewhere);
+# "views": each view against the other views (no extrapolation);
+# "legacy": views as groups with the K-1 -> K extrapolation (the collapsing path before issue #12).
+ONE_SHOT_MODES = ("elsewhere", "views", "legacy")
+# "elsewhere": a patch's match must lie this fraction of the grid side away on the physical image.
+ELSEWHERE_RADIUS = 0.25
 
 
 def active_heads(line: LineConfig, references_fitted: bool, probe_fitted: bool, adapter: bool) -> tuple[str, ...]:
@@ -94,7 +99,7 @@ def calibrate_scores(line: LineConfig, good_scores: np.ndarray, defect_scores: n
 
 @torch.no_grad()
 def fit_state(engine: Inspector, good: Sequence[np.ndarray],
-              defects: dict[str, Sequence[np.ndarray]] | None = None, one_shot: str = "views") -> FittedState:
+              defects: dict[str, Sequence[np.ndarray]] | None = None, one_shot: str = "elsewhere") -> FittedState:
     """Fit references, probe, temperature, fusion statistics and (if not fixed) the threshold."""
     if one_shot not in ONE_SHOT_MODES:
         msg = f"unknown 1-shot mode {one_shot!r}; use one of {ONE_SHOT_MODES}"
@@ -143,10 +148,14 @@ def fit_state(engine: Inspector, good: Sequence[np.ndarray],
         if engine.extractor.is_vit and line.heads.references > 0 and loo_groups.unique().numel() >= 2:
             references = ReferenceHead()
             references.setup(good_feats, spec.coreset_size, spec.seed, shots=len(good))
-            legacy = views_as_parts and one_shot == "legacy"
-            good_out["references"] = references.leave_one_out(
-                good_feats, loo_groups, queries=torch.arange(n_views) if views_as_parts else stat_rows,
-                extrapolate=not views_as_parts or legacy)
+            if views_as_parts and one_shot == "elsewhere":
+                coords = _view_coords(good_feats.grid, spec.augment)
+                radius = ELSEWHERE_RADIUS * max(good_feats.grid)
+                good_out["references"] = references.held_out_elsewhere(good_feats, coords, radius)
+            else:
+                legacy = views_as_parts and one_shot == "legacy"
+                good_out["references"] = references.leave_one_out(
+                    good_feats, loo_groups, queries=stat_rows, extrapolate=not views_as_parts or legacy)
     if defect_feats is not None:
         defect_out["zero_shot"] = zero_shot(defect_feats)
         if references.fitted:
@@ -182,6 +191,8 @@ def fit_state(engine: Inspector, good: Sequence[np.ndarray],
     if line.decision.threshold is None and good_scores.size >= 2:
         calibration = calibrate_scores(line, good_scores, defect_scores)
         threshold = calibration.threshold
+        if views_as_parts:
+            calibration = one_part_calibration(calibration, n_views)
     heads = active_heads(line, references.fitted, probe.fitted, adapter=False)
     report = FitReport(len(good), len(defect_labels), heads, calibration, temperature, time.perf_counter() - t0)
     _logger.info("line %s fitted: %d good, %d defect, heads %s, threshold %.4f in %.1f s", line.name,
@@ -242,6 +253,25 @@ def _fit_probe(text: TextEmbeddings, temperature: float, good_feats: Features | 
                                                     for r, img in enumerate(stat_image)]), None)
     defect_out["probe"] = HeadOutput(defect_scores, None)
     return probe
+
+
+def one_part_calibration(calibration: Calibration, n_views: int) -> Calibration:
+    """A calibration from the views of one good part: it cannot say what the line's false-reject rate is.
+
+    The views of one image vary 3-10x less than different parts do (benchmarks/calibration.py), so
+    their interval would promise what the line does not keep; the honest interval is "anything".
+    """
+    return replace(calibration, n_good=1, false_reject_interval=(0.0, 1.0),
+                   interval_method="none: one good part shows no part-to-part spread; add good parts",
+                   details={**calibration.details, "pseudo_parts": n_views})
+
+
+def _view_coords(grid: tuple[int, int], augment: bool) -> Tensor:
+    """[V, N, 2]: where on the physical image each patch token of each view comes from (grid cells)."""
+    rows, cols = torch.meshgrid(torch.arange(grid[0]), torch.arange(grid[1]), indexing="ij")
+    place = torch.stack([rows, cols, rows]).float()[None]  # 3 channels, as make_views expects images
+    views = make_views(place, augment)[:, :2]  # the same rotations / flips as the patches went through
+    return views.flatten(2).transpose(1, 2)
 
 
 def _mean_std(values: Tensor) -> tuple[float, float]:

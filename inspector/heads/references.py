@@ -153,6 +153,28 @@ class ReferenceHead(FittedModule):
             maps = maps - (k - 2) / (k - 1) * (two - maps)
         return HeadOutput(maps.amax(dim=1), maps.reshape(-1, *features.grid))
 
+    @torch.inference_mode()
+    def held_out_elsewhere(self, features: Features, coords: Tensor, radius: float) -> HeadOutput:
+        """Scores of the views of ONE good image, each patch against the tokens from elsewhere on it.
+
+        The 1-shot stand-in for leave-one-out: with no other part to hold out, a patch is matched
+        only to tokens (of every view) whose place on the physical image ``coords`` [V, N, 2] lies
+        more than ``radius`` grid cells away, so its own rotated / flipped copies cannot vouch for
+        it. Stationary textures and symmetric parts find their like elsewhere, as a fresh part
+        would; a unique feature (a keyway) does not, which errs towards a higher threshold.
+        """
+        self._require(self.fitted, "held_out_elsewhere needs a fitted memory")
+        views, n_tokens = coords.shape[:2]
+        place = coords.reshape(-1, 2).float()
+        near = torch.cdist(place, place) <= radius  # [V*N, V*N] same-place pairs
+        total = torch.zeros(views * n_tokens)
+        for layer in self.layers:
+            tokens = features.patches[layer].reshape(-1, features.patches[layer].shape[-1]).float()
+            sims = (tokens @ tokens.T).masked_fill(near, -2.0)
+            total += 1.0 - sims.amax(dim=-1)
+        maps = (total / len(self.layers)).reshape(views, n_tokens)
+        return HeadOutput(maps.amax(dim=1), maps.reshape(-1, *features.grid))
+
 
 def _group_max_similarity(patches: Tensor, member: Tensor, k: int, queries: Tensor, chunk: int = 4096) -> Tensor:
     """[Q, N, k]: each query patch's best cosine similarity to the tokens of each group (full memory)."""
