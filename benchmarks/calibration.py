@@ -1,6 +1,6 @@
 """Does the calibrated threshold do what it promises? Realised false rejects, intervals, bias, escapes.
 
-    python benchmarks/calibration.py                     # tiny random-weight ViT, 128 px: a few minutes on 2 cores
+    python benchmarks/calibration.py                     # tiny random-weight ViT, 64 px: a few minutes on 2 cores
     python benchmarks/calibration.py --model ViT-B-16 --pretrained laion2b_s34b_b88k --image-size 224
 
 For every synthetic line (the demo's ring parts and the woven / brushed textures), seed and number
@@ -99,7 +99,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=TINY_MODEL)
     ap.add_argument("--pretrained", default="random")
-    ap.add_argument("--image-size", type=int, default=128)
+    ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--feature-layers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--part-size", type=int, default=128, help="rendered part side (pixels)")
     ap.add_argument("--lines", nargs="+", default=list(LINES), choices=list(LINES))

@@ -32,7 +32,7 @@ _EULER_GAMMA = 0.5772156649015329
 # Central probability of the reported false-reject interval.
 INTERVAL_LEVEL = 0.9
 # Parametric bootstrap replicates of the Gumbel fit (fixed seed: the same data give the same interval).
-BOOTSTRAP_REPLICATES = 2000
+BOOTSTRAP_REPLICATES = 1000
 
 
 @dataclass(frozen=True)
