@@ -80,7 +80,7 @@ def _brute_force_loo(good, groups: torch.Tensor) -> torch.Tensor:
     scores = []
     for i in range(good.batch_size):
         per_layer = []
-        for layer, p in good.patches.items():
+        for p in good.patches.values():
             mem = p[groups != groups[i]].reshape(-1, p.shape[-1])
             per_layer.append(1 - (p[i] @ mem.T).amax(-1))
         scores.append(torch.stack(per_layer).mean(0).max())
