@@ -13,9 +13,11 @@ see them (issue #12):
 - only the identity view of each good image counts: the rotated / flipped views fill the memory
   but are neither production-like parts nor independent ones;
 - with one good image there is no other part to hold out, so its views stand in as pseudo-parts
-  (:data:`ONE_SHOT_MODES`): each view is scored against the memory of the other views, without
-  the K-1 -> K extrapolation (which assumes independent parts and, with K = 6 views, blew the
-  reference statistics up ~80x), and every head's statistics come from the same views.
+  (:data:`ONE_SHOT_MODES`; default "elsewhere": each patch is matched only to tokens from another
+  place on the image), never with the K-1 -> K extrapolation (it assumes independent parts and,
+  with K = 6 views, inflated the reference statistics ~80x, silencing the head). Every head's
+  statistics come from the same views. Views of one part vary far less than parts do, so such a
+  calibration reports no false-reject promise (interval 0-100 %; :func:`one_part_calibration`).
 """
 
 from __future__ import annotations
