@@ -12,7 +12,9 @@ parts, for the number of good parts it saw. How it is built depends on the estim
   below 1 / (n + 1), so we use a parametric bootstrap of the fit: draw n scores from the fitted
   Gumbel, refit, and read the false-reject rate of each refitted threshold under the first fit. It
   carries the estimation noise of the fit but not a wrong model; the benchmark
-  (``benchmarks/calibration.py``) measures how often the realised rate falls inside;
+  (``benchmarks/calibration.py``) measures how often the realised rate falls inside. The same
+  bootstrap sets the quantile level so that the threshold rejects the target on average
+  (:func:`gumbel_level`): the plain plug-in quantile rejects more;
 - **f1 / cost** (threshold chosen on labelled scores): the Clopper-Pearson interval of the
   calibration set's own false-reject count, optimistic by as much as the selection fits the data.
 """
@@ -107,22 +109,56 @@ def _gumbel_fit(scores: np.ndarray) -> tuple[float, float]:
     return np.mean(scores, axis=-1) - _EULER_GAMMA * beta, beta
 
 
+def _bootstrap_fits(scores: np.ndarray, replicates: int, seed: int) -> tuple[float, float, np.ndarray, ...]:
+    """The moment fit (mu, beta) and ``replicates`` refits on samples of the same size drawn from it."""
+    mu, beta = _gumbel_fit(np.asarray(scores, dtype=np.float64))
+    rng = np.random.default_rng(seed)
+    sims = rng.gumbel(mu, max(beta, 1e-300), size=(replicates, scores.size))
+    mu_b, beta_b = _gumbel_fit(sims)
+    return float(mu), float(beta), mu_b, beta_b, np.nextafter(sims.min(axis=1), np.inf)
+
+
+def _refit_false_rejects(level: float, mu: float, beta: float, mu_b: np.ndarray, beta_b: np.ndarray,
+                         floor: np.ndarray) -> np.ndarray:
+    """False-reject rate, under the fit (mu, beta), of each refit's threshold at quantile ``level``."""
+    thr = np.maximum(mu_b - beta_b * math.log(-math.log(level)), floor)
+    return 1.0 - np.exp(-np.exp(-(thr - mu) / beta))
+
+
+def gumbel_level(scores: np.ndarray, q: float, replicates: int = BOOTSTRAP_REPLICATES, seed: int = 0) -> float:
+    """The quantile level at which the Gumbel-moment threshold of n scores rejects 1 - q on average.
+
+    Plugging a fit from a few scores into the quantile rejects more than 1 - q on average (the
+    false-reject rate is convex in the threshold, and the fit's noise spreads the threshold both
+    ways). The parametric bootstrap finds the level whose refits reject 1 - q on average (a
+    bootstrap bias correction); ``q`` itself when the plug-in is not optimistic.
+    """
+    mu, beta, mu_b, beta_b, floor = _bootstrap_fits(scores, replicates, seed)
+    target = 1.0 - q
+    if not beta > 0 or _refit_false_rejects(q, mu, beta, mu_b, beta_b, floor).mean() <= target:
+        return q
+    lo, hi = q, 1.0 - 1e-9
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        if _refit_false_rejects(mid, mu, beta, mu_b, beta_b, floor).mean() > target:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
 def gumbel_bootstrap_interval(scores: np.ndarray, q: float, level: float = INTERVAL_LEVEL,
                               replicates: int = BOOTSTRAP_REPLICATES, seed: int = 0) -> tuple[float, float]:
-    """False-reject interval of the Gumbel-moment threshold by a parametric bootstrap of the fit.
+    """False-reject interval of the Gumbel-moment threshold at quantile ``q`` by a parametric bootstrap of the fit.
 
     Draw ``replicates`` samples of n scores from the Gumbel fitted to ``scores``, refit each and
     set its threshold; the false-reject rate of that threshold under the first fit is one draw of
     what the estimator gives on this population. Returns the central ``level`` interval.
     """
-    mu, beta = _gumbel_fit(np.asarray(scores, dtype=np.float64))
+    mu, beta, mu_b, beta_b, floor = _bootstrap_fits(scores, replicates, seed)
     if not beta > 0:
         return 0.0, 1.0  # constant scores: nothing says where the tail is
-    rng = np.random.default_rng(seed)
-    sims = rng.gumbel(mu, beta, size=(replicates, scores.size))
-    mu_b, beta_b = _gumbel_fit(sims)
-    thr = np.maximum(mu_b - beta_b * math.log(-math.log(q)), np.nextafter(sims.min(axis=1), np.inf))
-    fr = 1.0 - np.exp(-np.exp(-(thr - mu) / beta))
+    fr = _refit_false_rejects(q, mu, beta, mu_b, beta_b, floor)
     tail = (1.0 - level) / 2
     lo, hi = np.quantile(fr, [tail, 1.0 - tail])
     return float(lo), float(hi)
@@ -159,11 +195,12 @@ def threshold_for_false_reject(good_scores: np.ndarray, target: float) -> Calibr
         raise ValueError(msg)
     q = 1.0 - target
     if scores.size * target >= 5:
-        threshold, how = float(np.quantile(scores, q, method="linear")), "empirical quantile"
+        threshold, how, level = float(np.quantile(scores, q, method="linear")), "empirical quantile", q
         interval, interval_method = order_statistic_interval(scores.size, q), "order statistic (Beta)"
     else:
-        threshold, how = _gumbel_quantile(scores, q), "Gumbel tail fit"
-        interval, interval_method = gumbel_bootstrap_interval(scores, q), "parametric bootstrap of the Gumbel fit"
+        level = gumbel_level(scores, q)  # bias-corrected: the estimator rejects `target` on average
+        threshold, how = _gumbel_quantile(scores, level), "Gumbel tail fit"
+        interval, interval_method = gumbel_bootstrap_interval(scores, level), "parametric bootstrap of the Gumbel fit"
     threshold = max(threshold, float(np.nextafter(scores.min(), np.inf)))
     observed = float(np.mean(scores >= threshold))
     return Calibration(
@@ -171,7 +208,8 @@ def threshold_for_false_reject(good_scores: np.ndarray, target: float) -> Calibr
         method="false_reject",
         n_good=int(scores.size),
         expected_false_reject=target,
-        details={"estimator": how, "observed_false_reject_on_calibration_set": observed,
+        details={"estimator": how, "quantile_level": level,
+                 "observed_false_reject_on_calibration_set": observed,
                  "good_mean": float(scores.mean()), "good_std": float(scores.std(ddof=1))},
         false_reject_interval=interval,
         interval_level=INTERVAL_LEVEL,

@@ -12,7 +12,7 @@ from inspector.decision.calibrate import (
 )
 
 
-@pytest.mark.parametrize(("n", "target"), [(400, 0.05), (40, 0.01), (20, 0.05)])
+@pytest.mark.parametrize(("n", "target"), [(400, 0.05), (40, 0.01), (20, 0.05), (8, 0.05)])
 def test_false_reject_target_holds_on_held_out_good(n: int, target: float) -> None:
     """Over many repetitions the held-out false-reject rate averages to the target (within sampling error)."""
     rng = np.random.default_rng(1)
