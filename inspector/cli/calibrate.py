@@ -29,8 +29,12 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     console.print(f"line {inspector.line.name}: threshold {calib.threshold:.4f} by {calib.method} "
                   f"from {calib.n_good} good / {calib.n_defect} defect held-out scores")
+    # How sure the threshold is: the expected false-reject interval for the good parts it saw.
+    console.print(f"  expected false rejects on fresh good parts: {calib.describe()}")
+    if calib.interval_method:
+        console.print(f"  interval by {calib.interval_method}; more good parts narrow it")
     for key, value in calib.to_record().items():
-        if key != "threshold":
+        if key not in ("threshold", "false_reject_interval", "interval_level", "interval_method"):
             console.print(f"  {key}: {value}")
     if args.dry_run:
         return 0

@@ -27,7 +27,7 @@ from inspector.decision.calibrate import Calibration
 from inspector.engine.fewshot import walk_fewshot
 
 _logger = logging.getLogger(__name__)
-FORMAT = "inspector-fitted-v2"
+FORMAT = "inspector-fitted-v3"  # v3: identity-view statistics, logit zero-shot, false-reject interval
 
 Stats = dict[str, tuple[float, float]]
 
@@ -119,7 +119,7 @@ class FittedState:
         meta = json.loads(header["meta"])
         tensors = load_file(str(path))
         calib = meta["calibration"]
-        calibration = Calibration(**calib) if calib else None
+        calibration = Calibration.from_record(calib) if calib else None
         r = meta["report"]
         report = FitReport(r["shots"], r["defect_images"], tuple(r["heads"]), calibration, r["temperature"],
                            r["seconds"], r["skipped"], r["files"])

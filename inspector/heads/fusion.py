@@ -1,8 +1,10 @@
 """Fusion: put every head on one scale (standard deviations above good parts) and combine.
 
-Each head's image score and map are standardised with the mean / std of that head on the good
-references (leave-one-out for the memory head), then averaged with the line's head weights. With
-no good references the raw head outputs are averaged (all are probabilities then).
+Each head's image score and map are standardised with the mean / std of that head on held-out
+good parts (leave-one-out for the memory head), then averaged with the line's head weights. The
+zero-shot head speaks log-odds (it does not saturate, see :class:`ZeroShotHead`), so standardising
+it keeps every part's order. With no good references the raw outputs are averaged as probabilities
+(log-odds heads through the sigmoid), so an unfitted engine's 0.5 still means even odds.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from torch import Tensor
 from inspector.heads.base import FittedModule, HeadOutput
 
 HEAD_NAMES: tuple[str, ...] = ("zero_shot", "references", "probe", "adapter")
+# Heads whose outputs are log-odds (probabilities only through the sigmoid).
+LOGIT_HEADS: frozenset[str] = frozenset({"zero_shot"})
 # Scores live in [0, ~2]; a floor keeps a head that is constant on good parts from exploding.
 STD_FLOOR = 0.01
 
@@ -57,11 +61,14 @@ class Fusion(FittedModule):
     def forward(self, outputs: dict[str, HeadOutput]) -> tuple[Tensor, Tensor | None]:
         self._require(self.fitted, "no head weights")
         score_sum = score_w = map_sum = map_w = None
+        raw = not bool(self.standardised)
         for i, head in enumerate(HEAD_NAMES):
             out = outputs.get(head)
             w = float(self.weights[i])
             if out is None or w == 0.0:
                 continue
+            if raw and head in LOGIT_HEADS:
+                out = HeadOutput(torch.sigmoid(out.score), None if out.map is None else torch.sigmoid(out.map))
             z = (out.score - self.score_mean[i]) / self.score_std[i]
             score_sum = w * z if score_sum is None else score_sum + w * z
             score_w = w if score_w is None else score_w + w

@@ -13,10 +13,13 @@ from inspector.text.embeddings import TextEmbeddings
 
 
 class ZeroShotHead(FittedModule):
-    """Image score = mean of the global anomalous probability and the peak of the dense map.
+    """Image score = mean of the global anomalous log-odds and the peak of the dense map's.
 
-    Probabilities are ``softmax(T * [cos(x, normal), cos(x, anomalous)])``; the temperature ``T``
-    starts at the model's logit scale and is re-fitted by calibration when labelled defects exist.
+    The log-odds ``T * (cos(x, anomalous) - cos(x, normal))`` are the logit of the two-prompt softmax
+    probability (:meth:`probability` gives it back). Scores and maps stay in these units because the
+    probability saturates: at T = 100 it is exactly 1.0 in float32 once the margin passes ~0.17, so
+    distinct parts tie and a standardised fusion of probabilities loses their order. The
+    temperature ``T`` starts at the model's logit scale and is re-fitted when labelled defects exist.
     """
 
     def __init__(self) -> None:
@@ -52,17 +55,23 @@ class ZeroShotHead(FittedModule):
         sims = features.global_emb @ self.classes.T.to(features.global_emb)
         return sims[:, 1] - sims[:, 0]
 
+    @staticmethod
+    def probability(logit: Tensor) -> Tensor:
+        """The anomalous probability of a score or map in this head's log-odds units."""
+        return torch.sigmoid(logit)
+
     def forward(self, features: Features) -> HeadOutput:
         self._require(self.fitted, "no text embeddings")
         t = self.log_temperature.exp()
         cls = self.classes.to(features.global_emb)
-        p_global = torch.softmax(t * features.global_emb @ cls.T, dim=-1)[:, 1]
+        direction = cls[1] - cls[0]  # logit of softmax over (normal, anomalous) = T * margin
+        logit_global = t * (features.global_emb @ direction)
         anomaly_map = None
-        score = p_global
+        score = logit_global
         if features.dense is not None:
-            p_dense = torch.softmax(t * features.dense @ cls.T, dim=-1)[..., 1]
-            anomaly_map = p_dense.reshape(-1, *features.grid)
-            score = 0.5 * (p_global + p_dense.amax(dim=1))
+            logit_dense = t * (features.dense @ direction)
+            anomaly_map = logit_dense.reshape(-1, *features.grid)
+            score = 0.5 * (logit_global + logit_dense.amax(dim=1))
         class_probs = None
         if self.defects.numel():
             class_probs = torch.softmax(t * features.global_emb @ self.defects.T.to(cls), dim=-1)

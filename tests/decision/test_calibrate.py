@@ -12,7 +12,7 @@ from inspector.decision.calibrate import (
 )
 
 
-@pytest.mark.parametrize(("n", "target"), [(400, 0.05), (40, 0.01), (20, 0.05)])
+@pytest.mark.parametrize(("n", "target"), [(400, 0.05), (40, 0.01), (20, 0.05), (8, 0.05)])
 def test_false_reject_target_holds_on_held_out_good(n: int, target: float) -> None:
     """Over many repetitions the held-out false-reject rate averages to the target (within sampling error)."""
     rng = np.random.default_rng(1)
@@ -74,3 +74,80 @@ def test_temperature_recovers_the_generating_scale() -> None:
     assert fit_temperature(margins, labels.astype(float), init=100.0) == pytest.approx(40.0, rel=0.15)
     with pytest.raises(ValueError):
         fit_temperature(margins, np.zeros_like(margins))
+
+
+# ------------------------------------------------------------------ false-reject intervals (issue #12)
+from scipy import stats as _stats  # noqa: E402
+
+from inspector.decision.calibrate import (  # noqa: E402
+    Calibration,
+    clopper_pearson,
+    gumbel_bootstrap_interval,
+    order_statistic_interval,
+)
+
+
+def test_order_statistic_interval_covers_the_true_rate_for_any_distribution() -> None:
+    """The Beta interval of the empirical quantile is distribution-free: check it on two unlike populations."""
+    rng = np.random.default_rng(7)
+    n, target = 120, 0.05
+    lo, hi = order_statistic_interval(n, 1 - target)
+    for draw, cdf in ((lambda k: rng.exponential(1.0, k), lambda t: _stats.expon.cdf(t)),
+                      (lambda k: rng.normal(0.0, 1.0, k), lambda t: _stats.norm.cdf(t))):
+        true_fr = np.array([1 - cdf(threshold_for_false_reject(draw(n), target).threshold) for _ in range(400)])
+        coverage = np.mean((true_fr >= lo) & (true_fr <= hi))
+        assert coverage >= 0.88, coverage  # nominal 90 %, conservative by construction
+        assert lo < target < hi
+
+
+def test_empirical_calibration_reports_the_order_statistic_interval() -> None:
+    calib = threshold_for_false_reject(np.random.default_rng(0).normal(size=400), 0.05)
+    assert calib.interval_method == "order statistic (Beta)" and calib.interval_level == 0.9
+    assert calib.false_reject_interval == pytest.approx(order_statistic_interval(400, 0.95))
+    lo, hi = calib.false_reject_interval
+    assert 0.025 < lo < 0.05 < hi < 0.08
+    wide = threshold_for_false_reject(np.random.default_rng(0).normal(size=100), 0.05).false_reject_interval
+    assert wide[1] - wide[0] > hi - lo  # fewer parts, less sure
+
+
+@pytest.mark.parametrize(("n", "target"), [(8, 0.05), (16, 0.01)])
+def test_gumbel_bootstrap_interval_covers_the_true_rate_on_a_gumbel_population(n: int, target: float) -> None:
+    rng = np.random.default_rng(11)
+    hits = []
+    for _ in range(150):
+        calib = threshold_for_false_reject(rng.gumbel(1.0, 0.2, n), target)
+        assert calib.details["estimator"] == "Gumbel tail fit"
+        true_fr = 1 - _stats.gumbel_r.cdf(calib.threshold, 1.0, 0.2)
+        lo, hi = calib.false_reject_interval
+        hits.append(lo <= true_fr <= hi)
+    assert 0.8 <= np.mean(hits) <= 0.99, np.mean(hits)  # a parametric bootstrap: near its 90 %
+
+
+def test_gumbel_bootstrap_is_reproducible_and_handles_constant_scores() -> None:
+    scores = np.random.default_rng(3).gumbel(size=8)
+    assert gumbel_bootstrap_interval(scores, 0.95) == gumbel_bootstrap_interval(scores, 0.95)
+    assert gumbel_bootstrap_interval(np.ones(8), 0.95) == (0.0, 1.0)
+
+
+def test_clopper_pearson_edges_and_coverage() -> None:
+    assert clopper_pearson(0, 20)[0] == 0.0 and clopper_pearson(20, 20)[1] == 1.0
+    rng = np.random.default_rng(5)
+    ks = rng.binomial(50, 0.1, 2000)
+    cover = np.mean([lo <= 0.1 <= hi for lo, hi in (clopper_pearson(int(k), 50) for k in ks)])
+    assert cover >= 0.9
+
+
+def test_labelled_methods_carry_an_interval_of_their_own_false_reject_count() -> None:
+    good = np.array([0.1, 0.2, 0.3, 0.45])
+    calib = threshold_best_f1(good, np.array([0.4, 0.6, 0.7]))
+    assert calib.false_reject_interval == pytest.approx(clopper_pearson(1, 4))
+    assert "optimistic" in calib.interval_method
+
+
+def test_calibration_record_round_trip_and_description() -> None:
+    calib = threshold_for_false_reject(np.random.default_rng(2).gumbel(size=8), 0.05)
+    record = calib.to_record()
+    assert isinstance(record["false_reject_interval"], list)  # YAML-plain
+    assert Calibration.from_record({**record, "computed_at": "x"}) == calib
+    text = calib.describe()
+    assert text.startswith("target 5.0 %: ") and "with 8 good parts (90 % interval)" in text

@@ -1,6 +1,6 @@
 """Fast paths give the reference fp32 path's verdicts and scores within a stated tolerance.
 
-Tolerances (fused score, in standard deviations of good parts): bf16 autocast 0.1, batched
+Tolerances (fused score, in standard deviations of good parts): bf16 autocast 0.2, batched
 inference 1e-4, truncated-context text encoding 1e-5 (tests/backbone/test_text.py), fitted-state
 cache restore 1e-6 (tests/engine/test_inspector.py).
 """
@@ -15,7 +15,9 @@ from inspector.demo.parts import PartGenerator
 from inspector.engine import Inspector
 from tests.conftest import tiny_line
 
-BF16_TOLERANCE = 0.1
+# In standard deviations of the identity views of good parts (issue #12): a narrower, honest spread
+# than the six augmented views it was 0.1 of before, so the same bf16 rounding weighs more.
+BF16_TOLERANCE = 0.2
 BATCH_TOLERANCE = 1e-4
 
 

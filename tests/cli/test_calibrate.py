@@ -1,0 +1,26 @@
+"""`inspector calibrate` prints and records how sure its threshold is."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+
+from inspector.cli import main
+from inspector.config import load_station_config
+from tests.conftest import tiny_line
+
+
+def test_calibrate_prints_and_records_the_false_reject_interval(tmp_path: Path, repo_root: Path, capsys) -> None:
+    shutil.copytree(repo_root / "fewshot_data" / "demo", tmp_path / "fewshot")
+    line = tiny_line(fewshot={"folder": "fewshot", "max_shots": 4})
+    station = tmp_path / "station.yaml"
+    station.write_text(yaml.safe_dump({"station": "test", "lines": [line]}))
+    assert main(["calibrate", "--config", str(station)]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    assert "false rejects with 4 good parts (90 % interval)" in out
+    record = load_station_config(station).line().decision.calibration.record
+    lo, hi = record["false_reject_interval"]
+    assert 0.0 <= lo < record["expected_false_reject"] < hi <= 1.0
+    assert record["interval_level"] == 0.9 and "bootstrap" in record["interval_method"]
