@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 # Object names used in the prompts for the public benchmarks' categories.
@@ -38,8 +39,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def build_line(args: argparse.Namespace):
-    from inspector.config import LineConfig, ModelSpec, load_station_config
+    """The evaluation line: its few-shot cap raised to ``--shots`` so that every requested shot is used."""
+    from inspector.config import FewShotSpec, LineConfig, ModelSpec, load_station_config
+    from inspector.config.line import MAX_SHOTS
 
+    if args.shots > MAX_SHOTS:
+        msg = f"--shots {args.shots}: a line holds at most {MAX_SHOTS} few-shot images (fewshot.max_shots)"
+        raise ValueError(msg)
     object_name = args.object_name or CATEGORY_NAMES.get(args.category, args.category.replace("_", " "))
     model = {"name": args.model, "pretrained": args.pretrained, "device": args.device,
              "image_size": args.image_size, "precision": args.precision}
@@ -47,9 +53,12 @@ def build_line(args: argparse.Namespace):
         model["feature_layers"] = tuple(args.layers)
     if args.config:
         base = load_station_config(args.config).line(args.line)
-        return base.model_copy(update={"object_name": object_name, "roi": None,
+        fewshot = base.fewshot.model_copy(update={"max_shots": max(base.fewshot.max_shots, args.shots)})
+        return base.model_copy(update={"object_name": object_name, "roi": None, "fewshot": fewshot,
                                        "model": ModelSpec(**{**base.model.model_dump(), **model})})
-    return LineConfig(name=f"eval-{args.category}", object_name=object_name, model=ModelSpec(**model))
+    fewshot = FewShotSpec(max_shots=max(FewShotSpec().max_shots, args.shots))
+    return LineConfig(name=f"eval-{args.category}", object_name=object_name, model=ModelSpec(**model),
+                      fewshot=fewshot)
 
 
 class EnginePredictor:
@@ -59,6 +68,11 @@ class EnginePredictor:
         self.inspector = inspector
 
     def fit(self, good_images: list) -> None:
+        cap = self.inspector.line.fewshot.max_shots
+        if len(good_images) > cap:  # the engine would keep only the first `cap`: refuse, never truncate
+            msg = (f"{len(good_images)} shots but the line's fewshot.max_shots is {cap}: the fit would "
+                   "silently drop the rest; raise max_shots")
+            raise ValueError(msg)
         if good_images:
             self.inspector.fit(good_images)
 
@@ -72,7 +86,11 @@ def run(args: argparse.Namespace) -> int:
     from inspector.engine import Inspector
     from inspector.evaluation import run_evaluation
 
-    line = build_line(args)
+    try:
+        line = build_line(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     inspector = Inspector(line, load_backbone(line.model, args.model_dir))
     meta = {"model": line.model.name, "pretrained": line.model.pretrained,
             "backbone": inspector.backbone.identity.label(), "image_size": inspector.extractor.image_size[0],

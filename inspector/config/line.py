@@ -14,6 +14,8 @@ from inspector.config.base import StrictModel
 from inspector.config.training import TrainingSpec
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+#: Most good few-shot images a line may hold (fewshot.max_shots).
+MAX_SHOTS = 1024
 
 
 
@@ -86,7 +88,8 @@ class FewShotSpec(StrictModel):
     """Where the line's good / defect example images live and how references are built."""
 
     folder: Path | None = None
-    max_shots: int = Field(default=16, ge=1, le=1024)
+    # Good images a fit reads (the first ones in name order); `inspector eval --shots` raises it as needed.
+    max_shots: int = Field(default=16, ge=1, le=MAX_SHOTS)
     # Rotations (90/180/270) and flips of each good image added to the patch memory.
     augment: bool = True
     # Patch memory per layer is subsampled to at most this many tokens (greedy k-center coreset).
