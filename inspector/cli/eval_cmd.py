@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from inspector.config.line import parse_layer
+
 # Object names used in the prompts for the public benchmarks' categories.
 CATEGORY_NAMES = {
     "metal_nut": "metal nut", "pcb1": "printed circuit board", "pcb2": "printed circuit board",
@@ -23,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="ViT-B-16-plus-240", help="open_clip architecture")
     p.add_argument("--pretrained", default="laion400m_e32", help="tag, local weights file or 'random'")
     p.add_argument("--image-size", type=int, default=None, help="input side in px (default: the model's)")
-    p.add_argument("--layers", type=int, nargs="+", default=None, help="0-based blocks for patch memory")
+    p.add_argument("--layers", type=parse_layer, nargs="+", default=None,
+                   help="patch-memory blocks: fractions of the depth (0.5 0.75), negative from the end, or 0-based")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--dataset", default="auto", choices=("auto", "mvtec", "visa"))
