@@ -157,3 +157,13 @@ def test_scores_of_confident_good_parts_do_not_tie() -> None:
     scores = probe(_glob(good)).score
     assert scores.max() < 1e-7  # 1 - p(good) is exactly 0.0 here in float32
     assert scores.unique().numel() == 20
+
+
+def test_pull_weighs_as_a_fixed_number_of_images() -> None:
+    """The same pair seen 16 times is 16x the evidence: the probe moves further than on one pair."""
+    text, draw = _controlled_line(4, signal=0.15, rho=0.6)
+    text = TextEmbeddings(text.normal, text.anomalous, text.anomalous.unsqueeze(0), ("nick",))
+    pair = torch.cat([draw(1, False), draw(1, True)])
+    once = LinearProbeHead().setup(text, 14.3, pair, [None, "nick"])
+    repeated = LinearProbeHead().setup(text, 14.3, pair.repeat(16, 1), [None, "nick"] * 16)
+    assert repeated["shift"] > 3 * once["shift"], (once, repeated)
