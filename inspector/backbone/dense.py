@@ -16,6 +16,7 @@ size and kept as a buffer, so a 448 px input sees 4x the patches of a 224 px one
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,15 +98,46 @@ def supports_dense(visual: nn.Module) -> bool:
     )
 
 
+def resolve_layers(layers: Sequence[int | float], depth: int, model: str = "this backbone") -> tuple[int, ...]:
+    """``model.feature_layers`` -> sorted distinct 0-based block indices of a ``depth``-block tower.
+
+    A fraction f in (0, 1] is block ``floor(f * depth)``, capped at the last block (so 1.0 is the
+    last, and [0.5, 0.75] of 12 blocks is 6 and 9); a negative integer counts from the end (-1 is the
+    last block); a non-negative integer is an absolute 0-based block.
+    """
+    out = set()
+    for layer in layers:
+        if isinstance(layer, bool) or not isinstance(layer, (int, float)):
+            msg = f"model.feature_layers: {layer!r} is not a block number or a fraction of the depth"
+            raise ValueError(msg)
+        if isinstance(layer, float):
+            if not 0.0 < layer <= 1.0:
+                msg = f"model.feature_layers: fraction {layer} of the depth must lie in (0, 1]"
+                raise ValueError(msg)
+            # The tiny epsilon keeps 0.29 * 100 at block 29 despite binary rounding (28.999...).
+            out.add(min(math.floor(layer * depth + 1e-9), depth - 1))
+            continue
+        index = depth + layer if layer < 0 else layer
+        if not 0 <= index < depth:
+            msg = (f"model.feature_layers: block {layer} is out of range for {model}, which has {depth} blocks "
+                   f"(0..{depth - 1}, or -1..-{depth} from the end, or fractions in (0, 1])")
+            raise ValueError(msg)
+        out.add(index)
+    return tuple(sorted(out))
+
+
 class DenseFeatureExtractor(nn.Module):
     """Wraps an open_clip visual tower; ``forward(images)`` returns :class:`Features` in one pass.
 
-    ``layers`` are 0-based block indices whose tokens feed the few-shot reference head. For
-    non-ViT towers (ResNet, timm, ...) only the global embedding is produced and ``dense`` and
-    ``patches`` are empty: image-level inspection only.
+    ``layers`` (``model.feature_layers``: fractions of the depth, negative or absolute block
+    numbers, see :func:`resolve_layers`) pick the blocks whose tokens feed the few-shot reference
+    head; ``self.layers`` holds them as 0-based indices. For non-ViT towers (ResNet, timm, ...)
+    only the global embedding is produced and ``dense`` and ``patches`` are empty: image-level
+    inspection only. ``model`` names the architecture in error messages.
     """
 
-    def __init__(self, visual: nn.Module, image_size: int | None = None, layers: tuple[int, ...] = ()) -> None:
+    def __init__(self, visual: nn.Module, image_size: int | None = None, layers: Sequence[int | float] = (),
+                 model: str = "this backbone") -> None:
         super().__init__()
         self.visual = visual
         self.is_vit = supports_dense(visual)
@@ -116,12 +148,7 @@ class DenseFeatureExtractor(nn.Module):
             self.layers: tuple[int, ...] = ()
             self.grid = (1, 1)
             return
-        depth = len(visual.transformer.resblocks)
-        bad = [i for i in layers if not 0 <= i < depth]
-        if bad:
-            msg = f"model.feature_layers {bad} out of range: this backbone has blocks 0..{depth - 1}"
-            raise ValueError(msg)
-        self.layers = tuple(sorted(set(layers)))
+        self.layers = resolve_layers(layers, len(visual.transformer.resblocks), model)
         patch = visual.patch_size if isinstance(visual.patch_size, tuple) else (visual.patch_size,) * 2
         if self.image_size[0] % patch[0] or self.image_size[1] % patch[1]:
             msg = f"model.image_size {self.image_size[0]} must be a multiple of the patch size {patch[0]}"

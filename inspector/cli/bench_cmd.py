@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from inspector.config.line import parse_layer
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure the core's per-frame time against bare encode_image")
@@ -17,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
-    p.add_argument("--layers", type=int, nargs="+", default=[6, 9])
+    p.add_argument("--layers", type=parse_layer, nargs="+", default=[0.5, 0.75],
+                   help="patch-memory blocks: fractions of the depth, negative from the end, or 0-based blocks")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
     p.set_defaults(func=run)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+from inspector.config.line import parse_layer
 
 # Object names used in the prompts for the public benchmarks' categories.
 CATEGORY_NAMES = {
@@ -22,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="ViT-B-16-plus-240", help="open_clip architecture")
     p.add_argument("--pretrained", default="laion400m_e32", help="tag, local weights file or 'random'")
     p.add_argument("--image-size", type=int, default=None, help="input side in px (default: the model's)")
-    p.add_argument("--layers", type=int, nargs="+", default=None, help="0-based blocks for patch memory")
+    p.add_argument("--layers", type=parse_layer, nargs="+", default=None,
+                   help="patch-memory blocks: fractions of the depth (0.5 0.75), negative from the end, or 0-based")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--dataset", default="auto", choices=("auto", "mvtec", "visa"))
@@ -38,8 +42,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def build_line(args: argparse.Namespace):
-    from inspector.config import LineConfig, ModelSpec, load_station_config
+    """The evaluation line: its few-shot cap raised to ``--shots`` so that every requested shot is used."""
+    from inspector.config import FewShotSpec, LineConfig, ModelSpec, load_station_config
+    from inspector.config.line import MAX_SHOTS
 
+    if args.shots > MAX_SHOTS:
+        msg = f"--shots {args.shots}: a line holds at most {MAX_SHOTS} few-shot images (fewshot.max_shots)"
+        raise ValueError(msg)
     object_name = args.object_name or CATEGORY_NAMES.get(args.category, args.category.replace("_", " "))
     model = {"name": args.model, "pretrained": args.pretrained, "device": args.device,
              "image_size": args.image_size, "precision": args.precision}
@@ -47,9 +56,12 @@ def build_line(args: argparse.Namespace):
         model["feature_layers"] = tuple(args.layers)
     if args.config:
         base = load_station_config(args.config).line(args.line)
-        return base.model_copy(update={"object_name": object_name, "roi": None,
+        fewshot = base.fewshot.model_copy(update={"max_shots": max(base.fewshot.max_shots, args.shots)})
+        return base.model_copy(update={"object_name": object_name, "roi": None, "fewshot": fewshot,
                                        "model": ModelSpec(**{**base.model.model_dump(), **model})})
-    return LineConfig(name=f"eval-{args.category}", object_name=object_name, model=ModelSpec(**model))
+    fewshot = FewShotSpec(max_shots=max(FewShotSpec().max_shots, args.shots))
+    return LineConfig(name=f"eval-{args.category}", object_name=object_name, model=ModelSpec(**model),
+                      fewshot=fewshot)
 
 
 class EnginePredictor:
@@ -59,6 +71,11 @@ class EnginePredictor:
         self.inspector = inspector
 
     def fit(self, good_images: list) -> None:
+        cap = self.inspector.line.fewshot.max_shots
+        if len(good_images) > cap:  # the engine would keep only the first `cap`: refuse, never truncate
+            msg = (f"{len(good_images)} shots but the line's fewshot.max_shots is {cap}: the fit would "
+                   "silently drop the rest; raise max_shots")
+            raise ValueError(msg)
         if good_images:
             self.inspector.fit(good_images)
 
@@ -72,7 +89,11 @@ def run(args: argparse.Namespace) -> int:
     from inspector.engine import Inspector
     from inspector.evaluation import run_evaluation
 
-    line = build_line(args)
+    try:
+        line = build_line(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     inspector = Inspector(line, load_backbone(line.model, args.model_dir))
     meta = {"model": line.model.name, "pretrained": line.model.pretrained,
             "backbone": inspector.backbone.identity.label(), "image_size": inspector.extractor.image_size[0],

@@ -8,12 +8,14 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, StrictFloat, StrictInt, field_validator
 
 from inspector.config.base import StrictModel
 from inspector.config.training import TrainingSpec
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+#: Most good few-shot images a line may hold (fewshot.max_shots).
+MAX_SHOTS = 1024
 
 
 
@@ -28,9 +30,23 @@ class ModelSpec(StrictModel):
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     # Input side in pixels; positional embeddings are interpolated when it differs from the model's.
     image_size: int | None = Field(default=None, ge=32, le=1536)
-    # 0-based transformer blocks whose patch tokens feed the few-shot reference head.
-    feature_layers: tuple[int, ...] = (6, 9)
+    # Transformer blocks whose patch tokens feed the few-shot reference head, relative to the depth by
+    # default: a fraction f in (0, 1] is block floor(f * depth) (capped at the last: 1.0), so [0.5, 0.75]
+    # is blocks 6 and 9 (0-based) of a 12-block ViT-B and 12 and 18 of a 24-block ViT-L; a negative
+    # integer counts from the end (-1 = last block); a non-negative integer is an absolute 0-based block.
+    # Resolved against the backbone's depth when it is loaded (backbone/dense.py: resolve_layers).
+    feature_layers: tuple[StrictInt | StrictFloat, ...] = (0.5, 0.75)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+
+    @field_validator("feature_layers")
+    @classmethod
+    def _layers_valid(cls, value: tuple[int | float, ...]) -> tuple[int | float, ...]:
+        for layer in value:
+            if isinstance(layer, float) and not 0.0 < layer <= 1.0:
+                msg = (f"feature layer {layer}: a fraction of the depth lies in (0, 1]; write an integer for an "
+                       "absolute 0-based block (or a negative one to count from the last block)")
+                raise ValueError(msg)
+        return value
 
 
 class PromptSpec(StrictModel):
@@ -86,7 +102,8 @@ class FewShotSpec(StrictModel):
     """Where the line's good / defect example images live and how references are built."""
 
     folder: Path | None = None
-    max_shots: int = Field(default=16, ge=1, le=1024)
+    # Good images a fit reads (the first ones in name order); `inspector eval --shots` raises it as needed.
+    max_shots: int = Field(default=16, ge=1, le=MAX_SHOTS)
     # Rotations (90/180/270) and flips of each good image added to the patch memory.
     augment: bool = True
     # Patch memory per layer is subsampled to at most this many tokens (greedy k-center coreset).
@@ -154,6 +171,15 @@ class LineConfig(StrictModel):
                 msg = "roi must be [x >= 0, y >= 0, width >= 8, height >= 8] in frame pixels"
                 raise ValueError(msg)
         return value
+
+
+def parse_layer(text: str) -> int | float:
+    """A ``--layers`` command-line value: an integer block (negative from the end) or a fraction of the depth."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    return float(text)  # argparse reports a ValueError as "invalid parse_layer value"
 
 
 def config_hash(line: LineConfig) -> str:

@@ -43,7 +43,7 @@ class BenchConfig:
     warmup: int = 3
     batch: int = 1
     precision: str = "fp32"
-    feature_layers: tuple[int, ...] = (6, 9)
+    feature_layers: tuple[int | float, ...] = (0.5, 0.75)  # model.feature_layers (fractions of the depth)
     threads: int | None = None
     # False: one cold start only (no warm start, no changeover) - for sweeps that only need per-frame figures.
     measure_startup: bool = True
@@ -217,7 +217,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
         memory_bank_tokens=bank, memory_search_fraction_of_backbone=search_fraction,
         torch_threads=torch.get_num_threads(),
         extra={"untrained_backbone": backbone.identity.untrained, "frame_size": list(FRAME_SIZE),
-               "feature_layers": list(cfg.feature_layers)},
+               "feature_layers": list(inspector.extractor.layers)},  # resolved 0-based blocks
     )
 
 

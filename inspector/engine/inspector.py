@@ -58,7 +58,8 @@ class Inspector:
         self.backbone = backbone
         self.device = backbone.device
         model = backbone.model
-        self.extractor = DenseFeatureExtractor(model.visual, line.model.image_size, line.model.feature_layers)
+        self.extractor = DenseFeatureExtractor(model.visual, line.model.image_size, line.model.feature_layers,
+                                               model=line.model.name)
         self.extractor.eval().to(self.device)
         self.preprocess = Preprocessor(self.extractor.image_size, backbone.mean, backbone.std, self.device)
         self.zero_shot = ZeroShotHead()

@@ -5,7 +5,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from inspector.backbone.dense import DenseFeatureExtractor, Features, interpolate_pos_embed, supports_dense
+from inspector.backbone.dense import (
+    DenseFeatureExtractor,
+    Features,
+    interpolate_pos_embed,
+    resolve_layers,
+    supports_dense,
+)
 from inspector.backbone.registry import TINY_MODEL
 
 
@@ -103,3 +109,55 @@ def test_non_vit_tower_is_image_level_only() -> None:
         feats = ex(torch.randn(1, 3, 224, 224))
     assert feats.dense is None and feats.patches == {}
     assert feats.global_emb.shape == (1, 1024)
+
+
+@pytest.mark.parametrize(("layers", "depth", "blocks"), [
+    ((0.5, 0.75), 12, (6, 9)),  # the default on ViT-B-16: today's blocks
+    ((6, 9), 12, (6, 9)),  # absolute, as station configs write them
+    ((-6, -3), 12, (6, 9)),
+    ((0.5, 0.75), 24, (12, 18)),  # ViT-L-14: the same relative depth, not its 7th and 10th blocks
+    ((6, 9), 24, (6, 9)),
+    ((0.5, 0.75), 4, (2, 3)),  # the tiny test architecture
+    ((1.0, -1, 3), 4, (3,)),  # the last block three ways, once
+    ((0.29,), 100, (29,)),  # no binary-rounding slip (0.29 * 100 = 28.999...)
+    ((0.01,), 12, (0,)),
+    ((), 12, ()),
+])
+def test_resolve_layers(layers, depth: int, blocks: tuple[int, ...]) -> None:
+    assert resolve_layers(layers, depth) == blocks
+
+
+@pytest.mark.parametrize(("layers", "match"), [
+    ((12,), r"block 12 is out of range for ViT-B-16, which has 12 blocks \(0\.\.11"),
+    ((-13,), r"block -13 is out of range for ViT-B-16, which has 12 blocks"),
+    ((0.0,), r"fraction 0\.0 of the depth must lie in \(0, 1\]"),
+    ((1.5,), r"fraction 1\.5"),
+    ((True,), "not a block number"),
+    (("6",), "not a block number"),
+])
+def test_resolve_layers_refuses_with_the_model_and_depth(layers, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        resolve_layers(layers, 12, "ViT-B-16")
+
+
+def test_extractor_resolves_relative_layers_on_its_depth(tiny_model) -> None:
+    relative = DenseFeatureExtractor(tiny_model.visual, None, (0.5, -1), model=TINY_MODEL)
+    absolute = DenseFeatureExtractor(tiny_model.visual, None, (2, 3))
+    assert relative.layers == absolute.layers == (2, 3)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        a, b = relative(x), absolute(x)
+    assert set(a.patches) == {2, 3} and all(torch.equal(a.patches[k], b.patches[k]) for k in (2, 3))
+    with pytest.raises(ValueError, match=f"out of range for {TINY_MODEL}, which has 4 blocks"):
+        DenseFeatureExtractor(tiny_model.visual, None, (4,), model=TINY_MODEL)
+
+
+def test_default_layers_are_todays_blocks_on_vit_b_and_scale_on_vit_l() -> None:
+    """The config default resolves to blocks 6 and 9 of ViT-B-16 (as [6, 9] did) and 12, 18 of ViT-L-14."""
+    from inspector.config import ModelSpec
+
+    default = ModelSpec(name="ViT-B-16", pretrained="random").feature_layers
+    depth = {name: open_clip.get_model_config(name)["vision_cfg"]["layers"] for name in ("ViT-B-16", "ViT-L-14")}
+    assert depth == {"ViT-B-16": 12, "ViT-L-14": 24}
+    assert resolve_layers(default, depth["ViT-B-16"]) == resolve_layers((6, 9), 12) == (6, 9)
+    assert resolve_layers(default, depth["ViT-L-14"]) == (12, 18)
