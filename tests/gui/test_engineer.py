@@ -106,8 +106,9 @@ def test_threshold_slider_estimates_and_apply(window, qtbot):
     qtbot.waitUntil(lambda: window.feed.shown > seen + 1 and window.operator.last_item.threshold == proposal,
                     timeout=30_000)
     window.shutdown()
-    events = [e for e in audit_events(window.handle.log_dir) if e["kind"] == "threshold"]
-    assert events and events[0]["who"] == "Dana" and str(proposal)[:6] in events[0]["new"]
+    # One path (issue #12): a GUI apply is a `threshold_change` event with who, old -> new.
+    events = [e for e in audit_events(window.handle.log_dir) if e["kind"] == "threshold_change"]
+    assert events and events[-1]["who"] == "Dana" and json.loads(events[-1]["new"])["value"] == proposal
 
 
 def test_capture_adds_a_sample_file(window, qtbot):
