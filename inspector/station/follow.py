@@ -58,7 +58,7 @@ class ModelFollower:
         if why and record.method in ("version", "engine"):
             record = replace(record, why=why)
         set_live_threshold(inspector.line.name, record, book=self.book, log_event=self._log_event,
-                           inspector=inspector)
+                           inspector=inspector, by=who if who != "station" else "")
         return record
 
     def follow(self, inspector: Inspector) -> None:

@@ -80,6 +80,15 @@ class ThresholdRecord:
         data["interval"] = list(self.interval) if self.interval is not None else None
         return data
 
+    def summary(self) -> dict[str, Any]:
+        """The record for an audit event: the file list as a count and one digest (an event field is short)."""
+        data = self.to_json()
+        files = data.pop("files")
+        data["files"] = len(files)
+        data["files_sha256"] = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+        data["why"] = self.why[:160]
+        return data
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ThresholdRecord:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
@@ -183,11 +192,13 @@ def threshold_for(line: LineConfig, version: str, book: ThresholdBook | None, ca
 
 
 def set_live_threshold(line: str, record: ThresholdRecord, *, book: ThresholdBook | None, log_event: LogEvent,
-                       inspector: Inspector | None = None, live: bool = True) -> ThresholdRecord | None:
+                       inspector: Inspector | None = None, live: bool = True, by: str = "") -> ThresholdRecord | None:
     """THE path that makes a threshold live: engine, book, audit event. Returns the record it replaced.
 
-    ``live=False`` records a version's threshold without running it (a calibration of the base heads
-    while a trained version is deployed). Re-applying the live record is no change and logs nothing.
+    ``by``: who made this change when it is not who chose the value (a rollback restores Dana's
+    threshold by Erik's hand); the event names ``by``, the record keeps its author. ``live=False``
+    records a version's threshold without running it (a calibration of the base heads while a trained
+    version is deployed). Re-applying the live record is no change and logs nothing.
     """
     old = book.live(line) if book is not None else None
     if inspector is not None and live:
@@ -205,7 +216,7 @@ def set_live_threshold(line: str, record: ThresholdRecord, *, book: ThresholdBoo
     scope = "live" if live else f"recorded for {record.version} (not live)"
     what = (f"line {line}: threshold {was} -> {record.value:.4f} ({record.version}, {record.method}) {scope}"
             f"{'; ' + record.why if record.why else ''}")
-    log_event(EVENT_KIND, record.who, what[:500], previous.to_json() if previous else "", record.to_json())
+    log_event(EVENT_KIND, by or record.who, what[:500], previous.summary() if previous else "", record.summary())
     return old
 
 
@@ -251,5 +262,5 @@ def deploy_threshold(line: LineConfig, registry: ModelRegistry, version: str, *,
         apply_version(inspector, registry, version, record.value)
     elif record.method == "engine":
         return None
-    set_live_threshold(line.name, record, book=book, log_event=log_event, inspector=inspector)
+    set_live_threshold(line.name, record, book=book, log_event=log_event, inspector=inspector, by=who)
     return record
