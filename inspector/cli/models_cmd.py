@@ -86,7 +86,22 @@ def run_list(args: argparse.Namespace) -> int:
                       f"{new.get('f1', float('nan')):.3f}", f"{100 * new.get('false_reject_rate', float('nan')):.1f} %",
                       f"{100 * new.get('escape_rate', float('nan')):.1f} %", verdict)
     console.print(table)
+    _print_live(console, args)
     return 0
+
+
+def _print_live(console, args: argparse.Namespace) -> None:
+    """The line's live threshold record (the station's book) beside the YAML's hand-written base value."""
+    from inspector.cli.audit_log import log_folder
+    from inspector.station.threshold import ThresholdBook
+
+    station, registry = _station_registry(args)
+    folder = log_folder(station, args)
+    record = ThresholdBook(folder).live(registry.line) if folder is not None else None
+    fixed = station.line(registry.line).decision.threshold
+    live = f"{record.value:.4f} ({record.version}): {record.source()}" if record else "not recorded yet"
+    console.print(f"live threshold {live}; config decision.threshold (base heads): "
+                  f"{fixed if fixed is not None else 'not set'}", highlight=False)
 
 
 def run_promote(args: argparse.Namespace) -> int:

@@ -84,6 +84,10 @@ def test_promote_rollback_calibrate_keep_one_live_threshold(trained: TrainedLine
     assert main(["models", "rollback", "--config", str(config), "--who", "Erik"]) == 0
     live = book.live("ring")
     assert (live.version, live.value) == ("base", calibrated)  # the base heads' record, as the YAML says
+    capsys.readouterr()
+    assert main(["models", "list", "--config", str(config)]) == 0
+    shown = capsys.readouterr().out
+    assert f"live threshold {calibrated:.4f} (base)" in shown and "calibrated (false_reject)" in shown
     changes = [e for e in audit_events(tmp_path / "logs") if e["kind"] == "threshold_change"]
     steps = [(json.loads(e["old"])["value"] if e["old"] else None, json.loads(e["new"])["value"],
               e["who"].split(" ")[0]) for e in changes]
