@@ -72,7 +72,7 @@ class Capture:
             with self._phase.lock:
                 if self._phase.phase in CAPTURING:  # ended some other way: take no more triggers
                     self._phase.phase, self._phase.detail = Phase.FAULT, "station capture ended"
-                left = self.triggers.drain()
+                left = ([trig] if trig is not None else []) + self.triggers.drain()
             for held in left:
                 self._queue_job(Job(held, None, reason, time.perf_counter(), time.perf_counter()))
             self._flow.capture_ended()
