@@ -19,6 +19,7 @@ file wins and the change is recorded like any other.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -117,12 +118,19 @@ class ThresholdRecord:
         return ", ".join(parts)
 
 
+_LOCKS: dict[str, threading.RLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
 class ThresholdBook:
     """Per line: the record of each model version and the live one, in ``<folder>/.live-thresholds.json``."""
 
     def __init__(self, folder: Path) -> None:
         self.path = Path(folder) / THRESHOLDS_NAME
-        self._lock = threading.Lock()
+        # One lock per file in this process: the GUI's handle and the running loop's follower each hold a
+        # book on the same file, and a change (read, compare, write, log) must not interleave with another.
+        with _LOCKS_GUARD:
+            self.lock = _LOCKS.setdefault(str(self.path.resolve()), threading.RLock())
 
     def _read(self) -> dict[str, Any]:
         try:
@@ -144,7 +152,7 @@ class ThresholdBook:
         return self.record(line, version) if version is not None else None
 
     def put(self, line: str, record: ThresholdRecord, *, live: bool = True) -> None:
-        with self._lock:
+        with self.lock:
             data = self._read()
             entry = data["lines"].setdefault(line, {"live": None, "versions": {}})
             entry.setdefault("versions", {})[record.version] = record.to_json()
@@ -200,6 +208,12 @@ def set_live_threshold(line: str, record: ThresholdRecord, *, book: ThresholdBoo
     records a version's threshold without running it (a calibration of the base heads while a trained
     version is deployed). Re-applying the live record is no change and logs nothing.
     """
+    with book.lock if book is not None else contextlib.nullcontext():
+        return _set_live(line, record, book, log_event, inspector, live, by)
+
+
+def _set_live(line: str, record: ThresholdRecord, book: ThresholdBook | None, log_event: LogEvent,
+              inspector: Inspector | None, live: bool, by: str) -> ThresholdRecord | None:
     old = book.live(line) if book is not None else None
     if inspector is not None and live:
         if old is None:  # nothing recorded yet: the engine's value is what ran
