@@ -53,8 +53,28 @@ def run(args: argparse.Namespace) -> int:
         log("calibration", who(args), f"line {inspector.line.name}: threshold calibrated ({calib.method}, "
             f"{calib.n_good} good / {calib.n_defect} defect) and written to {station.source.name}",
             {"decision.threshold": old}, {"decision.threshold": new, "method": calib.method})
-    console.print(f"written to {station.source}")
+        live = _record_threshold(station, args, inspector, calib, new, log)
+    console.print(f"written to {station.source}; {live}")
     return 0
+
+
+def _record_threshold(station, args: argparse.Namespace, inspector, calib, new: float, log) -> str:
+    """The base heads' threshold record, through the station's one path (live unless a trained version runs)."""
+    from inspector.cli.audit_log import log_folder
+    from inspector.station.threshold import BASE, ThresholdBook, ThresholdRecord, set_live_threshold
+    from inspector.training.registry import ModelRegistry
+
+    folder = log_folder(station, args)
+    deployed = ModelRegistry(station.resolve(station.model_dir), inspector.line.name).deployed()
+    spec = inspector.line.decision.calibration
+    interval = getattr(calib, "interval", None)  # the false-reject interval, where the calibration has one
+    files = {f["file"]: f.get("sha256", "") for f in (inspector.last_fit.files if inspector.last_fit else [])}
+    record = ThresholdRecord(new, calib.method, BASE, target=spec.target_false_reject if calib.method ==
+                             "false_reject" else None, interval=tuple(interval) if interval else None,
+                             files=files, who=who(args), why="inspector calibrate", config_value=new)
+    set_live_threshold(inspector.line.name, record, book=ThresholdBook(folder) if folder else None, log_event=log,
+                       live=deployed == BASE)
+    return "live now" if deployed == BASE else f"recorded for the base heads; {deployed} stays live"
 
 
 def _plain(value):

@@ -2,7 +2,9 @@
 
 These commands change ``models/<line>/deployed.json`` only; a running station follows it
 (:class:`inspector.training.deploy.DeploymentWatcher`) and swaps between two frames. Promotions and
-rollbacks are recorded in the station's audit log (who, when, old -> new; see inspector.cli.audit_log).
+rollbacks are recorded in the station's audit log (who, when, old -> new; see inspector.cli.audit_log), and
+the deployed version's threshold becomes the line's live one through the station's one path
+(:mod:`inspector.station.threshold`: a ``threshold_change`` event; a rollback restores the earlier record).
 """
 
 from __future__ import annotations
@@ -84,7 +86,22 @@ def run_list(args: argparse.Namespace) -> int:
                       f"{new.get('f1', float('nan')):.3f}", f"{100 * new.get('false_reject_rate', float('nan')):.1f} %",
                       f"{100 * new.get('escape_rate', float('nan')):.1f} %", verdict)
     console.print(table)
+    _print_live(console, args)
     return 0
+
+
+def _print_live(console, args: argparse.Namespace) -> None:
+    """The line's live threshold record (the station's book) beside the YAML's hand-written base value."""
+    from inspector.cli.audit_log import log_folder
+    from inspector.station.threshold import ThresholdBook
+
+    station, registry = _station_registry(args)
+    folder = log_folder(station, args)
+    record = ThresholdBook(folder).live(registry.line) if folder is not None else None
+    fixed = station.line(registry.line).decision.threshold
+    live = f"{record.value:.4f} ({record.version}): {record.source()}" if record else "not recorded yet"
+    console.print(f"live threshold {live}; config decision.threshold (base heads): "
+                  f"{fixed if fixed is not None else 'not set'}", highlight=False)
 
 
 def run_promote(args: argparse.Namespace) -> int:
@@ -112,9 +129,30 @@ def run_promote(args: argparse.Namespace) -> int:
     with audited(station, args, via_station=True) as record:  # a running station follows the registry
         old = registry.promote(info.version, who=who(args), forced=not passed, reason=args.reason,
                                gate={**gate, "passed": passed, "reasons": reasons}, audit=record)
+        live = _deploy_threshold(station, args, registry, info.version, record, f"model {old} -> {info.version} "
+                                 f"promoted{': ' + args.reason if args.reason else ''}")
     console.print(f"line {registry.line}: {old} -> {info.version}{' (FORCED)' if not passed else ''}",
                   highlight=False)
+    _print_threshold(console, live)
     return 0
+
+
+def _deploy_threshold(station, args: argparse.Namespace, registry, version: str, record, why: str):
+    """The deployed version's threshold becomes live through the station's one path (station/threshold.py)."""
+    from inspector.cli.audit_log import log_folder
+    from inspector.station.threshold import ThresholdBook, deploy_threshold
+
+    folder = log_folder(station, args)
+    return deploy_threshold(station.line(registry.line), registry, version,
+                            book=ThresholdBook(folder) if folder is not None else None, log_event=record,
+                            who=who(args), why=why)
+
+
+def _print_threshold(console, record) -> None:
+    if record is None:
+        console.print("live threshold: the base heads' own calibration, set when the station starts", highlight=False)
+    else:
+        console.print(f"live threshold {record.value:.4f} ({record.version}): {record.source()}", highlight=False)
 
 
 def run_rollback(args: argparse.Namespace) -> int:
@@ -123,5 +161,9 @@ def run_rollback(args: argparse.Namespace) -> int:
     station, registry = _station_registry(args)
     with audited(station, args, via_station=True) as record:  # a running station follows the registry
         old, new = registry.rollback(who=who(args), reason=args.reason, audit=record)
-    Console().print(f"line {registry.line}: rolled back {old} -> {new}", highlight=False)
+        live = _deploy_threshold(station, args, registry, new, record, f"model {old} rolled back to {new}"
+                                 f"{': ' + args.reason if args.reason else ''}")
+    console = Console()
+    console.print(f"line {registry.line}: rolled back {old} -> {new}", highlight=False)
+    _print_threshold(console, live)
     return 0

@@ -48,6 +48,7 @@ class Capture:
         reason = "station stopped before the part was inspected"
         if self.clock is not None:
             self.clock.reset()
+        trig: Trigger | None = None  # the trigger in hand: a crash must answer it too
         try:
             while not self._stop.is_set():
                 if self.max_parts is not None and self._flow.produced >= self.max_parts:
@@ -59,6 +60,7 @@ class Capture:
                     continue
                 trig = self._next_trigger()
                 ended = self._capture(trig) if trig is not None else None
+                trig = None  # queued (or, for a free-run tick without a frame, nothing to answer)
                 if ended is not None:
                     reason = ended
                     break
@@ -70,9 +72,9 @@ class Capture:
             with self._phase.lock:
                 if self._phase.phase in CAPTURING:  # ended some other way: take no more triggers
                     self._phase.phase, self._phase.detail = Phase.FAULT, "station capture ended"
-                left = self.triggers.drain()
-            for trig in left:
-                self._queue_job(Job(trig, None, reason, time.perf_counter(), time.perf_counter()))
+                left = ([trig] if trig is not None else []) + self.triggers.drain()
+            for held in left:
+                self._queue_job(Job(held, None, reason, time.perf_counter(), time.perf_counter()))
             self._flow.capture_ended()
 
     def _serve_while_down(self) -> None:

@@ -30,6 +30,13 @@ from inspector.station.results import StationResult
 from inspector.station.sources import FrameSource, create_source
 from inspector.station.standby import resumable_line
 from inspector.station.stats import LoopStats
+from inspector.station.threshold import (
+    ThresholdBook,
+    ThresholdRecord,
+    deploy_threshold,
+    file_hashes,
+    set_live_threshold,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -82,6 +89,8 @@ class StationHandle:
         self._last_stats: LoopStats | None = None
         self._carry = ShiftCounts()
         self._ops = threading.RLock()  # one lifecycle operation at a time
+        # The live threshold per line (station/threshold.py): the same file the running loop keeps.
+        self.thresholds = ThresholdBook(self.log_dir) if self.log_enabled else None
         self.link: Any = None
         self.link_error: str = ""
 
@@ -225,6 +234,48 @@ class StationHandle:
             return old.backbone(spec)  # shares loaded backbones; loads with the old loader when new
 
         return EngineCache(config, loader=loader)
+
+    # ------------------------------------------------------------------ the live threshold (one path)
+    def threshold_record(self) -> ThresholdRecord | None:
+        """The current line's live threshold record (None before anything was recorded or without a log)."""
+        if self.thresholds is None:
+            return None
+        record = self.thresholds.live(self.line)
+        inspector = self.inspector
+        if record is not None and inspector is not None and record.version != inspector.model_version:
+            return None  # the book is for another version than the engine runs: not (yet) live
+        return record
+
+    def set_threshold(self, value: float, who: str, why: str = "", *, method: str = "manual",
+                      target: float | None = None, interval: tuple[float, float] | None = None,
+                      files: list[str] | None = None) -> ThresholdRecord:
+        """Make ``value`` the live threshold of the current line's running version (engine, book, audit).
+
+        For the base heads the YAML's ``decision.threshold`` is written too, so the file never disagrees
+        with what runs; a trained version's threshold lives in the book only (the YAML is base's).
+        """
+        with self._ops:
+            inspector = self.inspector or self.engines.get(self.line)
+            version = inspector.model_version
+            base = inspector.adapter is None
+            if base:
+                self.config = update_line_in_file(self.config_path, self.line, {"decision.threshold": float(value)})
+                self.engines.station = self.config
+            record = ThresholdRecord(float(value), method, version, target=target, interval=interval,
+                                     files=file_hashes(files or []), who=who, why=why,
+                                     config_value=self.config.line(self.line).decision.threshold)
+            set_live_threshold(self.line, record, book=self.thresholds, log_event=self.log_event, inspector=inspector)
+            return record
+
+    def deploy_threshold(self, registry: Any, version: str, who: str, why: str) -> ThresholdRecord | None:
+        """After a promotion / rollback of the current line: swap the engine and its threshold (the one path)."""
+        with self._ops:
+            inspector = self.inspector
+            if inspector is not None and inspector.line.name != registry.line:
+                inspector = None
+            line = self.config.line(registry.line)
+            return deploy_threshold(line, registry, version, book=self.thresholds, log_event=self.log_event,
+                                    who=who, why=why, inspector=inspector)
 
     # ------------------------------------------------------------------ audit events
     def log_event(self, kind: str, who: str, what: str, old: object = "", new: object = "") -> None:

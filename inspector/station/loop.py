@@ -57,6 +57,7 @@ from inspector.station.sinks import AuditSink, Policy, Sink, SinkRunner
 from inspector.station.sources import Camera, FrameSource, create_source
 from inspector.station.standby import claim_station, remember_line, resumable_line
 from inspector.station.stats import LoopStats, Tally, camera_stats, log_stats, loop_stats
+from inspector.station.threshold import ThresholdBook
 from inspector.station.triggers import FreeRunClock, FutureReply, Trigger, TriggerKind, TriggerQueue, check_part_id
 
 _logger = logging.getLogger(__name__)
@@ -135,7 +136,10 @@ class StationLoop:
         self._capture_thread: threading.Thread | None = None
         self._inspect_thread: threading.Thread | None = None
         self.model_dir = Path(model_dir) if model_dir is not None else station.resolve(station.model_dir)
-        self._follower = ModelFollower(self.model_dir, self.log_event, enabled=follow_models)
+        # The live threshold of each line and where it came from (station/threshold.py), beside the line memory.
+        self.thresholds = ThresholdBook(self.log_folder) if self.log_enabled else None
+        self._follower = ModelFollower(self.model_dir, self.log_event, enabled=follow_models, book=self.thresholds,
+                                       line_config=station.line)
         # The log folder's station lock (one station per folder; a warm standby waits on it). Taken at
         # start() when logging is on, unless the caller already holds it (``inspector run`` takes it
         # before loading anything; a standby after its wait). Released at stop(), after the log closed.

@@ -3,8 +3,9 @@
 :class:`PipelineTrainer` runs :func:`inspector.training.train_line` (adapter training with Lightning,
 held-out validation, model registry, promotion gate) with ``promote=False``: a finished run is a
 registered *candidate*. :class:`RegistryBook` lists the line's versions; the engineer approves one
-(``ModelRegistry.promote`` + ``apply_version``, a hot swap between two frames) or rolls back
-(``ModelRegistry.rollback``). Both are audit-logged through the station.
+(``ModelRegistry.promote``, then a hot swap between two frames) or rolls back
+(``ModelRegistry.rollback``): the version and its live threshold change in one step through
+``StationHandle.deploy_threshold`` (station/threshold.py, the one path). All audit-logged.
 
 The line keeps inspecting while the run works: training reads the running engine's backbone
 (stateless forward passes) and never writes into the engine until approval.
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from inspector.station.handle import StationHandle
-from inspector.training import ModelRegistry, apply_version, train_line
+from inspector.training import ModelRegistry, train_line
 from inspector.training.registry import BASE
 
 # Share of the progress bar per pipeline stage (training dominates).
@@ -98,17 +99,14 @@ class RegistryBook:
         if forced and not force:
             msg = f"the promotion gate refused {version}: {'; '.join(gate.get('reasons', []))}"
             raise ValueError(msg)
-        self.registry.promote(version, who=who, forced=forced, reason="approved in the station GUI" if forced else "",
-                              gate=gate or None, audit=handle.log_event)
-        inspector = handle.inspector
-        if inspector is not None and inspector.line.name == self.registry.line:
-            apply_version(inspector, self.registry, version)  # between two frames
+        old = self.registry.promote(version, who=who, forced=forced,
+                                    reason="approved in the station GUI" if forced else "", gate=gate or None,
+                                    audit=handle.log_event)
+        handle.deploy_threshold(self.registry, version, who, f"model {old} -> {version} approved")
 
     def rollback(self, handle: StationHandle, who: str) -> str:
-        _old, new = self.registry.rollback(who=who, reason="rolled back in the station GUI", audit=handle.log_event)
-        inspector = handle.inspector
-        if inspector is not None and inspector.line.name == self.registry.line:
-            apply_version(inspector, self.registry, new)
+        old, new = self.registry.rollback(who=who, reason="rolled back in the station GUI", audit=handle.log_event)
+        handle.deploy_threshold(self.registry, new, who, f"model {old} rolled back to {new}")
         return new
 
 

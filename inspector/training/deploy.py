@@ -30,11 +30,27 @@ def base_threshold(inspector: Inspector) -> float | None:
     return float(inspector.calibration.threshold) if inspector.calibration is not None else None
 
 
-def apply_version(inspector: Inspector, registry: ModelRegistry, version: str) -> str:
-    """Hot-swap the engine to ``version`` (``base`` removes the adapter); returns the version it ran before."""
+Choose = Callable[[str], float | None]  # version -> the threshold it runs with (None: its own)
+
+
+def version_threshold(registry: ModelRegistry, version: str) -> float | None:
+    """The threshold calibrated with ``version`` (metrics["deployment"]["threshold"]); None for base / none."""
+    if version == BASE:
+        return None
+    value = (registry.get(version).metrics.get("deployment") or {}).get("threshold")
+    return float(value) if value is not None else None
+
+
+def apply_version(inspector: Inspector, registry: ModelRegistry, version: str, threshold: float | None = None) -> str:
+    """Hot-swap the engine to ``version`` (``base`` removes the adapter); returns the version it ran before.
+
+    The swap and the threshold change in one step under the engine's lock: ``threshold`` when given
+    (the station's live threshold record for that version), else the version's own calibrated one
+    (base: :func:`base_threshold`).
+    """
     old = inspector.model_version
     if version == BASE:
-        inspector.remove_adapter(threshold=base_threshold(inspector))
+        inspector.remove_adapter(threshold=threshold if threshold is not None else base_threshold(inspector))
         _logger.info("line %s: %s -> base heads", inspector.line.name, old)
         return old
     loaded = registry.load(version)
@@ -43,15 +59,15 @@ def apply_version(inspector: Inspector, registry: ModelRegistry, version: str) -
         msg = (f"version {version} of line {registry.line} was trained for {loaded.model_key}, this engine runs "
                f"{here}; retrain the line for this backbone (`inspector train`)")
         raise IncompatibleModelError(msg)
-    # A threshold fixed in the line config is the engineer's; otherwise the version's calibrated one.
-    threshold = loaded.threshold if inspector.line.decision.threshold is None else None
+    if threshold is None:
+        threshold = loaded.threshold
     inspector.install_adapter(loaded.adapter, version, loaded.score_stats, loaded.map_stats, threshold)
     _logger.info("line %s: %s -> %s (threshold %s)", inspector.line.name, old, version,
                  f"{threshold:.4f}" if threshold is not None else "kept")
     return old
 
 
-def apply_deployed(inspector: Inspector, registry: ModelRegistry) -> str:
+def apply_deployed(inspector: Inspector, registry: ModelRegistry, choose: Choose | None = None) -> str:
     """Bring the engine to the registry's deployed version; returns the version the engine then runs.
 
     ``base`` means "no trained adapter": an engine without one (the base heads, or a GUI refit of
@@ -61,7 +77,7 @@ def apply_deployed(inspector: Inspector, registry: ModelRegistry) -> str:
     if version == BASE and inspector.adapter is None:
         return inspector.model_version
     if version != inspector.model_version:
-        apply_version(inspector, registry, version)
+        apply_version(inspector, registry, version, choose(version) if choose is not None else None)
     return version
 
 
@@ -69,13 +85,16 @@ class DeploymentWatcher:
     """Background thread: follows ``deployed.json`` of one line and hot-swaps the engine.
 
     Errors (a damaged version, an incompatible adapter) are logged and reported through
-    ``on_error``; the engine keeps running what it ran. Stop with :meth:`stop` or use as a context manager.
+    ``on_error``; the engine keeps running what it ran. ``choose`` gives the threshold a version runs
+    with (the station's threshold book), applied in the same step as the swap. Stop with :meth:`stop`
+    or use as a context manager.
     """
 
     def __init__(self, inspector: Inspector, registry: ModelRegistry, interval_s: float = 1.0,
                  on_swap: Callable[[str, str], None] | None = None,
-                 on_error: Callable[[Exception], None] | None = None) -> None:
+                 on_error: Callable[[Exception], None] | None = None, choose: Choose | None = None) -> None:
         self.inspector = inspector
+        self.choose = choose
         self.registry = registry
         self.interval_s = interval_s
         self.on_swap = on_swap
@@ -114,7 +133,7 @@ class DeploymentWatcher:
         self._seen = stamp
         try:
             before = self.inspector.model_version
-            version = apply_deployed(self.inspector, self.registry)
+            version = apply_deployed(self.inspector, self.registry, self.choose)
             if version != before and self.on_swap is not None:
                 self.on_swap(before, version)
         except Exception as exc:

@@ -55,6 +55,13 @@ def test_calibrate_writes_threshold_and_record_back(station: Path) -> None:
     assert record["method"] == "false_reject" and record["n_good"] > 0
     assert {r["file"] for r in record["fewshot_images"]} >= {"good/good_000.png"}
     assert "untrained" in record["backbone"]
+    # The one live threshold (issue #12): the base heads run it from the next start, with files and hashes.
+    from inspector.station.threshold import ThresholdBook
+
+    live = ThresholdBook(station.parent / "logs").live("ring")
+    assert live is not None and live.value == line.decision.threshold and live.method == "false_reject"
+    assert live.target == line.decision.calibration.target_false_reject and live.version == "base"
+    assert len(live.files.get("good/good_000.png", "")) == 16  # sha256 prefix of the file the fit used
 
 
 def test_config_check(station: Path, tmp_path: Path, capsys) -> None:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 from PySide6.QtCore import Qt
 
 from gui.pin import PinStore
+from inspector.training.registry import ModelRegistry
 from tests.conftest import audit_events
-from tests.gui.conftest import PIN, login, wait_parts, wait_running
+from tests.gui.conftest import PIN, login, make_window, wait_parts, wait_running
+from tests.station.conftest import write_trained_station
+from tests.training.conftest import trained  # noqa: F401 (the trained-line fixture)
 
 
 def test_pin_lockout_and_audit(idle_window, qtbot, monkeypatch):
@@ -106,8 +110,9 @@ def test_threshold_slider_estimates_and_apply(window, qtbot):
     qtbot.waitUntil(lambda: window.feed.shown > seen + 1 and window.operator.last_item.threshold == proposal,
                     timeout=30_000)
     window.shutdown()
-    events = [e for e in audit_events(window.handle.log_dir) if e["kind"] == "threshold"]
-    assert events and events[0]["who"] == "Dana" and str(proposal)[:6] in events[0]["new"]
+    # One path (issue #12): a GUI apply is a `threshold_change` event with who, old -> new.
+    events = [e for e in audit_events(window.handle.log_dir) if e["kind"] == "threshold_change"]
+    assert events and events[-1]["who"] == "Dana" and json.loads(events[-1]["new"])["value"] == proposal
 
 
 def test_capture_adds_a_sample_file(window, qtbot):
@@ -174,3 +179,61 @@ def test_retrain_runs_to_completion_then_approve_and_rollback(window, qtbot):
     kinds = [e["kind"] for e in audit_events(window.handle.log_dir) if e["who"] == "Dana"]
     assert "retrain_start" in kinds and "retrain_done" in kinds and "model_rollback" in kinds
     assert "model_promote" in kinds or "model_promote_forced" in kinds
+
+
+@pytest.mark.slow  # trains a line once per session (tests.training's ``trained``) and fits it twice
+def test_threshold_sequence_through_the_widgets(trained, qtbot, tmp_path, pins):  # noqa: F811
+    """Issue #12 through the engineer's widgets: apply, approve, roll back, prompt apply, restart - one live
+    threshold at each step, shown with where it came from, each change one `threshold_change` event."""
+    config = write_trained_station(tmp_path, trained)
+    v1_threshold = ModelRegistry(tmp_path / "models", "ring").load("v1").threshold
+    window = make_window(qtbot, config, pins)
+    wait_running(qtbot, window)
+    login(window)
+    panel, retrain, prompts = window.engineer.threshold, window.engineer.retrain, window.engineer.prompts
+
+    def live(value: float, version: str, source: str) -> None:
+        record = window.handle.threshold_record()
+        assert record.value == pytest.approx(value) and record.version == version
+        assert window.handle.inspector.threshold == pytest.approx(value)
+        text = panel.live_label.text()
+        assert f"model {version}: {value:.4f}" in text and source in text, text
+
+    window.engineer.tabs.setCurrentWidget(panel)
+    fitted = window.handle.inspector.threshold
+    panel.slider.setValue(panel.slider.maximum() // 3)
+    applied = round(panel.proposal(), 6)
+    with qtbot.waitSignal(panel.applied, timeout=30_000):
+        qtbot.mouseClick(panel.apply_button, Qt.MouseButton.LeftButton)
+    live(applied, "base", "set by hand, by Dana")
+    retrain.confirm_force = False
+    window.engineer.tabs.setCurrentWidget(retrain)
+    with qtbot.waitSignal(retrain.version_changed, timeout=60_000):
+        retrain.versions.selectRow([r.version for r in retrain.rows].index("v1"))
+        qtbot.mouseClick(retrain.approve_button, Qt.MouseButton.LeftButton)
+    live(v1_threshold, "v1", "model v1's calibration")
+    assert "used by the base heads only" in panel.live_label.text()  # the YAML's value is shown, and what for
+    with qtbot.waitSignal(retrain.version_changed, timeout=60_000):
+        qtbot.mouseClick(retrain.rollback_button, Qt.MouseButton.LeftButton)
+    live(applied, "base", "set by hand, by Dana")
+    window.engineer.tabs.setCurrentWidget(prompts)
+    with qtbot.waitSignal(prompts.applied, timeout=120_000):
+        prompts.normal_states.setPlainText("flawless {}\nclean {} from the lathe")
+        qtbot.mouseClick(prompts.apply_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.handle.running and not window.busy, timeout=60_000)
+    live(applied, "base", "set by hand, by Dana")  # the refit kept the live threshold
+    window.shutdown()
+    window = make_window(qtbot, config, pins)  # restart
+    try:
+        wait_running(qtbot, window)
+        login(window)
+        panel = window.engineer.threshold
+        window.engineer.tabs.setCurrentWidget(panel)
+        panel.refresh()
+        live(applied, "base", "set by hand, by Dana")
+    finally:
+        window.shutdown()
+    changes = [e for e in audit_events(window.handle.log_dir) if e["kind"] == "threshold_change"]
+    assert [(json.loads(e["old"])["value"], json.loads(e["new"])["value"], e["who"]) for e in changes] == [
+        (pytest.approx(fitted), applied, "Dana"), (applied, pytest.approx(v1_threshold), "Dana"),
+        (pytest.approx(v1_threshold), applied, "Dana")]

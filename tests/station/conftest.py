@@ -174,3 +174,24 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "
 
 def good_frame(seed: int = 1) -> np.ndarray:
     return PartGenerator((SIZE, SIZE), seed=seed).good().image
+
+
+def write_trained_station(folder: Path, trained: Any) -> Path:
+    """A station YAML (as the GUI runs it) on a trained line (tests.training's ``trained``: v1 registered,
+    models/ and cache/ copied into ``folder``), rolled back to the base heads so v1 is a candidate to approve;
+    synthetic camera, free-run 8 Hz, audit log in ``folder/logs``."""
+    from inspector.training.registry import ModelRegistry
+    from tests.training.conftest import FAST_TRAINING
+
+    trained.copy(folder)
+    ModelRegistry(folder / "models", "ring").rollback(who="setup")
+    line = tiny_line(training=FAST_TRAINING, fewshot={"folder": str(trained.station.lines[0].fewshot.folder)})
+    config = {
+        "station": "test-station", "model_dir": "models", "cache_dir": "cache", "lines": [line],
+        "camera": {"kind": "synthetic", "synthetic": {"size": [128, 128], "defect_rate": 0.5}},
+        "trigger": {"mode": "free_run", "rate_hz": 8.0},
+        "log": {"folder": "logs", "fsync_interval_s": None, "min_free_mb": 1},
+    }
+    path = folder / "station.yaml"
+    path.write_text("# trained station\n" + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path

@@ -15,8 +15,8 @@ from inspector.station.results import StationResult
 from inspector.station.retrain import RegistryBook
 from inspector.training.registry import ModelRegistry
 from tests.conftest import audit_events
-from tests.station.conftest import wait_for, write_handle_station
-from tests.training.conftest import tiny_adapter
+from tests.station.conftest import wait_for, write_handle_station, write_trained_station
+from tests.training.conftest import tiny_adapter, trained  # noqa: F401 (the trained-line fixture)
 
 METRICS = {"gate": {"passed": True, "compared_to": "base", "reasons": []},
            "deployment": {"score_stats": [0.5, 2.0], "map_stats": None, "threshold": 1.0}}
@@ -161,3 +161,57 @@ def test_the_plc_link_starts_with_the_station_and_stops_with_the_handle(station_
         handle.shutdown()
     assert handle.link is None  # stopped with the handle
     assert StationHandle(station_config, trigger_mode="free_run").plc_state()[0] == "off"
+
+
+def _one_live(handle: StationHandle, seen: list[StationResult], value: float, version: str) -> None:
+    """Exactly one live threshold: the book's record, the engine and the parts judged next all agree."""
+    record = handle.threshold_record()
+    assert record is not None and record.version == version and record.value == pytest.approx(value)
+    assert handle.inspector.model_version == version and handle.inspector.threshold == pytest.approx(value)
+    n = len(seen)
+    wait_for(lambda: len(seen) >= n + 3, 60, "parts after the change")
+    last = seen[-1]
+    assert last.result is not None and last.result.threshold == pytest.approx(value) and last.model.version == version
+
+
+@pytest.mark.slow  # trains a line once per session (tests.training's ``trained``) and fits it twice
+def test_threshold_sequence_leaves_one_live_threshold(trained, tmp_path: Path) -> None:  # noqa: F811
+    """Issue #12: apply, approve, roll back, prompt apply, restart - one live threshold at each step, each change
+    one `threshold_change` event (who, old -> new), none for steps that change nothing."""
+    config = write_trained_station(tmp_path, trained)
+    registry = ModelRegistry(tmp_path / "models", "ring")
+    v1_threshold = registry.load("v1").threshold
+    handle = StationHandle(config)
+    seen: list[StationResult] = []
+    handle.add_observer(seen.append, name="test", queue_size=256)
+    handle.start()
+    try:
+        fitted = handle.inspector.threshold
+        _one_live(handle, seen, fitted, "base")
+        applied = round(fitted * 0.5 + 0.01, 6)  # the engineer's own value (neither calibration)
+        handle.set_threshold(applied, "Dana", "set in the GUI")
+        _one_live(handle, seen, applied, "base")
+        assert yaml.safe_load(config.read_text())["lines"][0]["decision"]["threshold"] == applied  # file agrees
+        book = RegistryBook(handle)
+        book.approve(handle, "v1", who="Erik", force=True)
+        _one_live(handle, seen, v1_threshold, "v1")  # the version's own calibrated threshold
+        book.rollback(handle, who="Erik")
+        _one_live(handle, seen, applied, "base")  # exactly the state before the approval
+        handle.update_line({"prompts.domain_templates": ["a photo of {}."]}, who="Dana", kind="prompts",
+                           what="prompts edited", refit=True)
+        _one_live(handle, seen, applied, "base")  # a refit does not recalibrate behind anyone's back
+    finally:
+        handle.shutdown()
+    restarted = StationHandle(config)
+    seen.clear()
+    restarted.add_observer(seen.append, name="test", queue_size=256)
+    restarted.start()
+    try:
+        _one_live(restarted, seen, applied, "base")  # a restart comes up with what was live
+    finally:
+        restarted.shutdown()
+    changes = [e for e in audit_events(handle.log_dir) if e["kind"] == "threshold_change"]
+    steps = [(json.loads(e["old"])["value"] if e["old"] else None, json.loads(e["new"])["value"], e["who"])
+             for e in changes]
+    assert steps == [(pytest.approx(fitted), applied, "Dana"), (applied, pytest.approx(v1_threshold), "Erik"),
+                     (pytest.approx(v1_threshold), applied, "Erik")]

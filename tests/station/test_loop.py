@@ -344,3 +344,121 @@ def test_events_handed_in_are_written_by_the_running_station(make_station, engin
     with AuditReader(path) as reader:
         kinds = [(e["kind"], e["who"], e["new"]) for e in reader.events()]
     assert ("model_promote", "anna", "v3") in kinds
+
+
+# ---------------------------------------------------------------- last-resort branches (issue #12, item 6)
+def test_capture_thread_crash_is_fault_and_answers_every_trigger(make_station, engines_for, monkeypatch) -> None:
+    """A bug in the capture thread: the station goes FAULT (the PLC hears it), takes no new triggers, and every
+    accepted trigger - the one in hand included - is answered NG/FAULT naming the crash."""
+    station = make_station()
+    loop = StationLoop(station, engines=engines_for(station), log=False)
+
+    def boom() -> None:
+        raise RuntimeError("driver bug (simulated)")
+
+    monkeypatch.setattr(loop.camera, "grab", boom)
+    replies: list[PartVerdict] = []
+    with loop:
+        for i in range(3):
+            loop.submit_trigger(f"X{i}", replies.append)
+        wait_for(lambda: len(replies) == 3, TIMEOUT, "three answers")
+        status = loop.status()
+        assert status.state is StationState.FAULT and "capture failed" in status.detail
+        with pytest.raises(TriggerRejected):
+            loop.submit_trigger("X9", replies.append)
+    assert sorted(v.part_id for v in replies) == ["X0", "X1", "X2"]
+    for v in replies:
+        assert_never_ok_when_faulty(v)
+        assert "capture failed" in v.fault
+
+
+def test_inspect_thread_crash_answers_fault_and_keeps_inspecting(make_station, engines_for, monkeypatch) -> None:
+    """A bug around the engine call (not the engine itself): the batch is answered FAULT, the thread lives on."""
+    station = make_station()
+    loop = StationLoop(station, engines=engines_for(station), log=False)
+    real = loop._process
+    calls = {"n": 0}
+
+    def first_fails(batch):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("bookkeeping bug (simulated)")
+        return real(batch)
+
+    monkeypatch.setattr(loop, "_process", first_fails)
+    with loop:
+        first = loop.trigger("I1").result(TIMEOUT)
+        second = loop.trigger("I2").result(TIMEOUT)
+    assert_never_ok_when_faulty(first)
+    assert first.part_id == "I1" and "station error" in first.fault
+    assert second.fault is None and second.verdict in ("OK", "NG")  # the inspect thread survived
+    assert loop.stats().faults == 1 and loop.stats().parts == 2
+
+
+def test_result_building_failure_falls_back_to_a_logged_fault(make_station, engines_for, monkeypatch,
+                                                              tmp_path: Path) -> None:
+    """Building the StationResult of an inspected part fails: the part is still numbered, answered FAULT
+    (never OK) and logged, and the next part is normal."""
+    station = make_station()
+    loop = StationLoop(station, engines=engines_for(station))
+    real = loop._results.build
+
+    def fails_when_inspected(job, seq, result, fault, t_inspect, inspector):
+        if result is not None and job.trigger.part_id == "R1":
+            raise ValueError("result with a broken map (simulated)")
+        return real(job, seq, result, fault, t_inspect, inspector)
+
+    monkeypatch.setattr(loop._results, "build", fails_when_inspected)
+    with loop:
+        first = loop.trigger("R1").result(TIMEOUT)
+        second = loop.trigger("R2").result(TIMEOUT)
+    assert_never_ok_when_faulty(first)
+    assert "station error" in first.fault and second.fault is None
+    records, _events = read_log(tmp_path / "logs")
+    assert [(r["part_id"], r["seq"], r["defect"]) for r in records][:1] == [("R1", 1, "FAULT")]
+    assert [r["part_id"] for r in records] == ["R1", "R2"]
+
+
+def test_changeover_waits_for_parts_in_flight(make_station, fitted, tmp_path: Path) -> None:
+    """Parts already triggered finish on the old line; the changeover waits for them, then switches."""
+    station = make_station(lines=("ring", "ring-b"), camera={"grab_timeout_s": 30})
+    engines = EngineCache(station, fit=False)
+    engines.put(fitted)
+    engines.get("ring-b")  # prepared: the wait below is for the part, not for a fit
+    source = GateSource()
+    loop = StationLoop(station, source=source, engines=engines)
+    with loop:
+        pending = loop.trigger("F1")
+        assert source.entered.wait(TIMEOUT)  # F1 is in the camera: in flight on line ring
+        changing = threading.Thread(target=loop.changeover, args=("ring-b",), name="test-changeover")
+        changing.start()
+        wait_for(lambda: loop.status().state is StationState.BUSY, TIMEOUT, "changeover under way")
+        time.sleep(0.3)
+        assert changing.is_alive() and loop.line == "ring"  # still waiting for F1
+        source.gate.set()
+        assert pending.result(TIMEOUT).fault is None
+        changing.join(TIMEOUT)
+        assert not changing.is_alive() and loop.line == "ring-b"
+        assert loop.trigger("F2").result(TIMEOUT).fault is None
+    records, _events = read_log(tmp_path / "logs")
+    assert [(r["part_id"], r["line"]) for r in records] == [("F1", "ring"), ("F2", "ring-b")]
+
+
+def test_changeover_abandoned_when_parts_stay_in_flight(make_station, fitted, monkeypatch) -> None:
+    import inspector.station.loop as loop_module
+    from inspector.errors import InspectorError
+
+    monkeypatch.setattr(loop_module, "CHANGEOVER_DRAIN_S", 0.3)
+    station = make_station(lines=("ring", "ring-b"), camera={"grab_timeout_s": 30})
+    engines = EngineCache(station, fit=False)
+    engines.put(fitted)
+    source = GateSource()
+    loop = StationLoop(station, source=source, engines=engines, log=False)
+    with loop:
+        pending = loop.trigger("G1")
+        assert source.entered.wait(TIMEOUT)
+        with pytest.raises(InspectorError, match="still in flight"):
+            loop.changeover("ring-b")
+        assert loop.line == "ring" and loop.status().state is StationState.READY  # stays on the old line
+        source.gate.set()
+        assert pending.result(TIMEOUT).fault is None

@@ -55,6 +55,9 @@ class EngineerView(QStackedWidget):
         self.tabs.addTab(self.retrain, "Retrain && models")
         self.tabs.currentChanged.connect(self._tab_changed)
         self.samples.samples_changed.connect(self.prompts.invalidate_samples)
+        # A model swap changes the live threshold (the version's record): show the new one and where it came from.
+        self.retrain.version_changed.connect(self.threshold.refresh)
+        self.prompts.applied.connect(self.threshold.refresh)
         self.addWidget(lock)
         self.addWidget(self.tabs)
         self.login_button.clicked.connect(self._ask_login)

@@ -153,8 +153,24 @@ class ThresholdPanel(QWidget):
         self.live = float(inspector.threshold)
         self.lo, self.hi = slider_range(self.good, self.defect, self.live)
         self.strip.set_data(self.good, self.defect, self.lo, self.hi, self.live)
-        self.live_label.setText(f"Live threshold on line {self.ctx.handle.line}: {self.live:.4f}")
+        self._show_live()
         self.set_proposal(self.live)
+
+    def live_text(self) -> str:
+        """The live threshold, the model version it belongs to, where it came from, and the config file's value."""
+        handle = self.ctx.handle
+        inspector = handle.inspector
+        version = inspector.model_version if inspector is not None else "?"
+        record = handle.threshold_record()
+        source = record.source() if record is not None else "not recorded yet"
+        fixed = handle.line_config().decision.threshold
+        in_file = f"{fixed:.4f}" if fixed is not None else "not set"
+        note = "" if version == "base" else " (used by the base heads only)"
+        return (f"Live threshold on line {handle.line}, model {version}: {self.live:.4f} · {source}\n"
+                f"config file decision.threshold: {in_file}{note}")
+
+    def _show_live(self) -> None:
+        self.live_label.setText(self.live_text())
 
     def proposal(self) -> float:
         return self.lo + (self.hi - self.lo) * self.slider.value() / STEPS
@@ -195,15 +211,16 @@ class ThresholdPanel(QWidget):
         if inspector is None:
             return
         new = round(self.proposal(), 6)
-        old = float(inspector.threshold)
-        inspector.set_threshold(new)  # live from the next frame; the YAML keeps it for the next start
-        self.live = new
-        self.live_label.setText(f"Live threshold on line {self.ctx.handle.line}: {new:.4f}")
-        what = f"threshold of line {self.ctx.handle.line}: {old:.4f} -> {new:.4f}"
-        run_task(self.ctx.handle.update_line, {"decision.threshold": new}, self.ctx.who, "threshold", what,
-                 name="threshold-apply", on_done=lambda _r: self._applied(new),
-                 on_error=lambda e: self.ctx.notify(f"threshold live but not saved to the config: {e}", "error"))
+        est = self.estimate
+        why = "applied in the station GUI" + (f" (estimated false reject {100 * est.false_reject:.1f} %)"
+                                              if est is not None and est.false_reject is not None else "")
+        # The one path (station/threshold.py): engine, the line's threshold book, the audit event.
+        run_task(self.ctx.handle.set_threshold, new, self.ctx.who, why, name="threshold-apply",
+                 on_done=lambda _r: self._applied(new),
+                 on_error=lambda e: self.ctx.notify(f"threshold not applied: {e}", "error"))
 
     def _applied(self, value: float) -> None:
+        self.live = value
+        self._show_live()
         self.ctx.notify(f"threshold {value:.4f} applied and logged", "ok")
         self.applied.emit(value)
