@@ -35,6 +35,12 @@ _EULER_GAMMA = 0.5772156649015329
 INTERVAL_LEVEL = 0.9
 # Parametric bootstrap replicates of the Gumbel fit (fixed seed: the same data give the same interval).
 BOOTSTRAP_REPLICATES = 1000
+# The Gumbel bias correction may shrink the tail probability it aims at by at most this factor. With very few
+# good scores (n <= 5 at a 1 % target, n <= 3 at 5 %) the mean false-reject rate of the refits is dominated by
+# refits whose spread is near zero, and only a level within ~1e-6 of 1 brings it down to the target: a threshold
+# some ten standard deviations above the good scores (1 - 1e-9 at n = 2), which passes every defect. Capped,
+# the threshold rejects more than the target on average, and the calibration says so (details and interval).
+MAX_TAIL_CORRECTION = 10.0
 
 
 @dataclass(frozen=True)
@@ -125,19 +131,28 @@ def _refit_false_rejects(level: float, mu: float, beta: float, mu_b: np.ndarray,
     return 1.0 - np.exp(-np.exp(-(thr - mu) / beta))
 
 
+def max_corrected_level(q: float) -> float:
+    """The highest quantile level the bias correction may use for the plug-in level ``q``."""
+    return 1.0 - (1.0 - q) / MAX_TAIL_CORRECTION
+
+
 def gumbel_level(scores: np.ndarray, q: float, replicates: int = BOOTSTRAP_REPLICATES, seed: int = 0) -> float:
     """The quantile level at which the Gumbel-moment threshold of n scores rejects 1 - q on average.
 
     Plugging a fit from a few scores into the quantile rejects more than 1 - q on average (the
     false-reject rate is convex in the threshold, and the fit's noise spreads the threshold both
     ways). The parametric bootstrap finds the level whose refits reject 1 - q on average (a
-    bootstrap bias correction); ``q`` itself when the plug-in is not optimistic.
+    bootstrap bias correction); ``q`` itself when the plug-in is not optimistic, and at most
+    :func:`max_corrected_level` (a bounded correction).
     """
     mu, beta, mu_b, beta_b, floor = _bootstrap_fits(scores, replicates, seed)
     target = 1.0 - q
     if not beta > 0 or _refit_false_rejects(q, mu, beta, mu_b, beta_b, floor).mean() <= target:
         return q
-    lo, hi = q, 1.0 - 1e-9
+    cap = max_corrected_level(q)
+    if _refit_false_rejects(cap, mu, beta, mu_b, beta_b, floor).mean() > target:
+        return cap  # too few scores to correct fully (see MAX_TAIL_CORRECTION)
+    lo, hi = q, cap
     for _ in range(50):
         mid = 0.5 * (lo + hi)
         if _refit_false_rejects(mid, mu, beta, mu_b, beta_b, floor).mean() > target:
@@ -196,10 +211,12 @@ def threshold_for_false_reject(good_scores: np.ndarray, target: float) -> Calibr
     q = 1.0 - target
     if scores.size * target >= 5:
         threshold, how, level = float(np.quantile(scores, q, method="linear")), "empirical quantile", q
+        capped = False
         interval, interval_method = order_statistic_interval(scores.size, q), "order statistic (Beta)"
     else:
         level = gumbel_level(scores, q)  # bias-corrected: the estimator rejects `target` on average
         threshold, how = _gumbel_quantile(scores, level), "Gumbel tail fit"
+        capped = level >= max_corrected_level(q)
         interval, interval_method = gumbel_bootstrap_interval(scores, level), "parametric bootstrap of the Gumbel fit"
     threshold = max(threshold, float(np.nextafter(scores.min(), np.inf)))
     observed = float(np.mean(scores >= threshold))
@@ -208,7 +225,8 @@ def threshold_for_false_reject(good_scores: np.ndarray, target: float) -> Calibr
         method="false_reject",
         n_good=int(scores.size),
         expected_false_reject=target,
-        details={"estimator": how, "quantile_level": level,
+        # capped: too few good parts for the bias correction; the threshold rejects more than the target on average
+        details={"estimator": how, "quantile_level": level, "bias_correction_capped": capped,
                  "observed_false_reject_on_calibration_set": observed,
                  "good_mean": float(scores.mean()), "good_std": float(scores.std(ddof=1))},
         false_reject_interval=interval,

@@ -4,9 +4,12 @@ Encoding is what a retraining costs on a CPU; everything after it takes seconds.
 backbone identity (model, weights sha256, input size, feature layers, precision) holds a group
 per image hash and a sub-group per view (``orig`` or the augmentation pipeline digest + seed), so
 adding one image to the few-shot folder encodes that image's views only. Patch tokens are stored
-as float16 (they are L2-normalised: the rounding is far below what the heads resolve), the
-global embedding as float32. A file that cannot be opened is set aside and rebuilt: a cache
-costs time when lost, never correctness.
+as float16 (they are L2-normalised: the rounding is far below what the reference heads resolve),
+the global embedding and the dense (text-aligned) tokens as float32: the zero-shot head scores
+them in log-odds units, ``T * margin`` with T ~ 100, which multiplies float16's rounding by T
+(2e-4 on a score, so the gate's base arm no longer matched the engine's). A file that cannot be
+opened, or was written in another format, is set aside and rebuilt: a cache costs time when lost,
+never correctness.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from inspector.backbone.dense import Features
 
 _logger = logging.getLogger(__name__)
 
-FORMAT = "inspector-features/1"
+FORMAT = "inspector-features/2"  # v2: float32 dense tokens
 # One backbone call encodes at most this many views (progress and cancellation land between calls).
 ENCODE_CHUNK = 8
 
@@ -84,6 +87,11 @@ class FeatureCache:
         if stored is not None and stored != self.model_key:
             fh.close()
             self._set_aside(ValueError(f"belongs to {stored!r}"))
+            return None if mode == "r" else self._open(mode)
+        if stored is not None and fh.attrs.get("format") != FORMAT:
+            found = fh.attrs.get("format")
+            fh.close()
+            self._set_aside(ValueError(f"format {found!r}, this version writes {FORMAT!r}"))
             return None if mode == "r" else self._open(mode)
         if stored is None and mode != "r":
             fh.attrs["model_key"] = self.model_key
@@ -190,12 +198,13 @@ class FeatureCache:
 
 
 def _detach(f: Features) -> Features:
-    """A plain (non-inference) CPU float32 copy, as read back from the file (float16 tokens)."""
+    """A plain (non-inference) CPU float32 copy, as read back from the file (float16 patch tokens)."""
     def rt(t: torch.Tensor) -> torch.Tensor:
         return t.detach().to("cpu", torch.float16).float().clone()
 
     return Features(f.global_emb.detach().to("cpu", torch.float32).clone(),
-                    None if f.dense is None else rt(f.dense), {k: rt(v) for k, v in f.patches.items()}, f.grid)
+                    None if f.dense is None else f.dense.detach().to("cpu", torch.float32).clone(),
+                    {k: rt(v) for k, v in f.patches.items()}, f.grid)
 
 
 def _empty() -> Features:
@@ -206,7 +215,7 @@ def _features_to_group(group: h5py.Group, f: Features) -> None:
     group.attrs["grid"] = np.asarray(f.grid, dtype=np.int64)
     group.create_dataset("global", data=f.global_emb[0].numpy().astype(np.float32))
     if f.dense is not None:
-        group.create_dataset("dense", data=f.dense[0].numpy().astype(np.float16))
+        group.create_dataset("dense", data=f.dense[0].numpy().astype(np.float32))
     for layer, tokens in f.patches.items():
         group.create_dataset(f"patch_{layer}", data=tokens[0].numpy().astype(np.float16))
     group.attrs["complete"] = True  # written last: an entry without it is torn

@@ -151,3 +151,27 @@ def test_calibration_record_round_trip_and_description() -> None:
     assert Calibration.from_record({**record, "computed_at": "x"}) == calib
     text = calib.describe()
     assert text.startswith("target 5.0 %: ") and "with 8 good parts (90 % interval)" in text
+
+
+@pytest.mark.parametrize(("n", "target"), [(2, 0.01), (3, 0.01), (4, 0.01), (2, 0.05), (3, 0.05)])
+def test_bias_correction_is_bounded_with_very_few_good_scores(n: int, target: float) -> None:
+    """With 2-4 good scores the uncapped correction aimed within ~1e-6 of 1 (a threshold ~10 std above every good
+    score, past every defect). Capped, the tail it aims at is at least target / MAX_TAIL_CORRECTION, and it says so."""
+    from inspector.decision.calibrate import MAX_TAIL_CORRECTION, gumbel_level
+
+    scores = np.random.default_rng(4).gumbel(1.0, 0.2, n)
+    level = gumbel_level(scores, 1 - target)
+    assert level == pytest.approx(1 - target / MAX_TAIL_CORRECTION)
+    calib = threshold_for_false_reject(scores, target)
+    assert calib.details["bias_correction_capped"] is True
+    mu = scores.mean() - 0.5772156649015329 * scores.std(ddof=1) * np.sqrt(6) / np.pi
+    beta = scores.std(ddof=1) * np.sqrt(6) / np.pi
+    assert calib.threshold == pytest.approx(mu - beta * np.log(-np.log(1 - target / MAX_TAIL_CORRECTION)))
+    assert calib.false_reject_interval[1] > target / MAX_TAIL_CORRECTION  # the interval is that of the capped level
+
+
+@pytest.mark.parametrize(("n", "target"), [(8, 0.05), (8, 0.01), (16, 0.01)])
+def test_bias_correction_is_not_capped_with_enough_good_scores(n: int, target: float) -> None:
+    calib = threshold_for_false_reject(np.random.default_rng(4).gumbel(1.0, 0.2, n), target)
+    assert calib.details["estimator"] == "Gumbel tail fit" and calib.details["bias_correction_capped"] is False
+    assert 1 - target < calib.details["quantile_level"] < 1 - target / 10  # corrected, within the cap

@@ -83,3 +83,29 @@ def test_memory_only_and_cancellation() -> None:
     assert enc.images == 8
     cache.get_or_encode([(str(i), "orig") for i in range(20)], lambda i: imgs[i], enc)
     assert enc.images == 20  # what was encoded before the cancel is kept
+
+
+def test_dense_tokens_keep_float32_and_an_older_format_is_rebuilt(tmp_path: Path) -> None:
+    """Dense tokens feed the zero-shot head in log-odds units (T ~ 100 times the rounding): no float16 there."""
+    import h5py
+
+    imgs = _images(2)
+    keys = [("a", "orig"), ("b", "orig")]
+    enc = CountingEncoder()
+    fine = torch.tensor([1.0 + 2.0**-12])  # not representable in float16
+    def encode(images: list[np.ndarray]) -> Features:
+        f = enc(images)
+        return Features(f.global_emb, f.dense + fine, f.patches, f.grid)
+
+    first = FeatureCache.for_backbone(tmp_path, "model-A").get_or_encode(keys, lambda i: imgs[i], encode)
+    cache = FeatureCache.for_backbone(tmp_path, "model-A")
+    again = cache.get_or_encode(keys, lambda i: imgs[i], encode)
+    assert cache.stats.hits == 2 and torch.equal(again.dense, first.dense)
+    assert torch.equal(first.dense, encode(imgs).dense)  # in memory too, exactly what the backbone gave
+    assert cache.path is not None
+    with h5py.File(cache.path, "a") as fh:
+        fh.attrs["format"] = "inspector-features/1"  # float16 dense tokens
+    older = FeatureCache.for_backbone(tmp_path, "model-A")
+    before = enc.images
+    older.get_or_encode(keys, lambda i: imgs[i], encode)
+    assert enc.images == before + 2 and list(tmp_path.glob("*.corrupt-*"))
