@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 try:
@@ -61,8 +62,6 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-
-
 class FolderLock:
     """Exclusive advisory lock on ``folder/name`` (POSIX ``flock``); the holder writes its pid and host into it.
 
@@ -98,6 +97,14 @@ class FolderLock:
             return False
         self._claim()
         return True
+
+    def claim(self, refusal: Callable[[str], Exception]) -> FolderLock:
+        """Take the lock now, or release the descriptor and raise ``refusal(holder)`` naming who has it."""
+        if not self.try_acquire():
+            holder = self.holder()
+            self.release()
+            raise refusal(holder)
+        return self
 
     def acquire(self) -> None:
         """Block until this process holds the lock (Ctrl-C / SIGTERM interrupt the wait)."""

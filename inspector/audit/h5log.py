@@ -88,14 +88,9 @@ class AuditLogError(InspectorError):
 
 def claim_writer_lock(folder: Path) -> FolderLock:
     """The folder's writer lock, taken now; :class:`AuditLogError` naming the holder when another has it."""
-    lock = FolderLock(folder, LOCK_NAME)
-    if not lock.try_acquire():
-        owner = lock.holder()
-        lock.release()
-        msg = (f"audit log folder {folder} is in use by {owner}; each station needs its own log "
-               "folder (log.folder or --log-dir)")
-        raise AuditLogError(msg)
-    return lock
+    return FolderLock(folder, LOCK_NAME).claim(lambda owner: AuditLogError(
+        f"audit log folder {folder} is in use by {owner}; each station needs its own log folder "
+        "(log.folder or --log-dir)"))
 
 
 def log_files(folder: Path) -> list[Path]:

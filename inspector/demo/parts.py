@@ -61,7 +61,56 @@ def check_size(size: Sequence[int]) -> tuple[int, int]:
     return h, w
 
 
-class PartGenerator:
+class PartStream:
+    """A reproducible stream of parts: part ``n`` is ``render(n, kind)``, a pure function of the seeds.
+
+    Subclasses set ``count``, ``defect_rate`` and ``defect_kinds``, and define ``render`` and ``_rngs``
+    (three generators per part: scene, defect, choice); the stream draws from the choice generator only.
+    """
+
+    count: int
+    defect_rate: float
+    defect_kinds: tuple[str, ...]
+
+    def _rngs(self, index: int) -> list[np.random.Generator]:
+        raise NotImplementedError
+
+    def render(self, index: int, defect: str | None = None) -> SyntheticPart:
+        raise NotImplementedError
+
+    def check_kind(self, kind: str) -> None:
+        """Refuse an unknown defect kind before the stream moves on."""
+
+    def good(self) -> SyntheticPart:
+        """The next part, rendered without a defect."""
+        self.count += 1
+        return self.render(self.count)
+
+    def defective(self, kind: str | None = None) -> SyntheticPart:
+        """The next part with a defect of ``kind`` (random among ``defect_kinds`` when None)."""
+        if kind is not None:
+            self.check_kind(kind)
+        self.count += 1
+        if kind is None:
+            kind = self.defect_kinds[int(self._rngs(self.count)[2].integers(len(self.defect_kinds)))]
+        return self.render(self.count, kind)
+
+    def next(self) -> SyntheticPart:
+        """The next part: defective with probability ``defect_rate``, else good."""
+        self.count += 1
+        choice = self._rngs(self.count)[2]
+        if choice.random() < self.defect_rate:
+            return self.render(self.count, self.defect_kinds[int(choice.integers(len(self.defect_kinds)))])
+        return self.render(self.count)
+
+    def __iter__(self) -> PartStream:
+        return self
+
+    def __next__(self) -> SyntheticPart:
+        return self.next()
+
+
+class PartGenerator(PartStream):
     """Renders a reproducible stream of synthetic ring parts.
 
     ``size`` is (height, width). Part ``n`` of a generator is a pure function of
@@ -126,31 +175,5 @@ class PartGenerator:
         mask = np.where(on, 255, 0).astype(np.uint8)
         return SyntheticPart(image, mask, defect, part_id, clean, ring, sc.geometry)
 
-    def good(self) -> SyntheticPart:
-        """The next part, rendered without a defect."""
-        self.count += 1
-        return self.render(self.count)
-
-    def defective(self, kind: str | None = None) -> SyntheticPart:
-        """The next part with a defect of ``kind`` (random among ``defect_kinds`` when None)."""
-        if kind is not None:
-            check_kind(kind)
-        self.count += 1
-        if kind is None:
-            kind = self.defect_kinds[int(self._rngs(self.count)[2].integers(len(self.defect_kinds)))]
-        return self.render(self.count, kind)
-
-    def next(self) -> SyntheticPart:
-        """The next part: defective with probability ``defect_rate``, else good."""
-        self.count += 1
-        choice = self._rngs(self.count)[2]
-        if choice.random() < self.defect_rate:
-            kind = self.defect_kinds[int(choice.integers(len(self.defect_kinds)))]
-            return self.render(self.count, kind)
-        return self.render(self.count)
-
-    def __iter__(self) -> PartGenerator:
-        return self
-
-    def __next__(self) -> SyntheticPart:
-        return self.next()
+    def check_kind(self, kind: str) -> None:
+        check_kind(kind)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 import cv2
 import numpy as np
 
-from inspector.demo.parts import SyntheticPart, check_size
+from inspector.demo.parts import PartStream, SyntheticPart, check_size
 from inspector.demo.scene import F32, unit_noise
 
 TEXTURE_KINDS: tuple[str, ...] = ("woven", "brushed")
@@ -107,7 +107,7 @@ def _scratch(rng: np.random.Generator, shape: tuple[int, int], s: float) -> np.n
     return canvas.astype(F32) / F32(255.0)
 
 
-class TextureGenerator:
+class TextureGenerator(PartStream):
     """Renders a reproducible stream of synthetic texture parts of one ``kind``.
 
     Part ``n`` is a pure function of (kind, seed, stream, n, defect kind); ``stream`` separates
@@ -212,23 +212,3 @@ class TextureGenerator:
         sigma = np.sqrt(F32(read_sigma**2) + F32(0.002) * np.maximum(img, 0.0))
         img = np.clip(np.rint(img + sigma * noise), 0.0, 255.0)
         return img.astype(np.uint8)
-
-    def good(self) -> SyntheticPart:
-        """The next part, rendered without a defect."""
-        self.count += 1
-        return self.render(self.count)
-
-    def defective(self, kind: str | None = None) -> SyntheticPart:
-        """The next part with a defect of ``kind`` (random among ``defect_kinds`` when None)."""
-        self.count += 1
-        if kind is None:
-            kind = self.defect_kinds[int(self._rngs(self.count)[2].integers(len(self.defect_kinds)))]
-        return self.render(self.count, kind)
-
-    def next(self) -> SyntheticPart:
-        """The next part: defective with probability ``defect_rate``, else good."""
-        self.count += 1
-        choice = self._rngs(self.count)[2]
-        if choice.random() < self.defect_rate:
-            return self.render(self.count, self.defect_kinds[int(choice.integers(len(self.defect_kinds)))])
-        return self.render(self.count)

@@ -60,14 +60,9 @@ def station_lock(folder: Path) -> FolderLock:
 
 def claim_station(folder: Path) -> FolderLock:
     """The lock of an active station, taken now; :class:`StationBusyError` naming the holder when taken."""
-    lock = station_lock(folder)
-    if not lock.try_acquire():
-        holder = lock.holder()
-        lock.release()
-        msg = (f"a station is already running on log folder {folder} ({holder}); stop it first, or start this one "
-               "with --standby to wait as its warm standby")
-        raise StationBusyError(msg)
-    return lock
+    return station_lock(folder).claim(lambda holder: StationBusyError(
+        f"a station is already running on log folder {folder} ({holder}); stop it first, or start this one "
+        "with --standby to wait as its warm standby"))
 
 
 def wait_writer_free(folder: Path, timeout_s: float = 5.0) -> bool:

@@ -18,7 +18,7 @@ from huggingface_hub import errors as hf_errors
 from safetensors.torch import save_file
 
 import inspector.backbone  # noqa: F401  (registers the tiny architecture)
-from inspector.backbone import resolve, weights
+from inspector.backbone import weights
 from inspector.backbone.checkpoint import file_sha256
 from inspector.backbone.loading import load_backbone
 from inspector.backbone.registry import TINY_MODEL
@@ -41,17 +41,6 @@ def write_safetensors(path: Path, seed: int = 123) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(trained_state_dict(seed), str(path))
     return path
-
-
-@pytest.fixture
-def caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
-    hf = tmp_path / "hf-hub"
-    oc = tmp_path / "clip-cache"
-    hf.mkdir()
-    oc.mkdir()
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hf))
-    monkeypatch.setattr(resolve, "openclip_cache_dir", lambda: oc)
-    return hf, oc
 
 
 @pytest.fixture
