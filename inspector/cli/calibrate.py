@@ -67,7 +67,7 @@ def _record_threshold(station, args: argparse.Namespace, inspector, calib, new: 
     folder = log_folder(station, args)
     deployed = ModelRegistry(station.resolve(station.model_dir), inspector.line.name).deployed()
     spec = inspector.line.decision.calibration
-    interval = getattr(calib, "interval", None)  # the false-reject interval, where the calibration has one
+    interval = calib.false_reject_interval  # how sure the threshold is, where the method can say
     files = {f["file"]: f.get("sha256", "") for f in (inspector.last_fit.files if inspector.last_fit else [])}
     record = ThresholdRecord(new, calib.method, BASE, target=spec.target_false_reject if calib.method ==
                              "false_reject" else None, interval=tuple(interval) if interval else None,

@@ -255,6 +255,10 @@ def record_for(line: LineConfig, version: str, *, model_dir: Path, book: Thresho
     record = threshold_for(line, version, book, calibrated, engine, file_wins=file_wins)
     if record.method == "version":  # the version's own threshold becomes live by its deployer's hand
         record = replace(record, who=who)
+    elif record.method == "engine" and inspector is not None and inspector.calibration is not None:
+        calib = inspector.calibration  # the fit's own calibration: say how sure it is
+        record = replace(record, target=calib.expected_false_reject,
+                         interval=calib.false_reject_interval)
     return record
 
 
