@@ -20,6 +20,11 @@ from tests.training.conftest import tiny_adapter
 METRICS = {"gate": {"passed": True, "compared_to": "base", "reasons": []},
            "deployment": {"score_stats": [0.5, 2.0], "map_stats": None, "threshold": 1.0}}
 CARD = {"backbone": {"key": "tiny|random"}, "heads": ["patch"]}
+LIVE = "threshold_change"  # the live threshold's own event (issue #12): checked where it is the point
+
+
+def model_events(logs: Path) -> list[dict]:
+    return [e for e in events(logs) if e["kind"] != LIVE]
 
 
 @pytest.fixture
@@ -38,11 +43,13 @@ def test_promote_and_rollback_are_logged_with_who_and_old_new(station: Path) -> 
     logs = station.parent / "logs"
     assert main(["models", "promote", "v1", "--config", str(station), "--reason", "line trial"]) == 0
     assert main(["models", "rollback", "--config", str(station), "--who", "Dana", "--reason", "too many NG"]) == 0
-    got = [(e["kind"], e["who"], e["old"], e["new"]) for e in events(logs)]
+    got = [(e["kind"], e["who"], e["old"], e["new"]) for e in model_events(logs)]
     user = current_user()
     dana = "Dana" if user == "Dana" else f"Dana (os:{user})"
     assert got == [("model_promote", user, "base", "v1"), ("model_rollback", dana, "v1", "base")]
-    what = [e["what"] for e in events(logs)]
+    live = [e for e in events(logs) if e["kind"] == LIVE]
+    assert live and '"version": "v1"' in live[0]["new"] and '"value": 1.0' in live[0]["new"]  # v1's own threshold
+    what = [e["what"] for e in model_events(logs)]
     assert "line trial" in what[0] and "too many NG" in what[1]
     assert all(e["timestamp"].startswith("20") for e in events(logs))  # when
 
@@ -54,7 +61,7 @@ def test_forced_promotion_is_logged_as_forced(station: Path) -> None:
     assert main(["models", "promote", "v2", "--config", str(station)]) == 1
     assert events(station.parent / "logs") == []  # refused: nothing changed, nothing logged
     assert main(["models", "promote", "v2", "--config", str(station), "--force", "--reason", "customer"]) == 0
-    (event,) = events(station.parent / "logs")
+    (event,) = model_events(station.parent / "logs")
     assert event["kind"] == "model_promote_forced" and (event["old"], event["new"]) == ("v1", "v2")
     assert "customer" in event["what"]
 
@@ -89,13 +96,15 @@ def test_promotion_is_handed_to_a_running_station(station: Path, capsys: pytest.
         assert main(["models", "promote", "v1", "--config", str(station), "--who", "Omar"]) == 0
         assert registry.deployed() == "v1"
         assert "recorded through the running station (pid" in capsys.readouterr().err
-        ((path, event),) = inbox.pending(logs)
+        handed = inbox.pending(logs)
+        ((path, event),) = [(p, e) for p, e in handed if e.kind != LIVE]
         assert (event.kind, event.old, event.new) == ("model_promote", "base", "v1") and "Omar" in event.who
+        assert [e.kind for _, e in handed].count(LIVE) == 1  # v1's threshold, handed in the same way
         with pytest.raises(InspectorError, match="nothing was changed"):  # what calibrate / train use: refused,
             check_writable(load_station_config(station), argparse.Namespace(log_dir=None))  # not applied live
         AuditSink(writer, LogSpec(), inbox_folder=logs).idle()  # the station's log sink, idle: takes the inbox
         assert inbox.pending(logs) == [] and not path.exists()
-    (logged,) = events(logs)
+    (logged,) = model_events(logs)
     assert (logged["kind"], logged["old"], logged["new"]) == ("model_promote", "base", "v1")
     assert logged["time_ns"] == event.time_ns  # when the change was made, not when it was written
 
@@ -103,7 +112,7 @@ def test_promotion_is_handed_to_a_running_station(station: Path, capsys: pytest.
 def test_log_dir_option_and_disabled_log(station: Path, tmp_path: Path) -> None:
     other = tmp_path / "elsewhere"
     assert main(["models", "promote", "v1", "--config", str(station), "--log-dir", str(other)]) == 0
-    assert [e["kind"] for e in events(other)] == ["model_promote"]
+    assert [e["kind"] for e in events(other)] == ["model_promote", LIVE]
     data = yaml.safe_load(station.read_text())
     data["log"]["enabled"] = False
     station.write_text(yaml.safe_dump(data))
@@ -119,7 +128,9 @@ def test_calibration_write_back_is_logged(tmp_path: Path, repo_root: Path) -> No
                                       "lines": [line]}))
     assert main(["calibrate", "--config", str(config), "--who", "Eve"]) == 0
     new = yaml.safe_load(config.read_text())["lines"][0]["decision"]["threshold"]
-    (event,) = events(tmp_path / "logs")
+    (event,) = model_events(tmp_path / "logs")
     assert event["kind"] == "calibration" and event["who"].startswith("Eve")
+    (live,) = [e for e in events(tmp_path / "logs") if e["kind"] == LIVE]
+    assert live["who"].startswith("Eve") and str(new)[:6] in live["new"]
     assert '"decision.threshold": 0.25' in event["old"] and str(new)[:6] in event["new"]
     assert "false_reject" in event["new"]
