@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: demo test test-fast lint bench clean
+.PHONY: demo test test-fast lint bench clean system-packages
 
 $(VENV): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ lint: $(VENV)
 	$(BIN)/ruff check inspector gui tests benchmarks
 	$(BIN)/lint-imports
 
-test: lint
+# Debian packages the real-component tests start (scripts/system-packages.txt).
+system-packages:
+	bash scripts/install-system-packages.sh
+
+test: lint system-packages
 	$(BIN)/pytest -q
 
 test-fast: $(VENV)
