@@ -92,7 +92,8 @@ def run_case(insp: Inspector, goods: list[np.ndarray], fresh: Features, defects:
                      "escape": float(np.mean(defect_fused < calib.threshold)), "n_calibration": calib.n_good})
     return {"shots": shots, "one_shot": one_shot if shots == 1 else None, "heads": list(insp.heads),
             "fit_seconds": fit_s, "bias": bias, "fused_fresh_mean": float(fresh_fused.mean()),
-            "fused_fresh_std": float(fresh_fused.std(ddof=1)), "targets": rows}
+            "fused_fresh_std": float(fresh_fused.std(ddof=1)), "targets": rows,
+            "scores": {"good": state.good_scores, "fresh": fresh_fused, "defect": defect_fused}}
 
 
 def main() -> None:
@@ -104,11 +105,15 @@ def main() -> None:
     ap.add_argument("--part-size", type=int, default=128, help="rendered part side (pixels)")
     ap.add_argument("--lines", nargs="+", default=list(LINES), choices=list(LINES))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="independent few-shot sets per line and seed (disjoint parts of the fitting stream)")
     ap.add_argument("--shots", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     ap.add_argument("--targets", type=float, nargs="+", default=[0.01, 0.05])
     ap.add_argument("--fresh", type=int, default=1000, help="fresh good parts per line and seed")
     ap.add_argument("--defects", type=int, default=200, help="fresh defective parts per line and seed")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--scores", type=Path, default=None,
+                    help="also write every case's calibration-set and fresh fused scores (.npz) for offline study")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/calibration.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -123,16 +128,24 @@ def main() -> None:
         insp = Inspector(parse_station_config({"lines": [cfg]}).lines[0], backbone)
         for seed in args.seeds:
             t0 = time.perf_counter()
-            goods = [generator(line, args.part_size, seed, 0).render(i + 1).image for i in range(max(args.shots))]
+            fit_gen = generator(line, args.part_size, seed, 0)
+            n_fit = max(args.shots)
+            goods = [[fit_gen.render(r * n_fit + i + 1).image for i in range(n_fit)] for r in range(args.repeats)]
             fresh_gen = generator(line, args.part_size, seed, 1)
             fresh = insp.encode([fresh_gen.render(i + 1).image for i in range(args.fresh)])
             bad_gen = generator(line, args.part_size, seed, 2)
             defects = insp.encode([bad_gen.defective().image for _ in range(args.defects)])
             print(f"{line} seed {seed}: parts rendered and encoded in {time.perf_counter() - t0:.1f} s", flush=True)
-            for shots in args.shots:
-                for mode in ONE_SHOT_MODES if shots == 1 else ONE_SHOT_MODES[:1]:
-                    case = run_case(insp, goods, fresh, defects, shots, args.targets, mode)
-                    results.append({"line": line, "seed": seed, **case})
+            for repeat, fit_set in enumerate(goods):
+                for shots in args.shots:
+                    for mode in ONE_SHOT_MODES if shots == 1 else ONE_SHOT_MODES[:1]:
+                        case = run_case(insp, fit_set, fresh, defects, shots, args.targets, mode)
+                        results.append({"line": line, "seed": seed, "repeat": repeat, **case})
+    if args.scores is not None:
+        arrays = {f"{i}_{k}": v for i, r in enumerate(results) for k, v in r["scores"].items()}
+        np.savez_compressed(args.scores, **arrays)
+    for r in results:
+        del r["scores"]
     summary = summarise(results)
     out = {"command": " ".join(["python", "benchmarks/calibration.py", *sys.argv[1:]]),
            "model": args.model, "pretrained": args.pretrained, "image_size": args.image_size,

@@ -132,12 +132,28 @@ class CalibrationSpec(StrictModel):
     record: dict[str, Any] | None = None
 
 
+class RecalibrationSpec(StrictModel):
+    """Threshold proposals from production: the station re-estimates the good-score tail as parts go by.
+
+    Every ``after_parts`` inspected parts of a line (one model version, one live threshold) the
+    station proposes the threshold at the calibration's target from the parts it judged OK with
+    ``margin`` to spare (fused-score units: good-part standard deviations); an engineer applies or
+    dismisses it. 0 turns proposals off.
+    """
+
+    after_parts: int = Field(default=1000, ge=0)
+    margin: float = Field(default=0.5, ge=0)
+    # Most recent OK-with-margin scores kept per line (older ones drop out: the line drifts).
+    window: int = Field(default=5000, ge=100)
+
+
 class DecisionSpec(StrictModel):
     threshold: float | None = None
     # Anomaly-map threshold for defect regions, in the same units as the fused map.
     region_threshold: float | None = None
     min_region_area_px: int = Field(default=16, ge=1)
     calibration: CalibrationSpec = CalibrationSpec()
+    recalibration: RecalibrationSpec = RecalibrationSpec()
 
 
 class LineConfig(StrictModel):

@@ -41,6 +41,8 @@ BOOTSTRAP_REPLICATES = 1000
 # some ten standard deviations above the good scores (1 - 1e-9 at n = 2), which passes every defect. Capped,
 # the threshold rejects more than the target on average, and the calibration says so (details and interval).
 MAX_TAIL_CORRECTION = 10.0
+# Shape of the extreme-value family the good-score tail is fitted with (GEV xi; 0 = Gumbel).
+TAIL_SHAPE = 0.0
 
 
 @dataclass(frozen=True)

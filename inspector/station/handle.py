@@ -26,6 +26,8 @@ from inspector.engine import Inspector
 from inspector.plc.port import PartVerdict, StationState, StationStatus, TriggerRejected
 from inspector.station.engines import EngineCache, embedding_dim
 from inspector.station.loop import StationLoop
+from inspector.station.recalibration import EVENT_DISMISSED as PROPOSAL_DISMISSED
+from inspector.station.recalibration import ProposalBook, ThresholdProposal
 from inspector.station.results import StationResult
 from inspector.station.sources import FrameSource, create_source
 from inspector.station.standby import resumable_line
@@ -266,6 +268,36 @@ class StationHandle:
                                      config_value=self.config.line(self.line).decision.threshold)
             set_live_threshold(self.line, record, book=self.thresholds, log_event=self.log_event, inspector=inspector)
             return record
+
+    def threshold_proposal(self) -> ThresholdProposal | None:
+        """The current line's latest production check / proposal (None before one was made or without a log)."""
+        return ProposalBook(self.log_dir).proposal(self.line) if self.log_enabled else None
+
+    def apply_threshold_proposal(self, who: str, why: str = "") -> ThresholdRecord:
+        """Make the pending production proposal the live threshold (the one path, method ``production``)."""
+        with self._ops:
+            proposal = self.threshold_proposal()
+            inspector = self.inspector or self.engines.get(self.line)
+            if proposal is None or not proposal.actionable:
+                msg = f"line {self.line} has no pending threshold proposal"
+                raise LookupError(msg)
+            if proposal.version != inspector.model_version:
+                msg = (f"the proposal was made for model {proposal.version} but the line runs "
+                       f"{inspector.model_version}: wait for a proposal of the running model")
+                raise LookupError(msg)
+            reason = why or f"production proposal: {proposal.describe()}"
+            record = self.set_threshold(proposal.proposed, who, reason, method="production", target=proposal.target,
+                                        interval=proposal.interval)
+            ProposalBook(self.log_dir).decide(self.line, "applied", who, why)
+            return record
+
+    def dismiss_threshold_proposal(self, who: str, why: str) -> ThresholdProposal:
+        """Keep the live threshold; the pending proposal is dismissed (audit event with the reason)."""
+        with self._ops:
+            decided = ProposalBook(self.log_dir).decide(self.line, "dismissed", who, why)
+            self.log_event(PROPOSAL_DISMISSED, who, f"line {self.line}: kept {decided.live:.4f}, dismissed "
+                           f"{decided.proposed:.4f}{'; ' + why if why else ''}"[:500], decided.to_json(), "")
+            return decided
 
     def deploy_threshold(self, registry: Any, version: str, who: str, why: str) -> ThresholdRecord | None:
         """After a promotion / rollback of the current line: swap the engine and its threshold (the one path)."""

@@ -52,6 +52,7 @@ from inspector.station.flow import PartFlow
 from inspector.station.follow import ModelFollower
 from inspector.station.outputs import Outputs
 from inspector.station.phase import LIVE, LoopPhase, Phase
+from inspector.station.recalibration import ProductionSampler
 from inspector.station.results import Job, ModelStamp, ResultBuilder, StationResult
 from inspector.station.sinks import AuditSink, Policy, Sink, SinkRunner
 from inspector.station.sources import Camera, FrameSource, create_source
@@ -138,6 +139,9 @@ class StationLoop:
         self.model_dir = Path(model_dir) if model_dir is not None else station.resolve(station.model_dir)
         # The live threshold of each line and where it came from (station/threshold.py), beside the line memory.
         self.thresholds = ThresholdBook(self.log_folder) if self.log_enabled else None
+        # Threshold proposals from the parts it judges (decision.recalibration), beside the line memory too.
+        self.production = (ProductionSampler(self.log_folder, lambda name: self.station.line(name), self.log_event)
+                           if self.log_enabled else None)
         self._follower = ModelFollower(self.model_dir, self.log_event, enabled=follow_models, book=self.thresholds,
                                        line_config=station.line)
         # The log folder's station lock (one station per folder; a warm standby waits on it). Taken at
@@ -174,6 +178,8 @@ class StationLoop:
             if self.log_enabled:
                 remember_line(self.log_folder, self.line)
             self._follower.follow(inspector)
+            if self.production is not None and self._outputs.logging:
+                self.add_observer(self.production, name="production", queue_size=1024)
             if not self.camera.connect():
                 _logger.warning("camera not available at start: %s (retrying)", self.camera.last_error)
             self._outputs.start()
@@ -228,6 +234,8 @@ class StationLoop:
                             "drops": dict(tally.drops)})
             self._outputs.close_log(deadline)
         self._outputs.stop_observers(deadline)
+        if self.production is not None:
+            self.production.flush()
         self.camera.close()
         self._release_station()
         self._phase.set(Phase.STOPPED)
