@@ -14,6 +14,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_config_args(p)
     p.add_argument("--method", choices=("false_reject", "f1", "cost"), help="default: the line's setting")
     p.add_argument("--dry-run", action="store_true", help="print, do not write the config")
+    prod = p.add_argument_group("threshold proposals from production (decision.recalibration)")
+    prod.add_argument("--production", action="store_true",
+                      help="show the station's latest production check of the live threshold (before -> after)")
+    act = prod.add_mutually_exclusive_group()
+    act.add_argument("--apply", action="store_true", help="with --production: make the pending proposal live")
+    act.add_argument("--dismiss", metavar="REASON", help="with --production: keep the live threshold, say why")
     add_audit_args(p)
     p.set_defaults(func=run)
 
@@ -23,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     from inspector.config import update_line_in_file
 
+    if args.production or args.apply or args.dismiss:
+        return _production(args, console=Console())
     # Calibrate with the threshold free, whatever the file currently fixes.
     station, inspector = load_inspector(args)
     calib = inspector.calibrate(args.method)
@@ -75,6 +83,34 @@ def _record_threshold(station, args: argparse.Namespace, inspector, calib, new: 
     set_live_threshold(inspector.line.name, record, book=ThresholdBook(folder) if folder else None, log_event=log,
                        live=deployed == BASE)
     return "live now" if deployed == BASE else f"recorded for the base heads; {deployed} stays live"
+
+
+def _production(args: argparse.Namespace, console) -> int:
+    """Show, apply or dismiss the station's production proposal for the line (the one threshold path)."""
+    from inspector.station.handle import StationHandle
+
+    handle = StationHandle(args.config, line=args.line, log_dir=args.log_dir, plc=False)
+    try:
+        proposal = handle.threshold_proposal()
+        if proposal is None:
+            console.print(f"line {handle.line}: no production check yet (the station checks every "
+                          f"{handle.line_config().decision.recalibration.after_parts} parts)")
+            return 1 if (args.apply or args.dismiss) else 0
+        console.print(f"{proposal.when} ({proposal.status}) {proposal.describe()}", markup=False)
+        console.print(f"  {proposal.ng} NG and {proposal.faults} FAULT parts in the span were not used; "
+                      f"cutoff {proposal.cutoff:.4f} (live - margin)")
+        if args.apply:
+            record = handle.apply_threshold_proposal(who(args))
+            console.print(f"applied: threshold {record.value:.4f} is live ({record.source()})")
+        elif args.dismiss:
+            handle.dismiss_threshold_proposal(who(args), args.dismiss)
+            console.print(f"dismissed: {proposal.live:.4f} stays live")
+        return 0
+    except LookupError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    finally:
+        handle.shutdown()
 
 
 def _plain(value):

@@ -179,7 +179,8 @@ class StationLoop:
                 remember_line(self.log_folder, self.line)
             self._follower.follow(inspector)
             if self.production is not None and self._outputs.logging:
-                self.add_observer(self.production, name="production", queue_size=1024)
+                # A sink, not an observer: sinks stop before the log closes, so its last proposal is logged.
+                self.add_sink(self.production, name="production", queue_size=1024)
             if not self.camera.connect():
                 _logger.warning("camera not available at start: %s (retrying)", self.camera.last_error)
             self._outputs.start()
@@ -227,6 +228,8 @@ class StationLoop:
         self._flow.capture_exited.set()
         self._follower.stop()
         self._outputs.stop_replies_and_sinks(deadline)
+        if self.production is not None:
+            self.production.flush()
         if self._outputs.logging:
             tally = self.tally
             self.log_event("station_stop", "station", f"station {self.station.station} stopped", "",
@@ -234,8 +237,6 @@ class StationLoop:
                             "drops": dict(tally.drops)})
             self._outputs.close_log(deadline)
         self._outputs.stop_observers(deadline)
-        if self.production is not None:
-            self.production.flush()
         self.camera.close()
         self._release_station()
         self._phase.set(Phase.STOPPED)

@@ -1,14 +1,15 @@
 """Threshold proposals from production parts (``decision.recalibration``), kept beside the audit log.
 
-The running station feeds every published part to a :class:`ProductionSampler` (an observer: it
-sees a part once the log has it). Per line it keeps the scores of the parts judged **OK with
-margin** (score below live threshold - margin; never NG, never FAULT) under one model version and
-one live threshold; a change of either starts a new sample. Every ``after_parts`` parts it
-re-estimates the good-score tail from that truncated sample (:mod:`inspector.decision.recalibrate`)
-and, when the live threshold's estimated false-reject interval misses the target, records a
-**proposal** (audit event ``threshold_proposal``). An engineer sees before / after and applies it
-(the one threshold path, :func:`~inspector.station.threshold.set_live_threshold`, method
-``production``) or dismisses it (audit event ``threshold_proposal_dismissed``).
+The running station feeds every decided part to a :class:`ProductionSampler` (a sink of the loop,
+stopped before the log closes, so a proposal made by the last part is still logged). Per line it
+keeps the scores of the parts judged **OK with margin** (score below live threshold - margin;
+never NG, never FAULT) under one model version and one live threshold; a change of either starts a
+new sample. Every ``after_parts`` parts it re-estimates the good-score tail from that truncated
+sample (:mod:`inspector.decision.recalibrate`) and, when the live threshold's estimated
+false-reject interval misses the target, records a **proposal** (audit event
+``threshold_proposal``). An engineer sees before / after and applies it (the one threshold path,
+:func:`~inspector.station.threshold.set_live_threshold`, method ``production``) or dismisses it
+(audit event ``threshold_proposal_dismissed``).
 
 State lives in ``<log folder>/.threshold-proposals.json`` (sample and proposal per line), so a
 restart goes on with the sample it had and an engineer's GUI sees what the running loop proposed.

@@ -237,3 +237,41 @@ def test_threshold_sequence_through_the_widgets(trained, qtbot, tmp_path, pins):
     assert [(json.loads(e["old"])["value"], json.loads(e["new"])["value"], e["who"]) for e in changes] == [
         (pytest.approx(fitted), applied, "Dana"), (applied, pytest.approx(v1_threshold), "Dana"),
         (pytest.approx(v1_threshold), applied, "Dana")]
+
+
+def test_production_proposal_shown_applied_and_dismissed(window, qtbot):
+    """The threshold tab shows the station's production check (now -> proposed); Apply is the one threshold path."""
+    from inspector.station.recalibration import ProposalBook, ThresholdProposal
+
+    wait_running(qtbot, window)
+    login(window)
+    panel = window.engineer.threshold
+    box = panel.production
+    window.engineer.tabs.setCurrentWidget(panel)
+    assert "No production check yet" in box.summary.text() and not box.apply_button.isEnabled()
+    handle = window.handle
+    proposal = ThresholdProposal(handle.line, handle.inspector.model_version, handle.inspector.threshold,
+                                 round(handle.inspector.threshold * 0.8, 6), 0.01, (0.006, 0.016), 0.001,
+                                 (0.0005, 0.002), 1000, 950, 20, 0, handle.inspector.threshold - 0.5,
+                                 "2026-12-06T10:00:00+00:00")
+    book = ProposalBook(handle.log_dir)
+    book.update(handle.line, proposal=proposal.to_json())
+    panel.refresh()
+    summary = box.summary.text()
+    assert box.apply_button.isEnabled() and "PROPOSAL" in summary and "950 OK with margin" in summary
+    assert f"PROPOSED: {proposal.proposed:.4f}" in box.after.text() and "1.0 %" in box.after.text()
+    qtbot.mouseClick(box.preview_button, Qt.MouseButton.LeftButton)
+    assert panel.proposal() == pytest.approx(proposal.proposed, abs=(panel.hi - panel.lo) / 1000)
+    with qtbot.waitSignal(box.applied, timeout=30_000):
+        qtbot.mouseClick(box.apply_button, Qt.MouseButton.LeftButton)
+    assert handle.inspector.threshold == proposal.proposed and handle.threshold_record().method == "production"
+    assert "APPLIED by Dana" in box.summary.text() and not box.apply_button.isEnabled()
+    assert "recalibrated from production parts" in panel.live_label.text()
+    book.update(handle.line, proposal={**proposal.to_json(), "live": proposal.proposed, "proposed": 1.5})
+    box.refresh()
+    box.dismiss("a special batch runs today")
+    qtbot.waitUntil(lambda: "DISMISSED" in box.summary.text(), timeout=30_000)
+    assert handle.inspector.threshold == proposal.proposed
+    window.shutdown()
+    kinds = [e["kind"] for e in audit_events(handle.log_dir) if e["kind"].startswith("threshold")]
+    assert kinds[-2:] == ["threshold_change", "threshold_proposal_dismissed"]

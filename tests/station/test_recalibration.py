@@ -158,3 +158,30 @@ def test_handle_applies_and_dismisses_through_the_one_threshold_path(tmp_path: P
     change, dismissed = events[-2], events[-1]
     assert change["who"] == "Dana" and "production" in change["what"] and json.loads(change["new"])["value"] == 2.25
     assert dismissed["who"] == "Erik" and "special batch today" in dismissed["what"]
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_running_station_checks_its_threshold_from_its_own_parts(engines_for, tmp_path: Path,
+                                                                 text_cache_dir: Path) -> None:
+    """A real loop: after ``after_parts`` parts the book holds a check made of exactly the OK-with-margin ones."""
+    from inspector.station.loop import StationLoop
+    from tests.conftest import audit_events
+    from tests.station.conftest import tiny_station_dict
+
+    data = tiny_station_dict(tmp_path, text_cache_dir, trigger={"mode": "free_run", "rate_hz": 200})
+    data["lines"][0]["decision"] = {"recalibration": {"after_parts": 200, "margin": 0.5}}
+    station = parse_station_config(data)
+    loop = StationLoop(station, engines=engines_for(station), max_parts=200)
+    seen: list[StationResult] = []
+    loop.add_observer(seen.append, queue_size=256, policy="block")
+    with loop:
+        assert loop.wait_done(120)
+    used = [r for r in seen if r.result is not None and r.result.verdict == "OK"
+            and r.result.score < r.result.threshold - 0.5]
+    proposal = ProposalBook(tmp_path / "logs").proposal("ring")
+    assert proposal is not None and proposal.parts == 200 and proposal.used == len(used) >= 100
+    assert proposal.ng == sum(r.verdict.verdict == "NG" and r.fault is None for r in seen)
+    assert proposal.live == pytest.approx(seen[0].result.threshold)
+    proposed = [e for e in audit_events(tmp_path / "logs") if e["kind"] == EVENT_PROPOSED]
+    assert len(proposed) == (proposal.status == "pending")

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from gui import theme
 from gui.views.engineer.context import EngineerContext
+from gui.views.engineer.proposal import ProposalBox
 from gui.workers import run_task
 from inspector.tuning.threshold import ThresholdEstimate, slider_range, threshold_estimate
 
@@ -133,6 +134,9 @@ class ThresholdPanel(QWidget):
                       "coarse estimates: capture more to sharpen them.")
         note.setObjectName("hint")
         note.setWordWrap(True)
+        self.production = ProposalBox(ctx)
+        self.production.preview.connect(self.set_proposal)
+        self.production.applied.connect(lambda _v: self.refresh())
         box = QGroupBox("DECISION THRESHOLD · NG WHEN SCORE ≥ THRESHOLD")
         lay = QVBoxLayout(box)
         lay.addWidget(self.strip, 1)
@@ -142,7 +146,8 @@ class ThresholdPanel(QWidget):
         lay.addLayout(actions)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(12, 12, 12, 12)
-        outer.addWidget(box)
+        outer.addWidget(box, 1)
+        outer.addWidget(self.production)
 
     def refresh(self) -> None:
         inspector = self.ctx.handle.inspector
@@ -155,6 +160,7 @@ class ThresholdPanel(QWidget):
         self.strip.set_data(self.good, self.defect, self.lo, self.hi, self.live)
         self._show_live()
         self.set_proposal(self.live)
+        self.production.refresh()
 
     def live_text(self) -> str:
         """The live threshold, the model version it belongs to, where it came from, and the config file's value."""
