@@ -87,8 +87,8 @@ from scipy import stats as _stats  # noqa: E402
 from inspector.decision.calibrate import (  # noqa: E402
     Calibration,
     clopper_pearson,
-    tail_bootstrap_interval,
     order_statistic_interval,
+    tail_bootstrap_interval,
 )
 
 
