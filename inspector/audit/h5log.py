@@ -23,8 +23,10 @@ failed) still reaches the observers, and a ``log_gap`` event names its seq in th
 
 Files and readers
 -----------------
-Files are created with ``libver="latest"`` and written in SWMR mode: read a live file with
-``h5py.File(path, "r", swmr=True)`` (or :class:`inspector.audit.reader.AuditReader`). Closed files
+Files are created with the HDF5 1.10 library bounds (:data:`LIBVER`, the oldest that has SWMR), so
+that HDF5 1.10 tools (Debian 12's ``h5dump``, older MATLAB / HDFView) read them;
+they are written in SWMR mode: read a live file with ``h5py.File(path, "r", swmr=True)`` (or
+:class:`inspector.audit.reader.AuditReader`). Closed files
 (rotated, or at a clean stop) open with any HDF5 tool (h5py, ``h5dump``). A file left open by a
 crash is sealed by the next writer on the same folder (:func:`inspector.audit.recovery.seal`,
 what ``h5clear -s`` does), and until then it is readable with ``swmr=True``. A folder has one
@@ -80,6 +82,8 @@ LOCK_NAME = ".writer.lock"
 _STAMP_RE = re.compile(r"_(\d{8}T\d{6}Z)(?:_(\d+))?$")
 _DISK_CHECK_S = 5.0
 _PROBE_BYTES = 256 * 1024
+# Oldest bounds with SWMR: "latest" (HDF5 2.0 under h5py 3.16) writes layouts 1.10 tools cannot open.
+LIBVER = ("v110", "v110")
 
 
 class AuditLogError(InspectorError):
@@ -289,7 +293,7 @@ class AuditWriter:
         self._probe_writable()
         path = self._new_path(time_ns)
         spec = self.spec
-        f = h5py.File(path, "w-", libver="latest")
+        f = h5py.File(path, "w-", libver=LIBVER)
         try:
             f.attrs.update({
                 "format": FORMAT_NAME,
