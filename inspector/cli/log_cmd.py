@@ -43,6 +43,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--events", action="store_true", help="list the events of the time range instead")
     q.set_defaults(func=query)
 
+    b = cmds.add_parser("bundle", help="export a time range to a self-contained HDF5 + CSV bundle with checksums")
+    b.add_argument("path", type=Path, metavar="FOLDER", help="the station's log folder")
+    b.add_argument("--from", dest="start", metavar="TIME", help="from this time (ISO 8601, as for query)")
+    b.add_argument("--to", dest="end", metavar="TIME", help="until this time (exclusive)")
+    b.add_argument("--last", metavar="SPAN", help="the last SPAN: 15m, 8h, 7d (instead of --from)")
+    b.add_argument("--out", type=Path, required=True, metavar="DIR", help="new folder for the bundle")
+    b.set_defaults(func=bundle)
+
 
 def summary(args: argparse.Namespace) -> int:
     from rich.console import Console
@@ -149,4 +157,15 @@ def query(args: argparse.Namespace) -> int:
         print(f"{len(rows)} row(s) written to {args.out}")
     else:
         print(text, end="")
+    return 0
+
+
+def bundle(args: argparse.Namespace) -> int:
+    from inspector.audit.bundle import export_bundle
+    from inspector.audit.query import build_query
+
+    flt = build_query(start=args.start, end=args.end, last=args.last)
+    made = export_bundle(args.path, args.out, flt.start_ns, flt.end_ns)
+    print(f"{made.records} inspection(s), {made.events} event(s) -> {made.folder}/ ({', '.join(made.files)}, "
+          "SHA256SUMS)")
     return 0

@@ -147,3 +147,27 @@ def test_query_arguments_and_formats() -> None:
     assert format_rows(rows, ("seq", "part_id", "score"), "csv") == "seq,part_id,score\n1,P1,\n"
     assert '"part_id": "P1"' in format_rows(rows, ("seq",), "json")
     assert "(1 row)" in format_rows(rows, ("seq", "part_id"), "table")
+
+
+def test_bundle_of_a_time_range_is_self_contained_and_checksummed(tmp_path: Path) -> None:
+    import hashlib
+
+    from inspector.audit.bundle import export_bundle
+
+    logs = tmp_path / "logs"
+    records = write(logs, range(1, 31), with_frame=True)
+    out = tmp_path / "complaint-4711"
+    made = export_bundle(logs, out, records[9].time_ns, records[20].time_ns)  # seq 10..20
+    assert made.records == 11 and {"inspections.csv", "events.csv", "README.txt"} <= set(made.files)
+    (h5,) = [f for f in made.files if f.endswith(".h5")]
+    with AuditReader(out / h5) as reader:
+        rows = reader.records()
+        assert [r["seq"] for r in rows] == list(range(10, 21))
+        assert reader.thumbnail(0) is not None and reader.frame(0) is not None
+        assert reader.blob("frames", 0) == AuditReader(log_files(logs)[0]).blob("frames", 9)
+    assert not (out / ".index").exists()
+    sums = dict(line.split("  ")[::-1] for line in (out / "SHA256SUMS").read_text().splitlines())
+    assert set(sums) == set(made.files)
+    assert all(hashlib.sha256((out / f).read_bytes()).hexdigest() == h for f, h in sums.items())
+    with pytest.raises(Exception, match="not empty"):
+        export_bundle(logs, out)
