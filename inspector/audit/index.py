@@ -257,6 +257,10 @@ class LogIndex:
             sql += f" LIMIT {int(limit)}"
         return self._rows(sql, args)
 
+    def after_seq(self, seq: int, limit: int) -> list[dict[str, Any]]:
+        """Inspections with a seq above ``seq``, in seq order (the results database's replay)."""
+        return self._rows(f"{self._SELECT} WHERE i.seq > ? ORDER BY i.seq LIMIT ?", (int(seq), int(limit)))
+
     def counts(self, q: Query = Query()) -> dict[str, int]:
         """Matching inspections per status (OK / NG / FAULT)."""
         where, args = q.where()
