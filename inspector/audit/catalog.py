@@ -65,7 +65,7 @@ def sync(index: LogIndex, folder: Path) -> int:
 def _sync_file(index: LogIndex, reader: AuditReader, rows: int, events: int, dim: int) -> int:
     name = reader.path.name
     n = len(reader)
-    n_events = len(reader.event_table(0))
+    n_events = reader.event_count()
     if n < rows or n_events < events or (dim and index.side_files(name, dim).rows() < rows):
         _logger.warning("index of %s does not match the file; re-indexing it", name)
         index.forget(name)

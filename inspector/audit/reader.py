@@ -227,6 +227,10 @@ class AuditReader:
                    f"{_DAMAGED_FIX}")
             raise AuditReadError(msg) from None
 
+    def event_count(self) -> int:
+        with self._reading("the events table"):
+            return int(self._f["events"].shape[0])
+
     def event_table(self, start: int = 0) -> np.ndarray:
         """Raw structured rows of the events table from ``start``."""
         with self._reading("the events table"):

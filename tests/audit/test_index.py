@@ -164,10 +164,38 @@ def test_bundle_of_a_time_range_is_self_contained_and_checksummed(tmp_path: Path
         rows = reader.records()
         assert [r["seq"] for r in rows] == list(range(10, 21))
         assert reader.thumbnail(0) is not None and reader.frame(0) is not None
-        assert reader.blob("frames", 0) == AuditReader(log_files(logs)[0]).blob("frames", 9)
+        with AuditReader(log_files(logs)[0]) as source:
+            assert reader.blob("frames", 0) == source.blob("frames", 9)
     assert not (out / ".index").exists()
     sums = dict(line.split("  ")[::-1] for line in (out / "SHA256SUMS").read_text().splitlines())
     assert set(sums) == set(made.files)
     assert all(hashlib.sha256((out / f).read_bytes()).hexdigest() == h for f, h in sums.items())
     with pytest.raises(Exception, match="not empty"):
         export_bundle(logs, out)
+
+
+def test_a_failed_index_write_costs_the_index_not_the_log(tmp_path: Path, monkeypatch, caplog) -> None:
+    import sqlite3
+
+    import inspector.audit.h5log as h5log
+    from inspector.audit.index import LogIndex as Index
+
+    monkeypatch.setattr(h5log, "_INDEX_RETRY_S", 0.0)
+    real = Index.add_records
+    calls = {"n": 0}
+
+    def flaky(self, *args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(Index, "add_records", flaky)
+    with AuditWriter(tmp_path, SPEC, embedding_dim=16) as writer:
+        writer.write([make_record(s) for s in range(1, 6)])
+        writer.write([make_record(s) for s in range(6, 11)])  # the index write fails; the log write does not
+        assert "fell behind" in caplog.text
+        with AuditReader(writer.path) as reader:
+            assert [r["seq"] for r in reader.records()] == list(range(1, 11))
+        writer.write([make_record(s) for s in range(11, 16)])  # catches up from the live file, this write included
+        assert [r[0] for r in reversed(snapshot(tmp_path))] == list(range(1, 16))
