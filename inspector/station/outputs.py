@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inspector.audit.h5log import AuditWriter
 from inspector.audit.plant_db import PlantDatabase
@@ -23,6 +23,9 @@ from inspector.station.flow import PartFlow
 from inspector.station.results import StationResult
 from inspector.station.sinks import AuditSink, CallbackSink, Policy, ReplySink, Sink, SinkRunner, SinkStats
 from inspector.station.stats import Tally
+
+if TYPE_CHECKING:
+    from inspector.station.loop import StationLoop
 
 _logger = logging.getLogger(__name__)
 
@@ -128,11 +131,10 @@ class Outputs:
         return stats
 
 
-def attach_database(loop: Any, spec: DatabaseSpec | None, url: str | None = None) -> PlantDatabase:
+def attach_database(loop: StationLoop, spec: DatabaseSpec | None, url: str | None = None) -> PlantDatabase:
     """Send ``loop``'s logged inspections and events to the results database (``url`` overrides ``spec.url``).
 
     The station's audit log is the backlog (inspector.audit.plant_db), so it must be on."""
-    from inspector.audit.plant_db import PlantDatabase
     from inspector.station.sinks import DatabaseSink
 
     if url is not None:
