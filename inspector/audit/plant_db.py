@@ -17,11 +17,13 @@ starting together), and recorded in ``inspector_schema``.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
-from inspector.audit.index import LogIndex
+from inspector.audit.folder import INDEX_DIR
+from inspector.audit.index import DB_NAME, LogIndex
 from inspector.errors import InspectorError
 
 _logger = logging.getLogger(__name__)
@@ -98,6 +100,7 @@ class PlantDatabase:
         self.connect_timeout_s = connect_timeout_s
         self._conn: Any = None
         self._index: LogIndex | None = None
+        self._inode = 0
         self.pushed = 0
         self.last_error = ""
 
@@ -117,11 +120,20 @@ class PlantDatabase:
         return conn
 
     def _log_index(self) -> LogIndex | None:
+        try:
+            inode = (self.folder / INDEX_DIR / DB_NAME).stat().st_ino
+        except OSError:  # not built yet: the station's writer creates it at its start
+            return None
+        if self._index is not None and inode != self._inode:  # the writer rebuilt a damaged index anew
+            self._index.close()
+            self._index = None
         if self._index is None:
             try:
                 self._index = LogIndex(self.folder, readonly=True)
-            except Exception:  # not built yet: the station's writer creates it at its start
+            except sqlite3.Error as exc:
+                _logger.warning("results database: the log's index cannot be read yet (%s)", exc)
                 return None
+            self._inode = inode
         return self._index
 
     def push(self) -> int:

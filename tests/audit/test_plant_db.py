@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from inspector.audit.folder import index_dir
 from inspector.audit.h5log import AuditWriter
 from inspector.audit.index import LogIndex, Query
 from inspector.audit.plant_db import MIGRATIONS, Backoff, DatabaseUnavailable, PlantDatabase, migrate, redact
@@ -71,6 +73,7 @@ def test_push_replays_the_log_in_order_once(url: str, tmp_path: Path) -> None:
     assert db.push() == 30
     assert rows(url) == indexed(tmp_path)
     assert db.push() == 0 and len(rows(url)) == 30  # idempotent
+    shutil.rmtree(index_dir(tmp_path))  # an index lost: the next writer rebuilds it, the push follows
     log(tmp_path, range(31, 41))
     assert db.push() == 10
     assert rows(url) == indexed(tmp_path)
