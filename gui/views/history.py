@@ -1,5 +1,8 @@
 """History: browse the audit log (filter by time, verdict, line, defect), view image + heatmap, export CSV,
-and search it with CLIP by text or by example."""
+and search it with CLIP by text or by example.
+
+The view pages through the log folder's index (:mod:`inspector.audit.browse`): a page of rows at a time,
+newest first, more as the table scrolls; memory stays bounded at any log size."""
 
 from __future__ import annotations
 
@@ -32,17 +35,8 @@ from PySide6.QtWidgets import (
 from gui import theme
 from gui.widgets.frame_view import FrameView
 from gui.workers import TaskWorker, heat_rgba, run_task
-from inspector.audit.history import (
-    ALL,
-    History,
-    HistoryFilter,
-    HistoryRow,
-    apply_filter,
-    export_rows,
-    load_history,
-    rank,
-    record_media,
-)
+from inspector.audit.browse import PAGE_ROWS, Browser, Page, Ranked, embedding_of, full_records, matches, to_query
+from inspector.audit.history import ALL, HistoryFilter, HistoryRow, export_rows, record_media
 from inspector.frames.imaging import load_image
 from inspector.station.handle import StationHandle
 from inspector.tuning.search import query_embedding, record_model
@@ -51,21 +45,42 @@ COLUMNS = ("Time", "Part", "Line", "Verdict", "Score", "Threshold", "Defect", "M
 
 
 class RecordModel(QAbstractTableModel):
-    """Rows of a History (by index), with the search similarity when a search ranked them."""
+    """The rows loaded so far (pages of the index), with the search similarity when a search ranked them.
+
+    ``more``: a function giving the page after a row ([] at the end); Qt calls it as the table scrolls.
+    """
 
     def __init__(self) -> None:
         super().__init__()
-        self.history = History()
-        self.rows: list[int] = []
+        self.rows: list[HistoryRow] = []
         self.similarity: dict[int, float] = {}
+        self.more: Callable[[HistoryRow], list[HistoryRow]] | None = None
+        self._at_end = True
 
-    def set_rows(self, history: History, rows: list[int], similarity: dict[int, float] | None = None) -> None:
+    def set_rows(self, rows: list[HistoryRow], similarity: dict[int, float] | None = None,
+                 more: Callable[[HistoryRow], list[HistoryRow]] | None = None) -> None:
         self.beginResetModel()
-        self.history, self.rows, self.similarity = history, rows, similarity or {}
+        self.rows, self.similarity, self.more = list(rows), similarity or {}, more
+        self._at_end = more is None or len(rows) < PAGE_ROWS  # a short page is the last
         self.endResetModel()
 
     def row_at(self, r: int) -> HistoryRow:
-        return self.history.rows[self.rows[r]]
+        return self.rows[r]
+
+    def canFetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> bool:  # noqa: B008
+        return not parent.isValid() and not self._at_end
+
+    def fetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> None:  # noqa: B008
+        if self._at_end or self.more is None or not self.rows:
+            return
+        page = self.more(self.rows[-1])
+        if not page:
+            self._at_end = True
+            return
+        self._at_end = len(page) < PAGE_ROWS
+        self.beginInsertRows(QModelIndex(), len(self.rows), len(self.rows) + len(page) - 1)
+        self.rows.extend(page)
+        self.endInsertRows()
 
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self.rows)
@@ -81,8 +96,8 @@ class RecordModel(QAbstractTableModel):
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
             return None
-        i = self.rows[index.row()]
-        row = self.history.rows[i]
+        row = self.rows[index.row()]
+        i = int(row.record.get("id", -1))
         rec = row.record
         col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
@@ -121,8 +136,8 @@ class HistoryView(QWidget):
         super().__init__(parent)
         self.handle = handle
         self.notify = notify
-        self.history = History()
-        self.rows: list[int] = []
+        self.browser: Browser | None = None
+        self.page: Page | None = None
         self._loaded = False
         self._worker: TaskWorker | None = None
         self.search_result = None
@@ -221,31 +236,35 @@ class HistoryView(QWidget):
             return
         folder = self.handle.log_dir
         self.summary.setText(f"reading {folder} ...")
-        self._worker = run_task(load_history, folder, name="history-load", on_done=self._loaded_history,
-                                on_error=self._failed)
+        old, self.browser = self.browser, None
+        if old is not None:
+            old.close()
 
-    def _loaded_history(self, history: History) -> None:
+        def work() -> tuple[Browser, Page]:
+            browser = Browser(folder)  # builds / catches up the index when no station holds the folder
+            return browser, browser.first(HistoryFilter(), with_choices=True)
+
+        self._worker = run_task(work, name="history-load", on_done=self._loaded_history, on_error=self._failed)
+
+    def _loaded_history(self, result: tuple[Browser, Page]) -> None:
         self._worker = None
         self._loaded = True
-        self.history = history
+        self.browser, page = result
         for combo, key in ((self.line, "line"), (self.defect, "defect")):
             current = combo.currentText()
             combo.blockSignals(True)
             combo.clear()
-            combo.addItems([ALL, *history.values(key)])
+            combo.addItems([ALL, *page.values.get(key, [])])
             combo.setCurrentText(current or ALL)
             combo.blockSignals(False)
-        if history.rows:  # the time filter starts at the oldest record and ends after the newest
-            first = int(history.rows[0].record["time_ns"]) // 10**9
-            last = int(history.rows[-1].record["time_ns"]) // 10**9
+        if page.span_ns is not None:  # the time filter starts at the oldest record and ends after the newest
+            first, last = (t // 10**9 for t in page.span_ns)
             for w, secs in ((self.start, first - 60), (self.end, last + 3600)):
                 w.blockSignals(True)
                 w.setDateTime(QDateTime.fromSecsSinceEpoch(secs))
                 w.blockSignals(False)
         self.search_result = None
         self.apply_filters()
-        if history.unreadable:
-            self.notify(f"{len(history.unreadable)} log file(s) unreadable: {history.unreadable[0]}", "warn")
         self.loaded.emit()
 
     def _failed(self, error: str) -> None:
@@ -261,29 +280,37 @@ class HistoryView(QWidget):
                              self.defect.currentText() or ALL)
 
     def apply_filters(self) -> None:
-        self.rows = apply_filter(self.history, self.current_filter())
+        """Show the first page under the filter (one indexed query), or the search's matches within it."""
+        browser = self.browser
+        if browser is None:
+            return
+        flt = self.current_filter()
         if self.search_result is not None:
-            keep = set(self.rows)
-            ranked = [(i, s) for i, s in self.search_result.ranked if i in keep]
-            self.model.set_rows(self.history, [i for i, _ in ranked], dict(ranked))
+            q = to_query(flt)
+            keep = [(row, s) for row, (_, s) in zip(self.search_result.rows, self.search_result.ranked, strict=True)
+                    if matches(row.record, q)]
+            self.model.set_rows([r for r, _ in keep], {int(r.record["id"]): s for r, s in keep})
+            n = len(keep)
+            ok = sum(r.verdict_class == "OK" for r, _ in keep)
+            ng = sum(r.verdict_class == "NG" for r, _ in keep)
+            total = browser.index.total()
         else:
-            self.model.set_rows(self.history, list(reversed(self.rows)))  # newest first
-        n = len(self.model.rows)
-        ok = sum(self.history.rows[i].verdict_class == "OK" for i in self.model.rows)
-        ng = sum(self.history.rows[i].verdict_class == "NG" for i in self.model.rows)
-        self.summary.setText(f"{n} of {len(self.history.rows)} records · {ok} OK · {ng} NG · "
-                             f"{n - ok - ng} not inspected" + (" · ranked by CLIP similarity"
-                                                                if self.search_result is not None else ""))
+            self.page = page = browser.first(flt)
+            self.model.set_rows(page.rows, more=lambda after: browser.more(flt, after))
+            ok, ng, n, total = page.counts["OK"], page.counts["NG"], sum(page.counts.values()), page.total
+        self.summary.setText(f"{n} of {total} records · {ok} OK · {ng} NG · {n - ok - ng} not inspected"
+                             + (" · ranked by CLIP similarity" if self.search_result is not None else ""))
 
     def shown_rows(self) -> list[HistoryRow]:
-        return [self.history.rows[i] for i in self.model.rows]
+        """The rows loaded into the table so far (a page at a time as it scrolls)."""
+        return list(self.model.rows)
 
     # ------------------------------------------------------------------ detail
     def show_row(self, r: int) -> None:
         if r < 0 or r >= len(self.model.rows):
             return
-        row = self.model.row_at(r)
         try:
+            (row,) = full_records([self.model.row_at(r)])
             image, heat = record_media(row)
         except Exception as exc:
             self.view.set_placeholder(f"cannot read the record: {exc}")
@@ -321,8 +348,12 @@ class HistoryView(QWidget):
             self.export(Path(path))
 
     def export(self, path: Path) -> int:
-        """Write the rows shown (filtered, in display order) to CSV."""
-        n = export_rows(self.shown_rows(), path)
+        """Write every row under the filter (or the search's matches), in display order, to CSV."""
+        rows = self.shown_rows()
+        while self.model.canFetchMore():
+            self.model.fetchMore()
+            rows = self.shown_rows()
+        n = export_rows(full_records(rows), path)
         self.notify(f"exported {n} record(s) to {path}", "ok")
         return n
 
@@ -341,10 +372,10 @@ class HistoryView(QWidget):
             self.notify("select a record first", "warn")
             return
         row = self.model.row_at(idx.row())
-        if row.embedding is None:
+        vec = embedding_of(row)
+        if vec is None:
             self.notify("this record has no embedding (the part was not inspected)", "warn")
             return
-        vec = row.embedding
         self._search(lambda: vec, f"parts like {row.record['part_id']}", model=row.record.get("model"))
 
     def search_file_dialog(self) -> None:
@@ -361,24 +392,23 @@ class HistoryView(QWidget):
         self._search(lambda: query_embedding(inspector, load_image(path)), f"parts like {path.name}")
 
     def _search(self, query_fn: Callable[[], np.ndarray], label: str, model: str | None = None) -> None:
-        if self._worker is not None:
+        browser = self.browser
+        if self._worker is not None or browser is None:
             return
         inspector = self.handle.inspector
         if model is None and inspector is not None:
             model = record_model(inspector)
-        history = self.history
-        candidates = list(range(len(history.rows)))
+        flt = HistoryFilter()  # the whole log; the view's filter applies to the matches
 
         def work() -> object:
-            return rank(history, candidates, query_fn(), model)
+            return browser.similar(query_fn(), flt, model)
 
         def done(result: object) -> None:
             self._worker = None
+            assert isinstance(result, Ranked)
             self.search_result = result
             self.apply_filters()
-            skipped = result.skipped_other_model  # type: ignore[attr-defined]
-            self.notify(f"search {label}: {len(self.model.rows)} match(es) shown"
-                        + (f", {skipped} record(s) of another model left out" if skipped else ""), "ok")
+            self.notify(f"search {label}: {len(self.model.rows)} match(es) shown", "ok")
             self.searched.emit(result)
 
         def failed(error: str) -> None:
@@ -395,3 +425,7 @@ class HistoryView(QWidget):
     def shutdown(self) -> None:
         if self._worker is not None:
             self._worker.wait(10_000)
+        if self.browser is not None:
+            self.browser.close()
+            self.browser = None
+

@@ -23,8 +23,10 @@ failed) still reaches the observers, and a ``log_gap`` event names its seq in th
 
 Files and readers
 -----------------
-Files are created with ``libver="latest"`` and written in SWMR mode: read a live file with
-``h5py.File(path, "r", swmr=True)`` (or :class:`inspector.audit.reader.AuditReader`). Closed files
+Files are created with the HDF5 1.10 library bounds (:data:`LIBVER`, the oldest that has SWMR), so
+that HDF5 1.10 tools (Debian 12's ``h5dump``, older MATLAB / HDFView) read them;
+they are written in SWMR mode: read a live file with ``h5py.File(path, "r", swmr=True)`` (or
+:class:`inspector.audit.reader.AuditReader`). Closed files
 (rotated, or at a clean stop) open with any HDF5 tool (h5py, ``h5dump``). A file left open by a
 crash is sealed by the next writer on the same folder (:func:`inspector.audit.recovery.seal`,
 what ``h5clear -s`` does), and until then it is readable with ``swmr=True``. A folder has one
@@ -43,9 +45,9 @@ import contextlib
 import datetime as dt
 import logging
 import os
-import re
 import shutil
 import socket
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -54,7 +56,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from inspector.audit import recovery
+from inspector.audit import catalog, recovery
+from inspector.audit.folder import LOCK_NAME, AuditLogError, claim_writer_lock, log_files
+from inspector.audit.index import IndexStaleError, LogIndex
 from inspector.audit.records import AuditEvent, AuditRecord, event_rows, record_rows, to_text
 from inspector.audit.schema import (
     EMBEDDING_CHUNK,
@@ -71,40 +75,16 @@ from inspector.audit.schema import (
     THUMB_CHUNK,
 )
 from inspector.config.log import LogSpec
-from inspector.errors import InspectorError
-from inspector.files import FolderLock
 
 _logger = logging.getLogger(__name__)
 
-LOCK_NAME = ".writer.lock"
-_STAMP_RE = re.compile(r"_(\d{8}T\d{6}Z)(?:_(\d+))?$")
+__all__ = ["LIBVER", "LOCK_NAME", "AuditLogError", "AuditWriter", "claim_writer_lock", "log_files"]
+
 _DISK_CHECK_S = 5.0
 _PROBE_BYTES = 256 * 1024
-
-
-class AuditLogError(InspectorError):
-    """The audit log cannot be written (folder, disk space, another writer, HDF5 error)."""
-
-
-def claim_writer_lock(folder: Path) -> FolderLock:
-    """The folder's writer lock, taken now; :class:`AuditLogError` naming the holder when another has it."""
-    return FolderLock(folder, LOCK_NAME).claim(lambda owner: AuditLogError(
-        f"audit log folder {folder} is in use by {owner}; each station needs its own log folder "
-        "(log.folder or --log-dir)"))
-
-
-def log_files(folder: Path) -> list[Path]:
-    """Audit files in ``folder``, oldest first (names end with their UTC creation time)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    files = [p for p in folder.iterdir() if p.suffix == SUFFIX and p.is_file()]
-
-    def order(path: Path) -> tuple[str, int, str]:
-        m = _STAMP_RE.search(path.stem)
-        return (m.group(1), int(m.group(2) or 0), path.name) if m else ("", 0, path.name)
-
-    return sorted(files, key=order)
+# Oldest bounds with SWMR: "latest" (HDF5 2.0 under h5py 3.16) writes layouts 1.10 tools cannot open.
+LIBVER = ("v110", "v110")
+_INDEX_RETRY_S = 60.0
 
 
 def _utc_stamp(ns: int) -> str:
@@ -160,6 +140,10 @@ class AuditWriter:
         for path in self.recovered:
             _logger.warning("audit file %s was left open by a crashed run; sealed it (no record lost)", path)
         self.last_seq = self._scan_last_seq()
+        self._to_index: list[tuple[str, str, int, np.ndarray, np.ndarray | None]] = []  # kind, file, row, rows, emb
+        self._index_retry = 0.0
+        self.index: LogIndex | None = None
+        self._open_index()
         self._apply_retention()
 
     # ------------------------------------------------------------------ properties
@@ -193,13 +177,16 @@ class AuditWriter:
                 self._append_events(events)
             self._flush()
         except AuditLogError:
+            self._to_index.clear()
             self._abandon()
             raise
         except Exception as exc:  # h5py raises OSError / RuntimeError / ValueError / KeyError
             where = self._path or self.folder
+            self._to_index.clear()
             self._abandon(broken=True)
             msg = f"audit log {where}: write failed ({exc}); the next write starts a new file"
             raise AuditLogError(msg) from exc
+        self._update_index()
         if self._file is not None and self._path is not None and self._path.stat().st_size > self.spec.max_mb * 1e6:
             self.rotate("size")
 
@@ -220,6 +207,9 @@ class AuditWriter:
         try:
             self._close_file()
         finally:
+            if self.index is not None:
+                self.index.close()
+                self.index = None
             self._lock.release()
 
     def __enter__(self) -> AuditWriter:
@@ -289,7 +279,7 @@ class AuditWriter:
         self._probe_writable()
         path = self._new_path(time_ns)
         spec = self.spec
-        f = h5py.File(path, "w-", libver="latest")
+        f = h5py.File(path, "w-", libver=LIBVER)
         try:
             f.attrs.update({
                 "format": FORMAT_NAME,
@@ -349,12 +339,15 @@ class AuditWriter:
         if heat is not None:
             _extend(ds["heatmap"], start, heat)
         _extend(ds["inspections"], start, table)  # last: the table length is what readers trust
+        self._to_index.append(("r", self._path.name if self._path else "", start, table, emb))
         self.records_written += len(records)
         self.last_seq = max(self.last_seq, max(r.seq for r in records))
 
     def _append_events(self, events: Sequence[AuditEvent]) -> None:
         events_ds = self._ds["events"]
-        _extend(events_ds, events_ds.shape[0], event_rows(events, self.last_seq, self._clock_ns))
+        start, rows = events_ds.shape[0], event_rows(events, self.last_seq, self._clock_ns)
+        _extend(events_ds, start, rows)
+        self._to_index.append(("e", self._path.name if self._path else "", start, rows, None))
 
     @staticmethod
     def _append_blobs(dataset: h5py.Dataset, blobs: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -407,6 +400,40 @@ class AuditWriter:
             self._file, self._ds, self._path = None, {}, None
             self._pending_reason = "previous write failed"
 
+    # ------------------------------------------------------------------ the index (inspector.audit.index)
+    def _open_index(self) -> None:
+        """Open the folder's index and catch it up with the files; a failure costs the index, never the log."""
+        try:
+            self.index = catalog.open_writable(self.folder)
+            added = catalog.sync(self.index, self.folder)
+            if added:
+                _logger.info("audit index of %s: %d record(s) indexed from the HDF5 files", self.folder, added)
+            self._index_behind = False
+        except (sqlite3.Error, OSError, IndexStaleError, ValueError) as exc:
+            _logger.warning("audit index of %s cannot be written (%s); retried later, the HDF5 log is unaffected",
+                            self.folder, exc)
+            self._index_behind = True
+
+    def _update_index(self) -> None:
+        """Index what the last write published (after its flush: the HDF5 file is ahead, never behind)."""
+        items, self._to_index = self._to_index, []
+        if self.index is None or self._index_behind:
+            if time.monotonic() >= self._index_retry:
+                self._index_retry = time.monotonic() + _INDEX_RETRY_S
+                if self.index is not None:
+                    self.index.close()
+                self._open_index()  # catches up from the files, this write included
+            return
+        try:
+            for kind, name, start, rows, emb in items:
+                if kind == "r":
+                    self.index.add_records(name, start, rows, emb)
+                else:
+                    self.index.add_events(name, start, rows)
+        except (sqlite3.Error, OSError, IndexStaleError, ValueError) as exc:
+            _logger.warning("audit index of %s fell behind (%s); it catches up from the HDF5 files", self.folder, exc)
+            self._index_behind = True
+
     def _scan_last_seq(self) -> int:
         # Capped SWMR metadata retries (recovery.open_swmr): a damaged file must not stall the start-up.
         for path in reversed(log_files(self.folder)):
@@ -433,7 +460,9 @@ class AuditWriter:
                 try:
                     path.unlink()
                     _logger.info("audit log: deleted %s (older than log.keep_days)", path)
-                except OSError as exc:
+                    if self.index is not None:  # its index rows and embedding side files go with it
+                        self.index.forget(path.name)
+                except (OSError, sqlite3.Error) as exc:
                     _logger.warning("audit log: cannot delete old file %s: %s", path, exc)
 
 

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from inspector.audit import recovery
-from inspector.audit.h5log import log_files
+from inspector.audit.folder import log_files
 from inspector.audit.media import decode_image
 from inspector.audit.schema import FORMAT_NAME, STAGES, decode_str
 from inspector.decision.result import VerdictCounts
@@ -188,11 +188,11 @@ class AuditReader:
         with self._reading("the stage latencies"):
             return self._f["stage_ms"][start:stop]
 
-    def embeddings(self) -> np.ndarray:
+    def embeddings(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """float16 [N, D] global embeddings (rows of parts not inspected are NaN)."""
-        n = len(self)
+        n = len(self) if stop is None else min(stop, len(self))
         with self._reading("the embeddings"):
-            return self._f["embedding"][:n]
+            return self._f["embedding"][start:n]
 
     def heatmap(self, i: int) -> np.ndarray | None:
         with self._reading(f"the heatmap of record {i}"):
@@ -226,6 +226,23 @@ class AuditReader:
             msg = (f"{self.path}: record {i}: stored {name[:-1]} is damaged ({exc}); its other fields are readable; "
                    f"{_DAMAGED_FIX}")
             raise AuditReadError(msg) from None
+
+    def event_count(self) -> int:
+        with self._reading("the events table"):
+            return int(self._f["events"].shape[0])
+
+    def event_table(self, start: int = 0) -> np.ndarray:
+        """Raw structured rows of the events table from ``start``."""
+        with self._reading("the events table"):
+            return self._f["events"][start:]
+
+    def blob(self, name: str, i: int) -> bytes:
+        """The stored bytes (JPEG / PNG) of record ``i``'s ``thumbnails`` or ``frames`` blob (b"" when none)."""
+        key = {"thumbnails": "thumb", "frames": "frame"}[name]
+        with self._reading(f"the {name} blob of record {i}"):
+            row = self._f["inspections"][i]
+            offset, size = int(row[f"{key}_offset"]), int(row[f"{key}_size"])
+            return self._f[name][offset : offset + size].tobytes() if size else b""
 
     def events(self) -> list[dict[str, Any]]:
         out = []

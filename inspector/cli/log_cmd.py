@@ -1,4 +1,4 @@
-"""`inspector log summary|export|seal FILE`: read the station's HDF5 audit log."""
+"""`inspector log summary|export|seal|query|bundle`: read the station's HDF5 audit log and its index."""
 
 from __future__ import annotations
 
@@ -25,6 +25,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c = cmds.add_parser("seal", help="make files left open by a crashed station readable by any HDF5 tool")
     c.add_argument("path", type=Path, metavar="FILE", help="audit file or folder (the station must not be running)")
     c.set_defaults(func=seal)
+
+    q = cmds.add_parser("query", help="find inspections through the folder's index (part, time, line, verdict, ...)")
+    q.add_argument("path", type=Path, metavar="FOLDER", help="the station's log folder")
+    q.add_argument("--part", help="part id (exact)")
+    q.add_argument("--from", dest="start", metavar="TIME", help="from this time (ISO 8601; local time unless it "
+                   "has a zone, e.g. 2026-05-28T08:00 or 2026-05-28T06:00Z)")
+    q.add_argument("--to", dest="end", metavar="TIME", help="until this time (exclusive; same format)")
+    q.add_argument("--last", metavar="SPAN", help="the last SPAN: 90s, 15m, 8h, 7d (instead of --from)")
+    q.add_argument("--line", help="product line")
+    q.add_argument("--verdict", choices=("OK", "NG", "FAULT"), help="FAULT: parts that could not be inspected")
+    q.add_argument("--defect", help="defect class, e.g. scratch")
+    q.add_argument("--model-version", help="model version, e.g. base or v3")
+    q.add_argument("--limit", type=int, default=100, metavar="N", help="at most N rows, newest first (0 = all)")
+    q.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    q.add_argument("--out", type=Path, metavar="FILE", help="write to FILE instead of the terminal")
+    q.add_argument("--events", action="store_true", help="list the events of the time range instead")
+    q.set_defaults(func=query)
+
+    b = cmds.add_parser("bundle", help="export a time range to a self-contained HDF5 + CSV bundle with checksums")
+    b.add_argument("path", type=Path, metavar="FOLDER", help="the station's log folder")
+    b.add_argument("--from", dest="start", metavar="TIME", help="from this time (ISO 8601, as for query)")
+    b.add_argument("--to", dest="end", metavar="TIME", help="until this time (exclusive)")
+    b.add_argument("--last", metavar="SPAN", help="the last SPAN: 15m, 8h, 7d (instead of --from)")
+    b.add_argument("--out", type=Path, required=True, metavar="DIR", help="new folder for the bundle")
+    b.set_defaults(func=bundle)
 
 
 def summary(args: argparse.Namespace) -> int:
@@ -108,4 +133,39 @@ def seal(args: argparse.Namespace) -> int:
         print(f"sealed {f}")
     if not sealed:
         print("nothing to seal: every file was closed cleanly")
+    return 0
+
+
+def query(args: argparse.Namespace) -> int:
+    from inspector.audit.catalog import open_index
+    from inspector.audit.query import build_query, format_rows
+
+    flt = build_query(part_id=args.part, start=args.start, end=args.end, last=args.last, line=args.line,
+                      status=args.verdict, defect=args.defect, model_version=args.model_version)
+    with open_index(args.path) as index:
+        if args.events:
+            rows = index.events(flt.start_ns, flt.end_ns if args.end else None)
+            columns = ("time", "kind", "who", "what", "old", "new", "file", "row")
+        else:
+            rows = index.query(flt, limit=args.limit or None)
+            columns = ("time", "seq", "part_id", "line", "status", "score", "threshold", "defect", "model_version",
+                       "file", "row")
+    text = format_rows(rows, columns, args.format)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+        print(f"{len(rows)} row(s) written to {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def bundle(args: argparse.Namespace) -> int:
+    from inspector.audit.bundle import export_bundle
+    from inspector.audit.query import build_query
+
+    flt = build_query(start=args.start, end=args.end, last=args.last)
+    made = export_bundle(args.path, args.out, flt.start_ns, flt.end_ns)
+    print(f"{made.records} inspection(s), {made.events} event(s) -> {made.folder}/ ({', '.join(made.files)}, "
+          "SHA256SUMS)")
     return 0

@@ -35,6 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="free-run / software trigger rate (default: trigger.rate_hz)")
     p.add_argument("--plc-port", metavar="PORT", help="serial port of the PLC link (default: plc.port)")
     p.add_argument("--plc-protocol", choices=["ascii", "modbus"], help="PLC protocol (default: plc.protocol)")
+    p.add_argument("--results-db", metavar="URL",
+                   help="also write every inspection and event to this PostgreSQL database: "
+                        "postgresql://USER@HOST[:PORT]/DB (default: outputs.database of the config; docs/history.md)")
     p.add_argument("--timeout", type=float, metavar="S",
                    help="give up after S seconds (exit 1 if --frames not reached)")
     p.add_argument("--standby", action="store_true",
@@ -194,6 +197,14 @@ def run(args: argparse.Namespace) -> int:
             interactive = sys.stdout.isatty() and not args.plain
             extras = {"PLC": lambda: _link_status(link)} if mode == "plc" else None
             view = Dashboard(loop, Console(), extras=extras) if interactive else PlainReporter(loop, sys.stdout)
+            if args.results_db or station.outputs.database is not None:
+                from inspector.station.outputs import attach_database
+
+                try:
+                    attach_database(loop, station.outputs.database, args.results_db)
+                except ValueError as exc:  # a bad url, no log, an unreadable password file
+                    msg = f"results database: {exc}"
+                    raise InspectorError(msg) from exc
             with err.status(f"loading line {loop.line} ..."):
                 loop.start()
             if takeover is not None:

@@ -11,16 +11,21 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inspector.audit.h5log import AuditWriter
+from inspector.audit.plant_db import PlantDatabase
 from inspector.audit.records import AuditEvent
+from inspector.config.database import DatabaseSpec
 from inspector.config.log import LogSpec
 from inspector.plc.port import PartVerdict
 from inspector.station.flow import PartFlow
 from inspector.station.results import StationResult
 from inspector.station.sinks import AuditSink, CallbackSink, Policy, ReplySink, Sink, SinkRunner, SinkStats
 from inspector.station.stats import Tally
+
+if TYPE_CHECKING:
+    from inspector.station.loop import StationLoop
 
 _logger = logging.getLogger(__name__)
 
@@ -124,6 +129,35 @@ class Outputs:
         if self._audit_runner is not None:
             stats.insert(1, self._audit_runner.stats())
         return stats
+
+
+def attach_database(loop: StationLoop, spec: DatabaseSpec | None, url: str | None = None) -> PlantDatabase:
+    """Send ``loop``'s logged inspections and events to the results database (``url`` overrides ``spec.url``).
+
+    The station's audit log is the backlog (inspector.audit.plant_db), so it must be on."""
+    from inspector.station.sinks import DatabaseSink
+
+    if url is not None:
+        spec = DatabaseSpec.model_validate({**(spec.model_dump() if spec is not None else {}), "url": url})
+    if spec is None:
+        msg = "attach_database needs outputs.database in the config or a database url"
+        raise ValueError(msg)
+    if not loop.log_enabled:
+        msg = ("the results database is fed from the audit log (its backlog when the database is down): "
+               "turn the log on (log.enabled, no --no-log)")
+        raise ValueError(msg)
+    password = None
+    if spec.password_file is not None:
+        path = loop.station.resolve(spec.password_file)
+        try:
+            password = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            msg = f"outputs.database.password_file {path}: {exc.strerror or exc}"
+            raise ValueError(msg) from None
+    db = PlantDatabase(spec.url, loop.station.station, loop.log_folder, password=password, batch=spec.batch,
+                       connect_timeout_s=spec.connect_timeout_s)
+    loop.add_observer(DatabaseSink(db, spec.retry_max_s), name="results-db", queue_size=4096, policy="drop_oldest")
+    return db
 
 
 def _left(deadline: float) -> float:

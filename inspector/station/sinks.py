@@ -29,6 +29,7 @@ import numpy as np
 
 from inspector.audit import inbox
 from inspector.audit.h5log import AuditLogError, AuditWriter
+from inspector.audit.plant_db import Backoff, DatabaseUnavailable, PlantDatabase
 from inspector.audit.records import AuditEvent
 from inspector.config.log import LogSpec
 from inspector.plc.port import PartVerdict
@@ -383,3 +384,54 @@ def _ranges(seqs: Sequence[int]) -> str:
     if run:
         parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
     return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# The plant's results database (inspector.audit.plant_db)
+class DatabaseSink(Sink):
+    """Observer: after each published result, and when idle, push the log's new records to PostgreSQL.
+
+    The items only wake it up (the records come from the log's index), so a dropped item loses nothing;
+    a database that is down is retried with a growing pause and never holds up anything else.
+    """
+
+    name = "results-db"
+
+    def __init__(self, db: PlantDatabase, retry_max_s: float = 30.0) -> None:
+        self.db = db
+        self.backoff = Backoff(retry_max_s)
+        self.down_since: float | None = None
+
+    def handle(self, item: Any) -> None:
+        self._push()
+
+    def handle_batch(self, items: Sequence[Any]) -> None:
+        self._push()
+
+    def idle(self) -> None:
+        self._push()
+
+    def _push(self) -> None:
+        if not self.backoff.due():
+            return
+        try:
+            self.db.push()
+        except DatabaseUnavailable as exc:
+            self.backoff.failed()
+            if self.down_since is None:
+                self.down_since = time.monotonic()
+                _logger.warning("%s; results stay in the audit log and are sent when it is back", exc)
+            return
+        if self.down_since is not None:
+            _logger.info("results database is back after %.0f s; the backlog is sent",
+                         time.monotonic() - self.down_since)
+            self.down_since = None
+        self.backoff.succeeded()
+
+    def close(self) -> None:
+        try:
+            self.backoff.next_at = 0.0
+            self.db.budget_s = 10.0  # a last catch-up at the stop, bounded
+            self._push()
+        finally:
+            self.db.close()

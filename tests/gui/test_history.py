@@ -77,3 +77,29 @@ def test_history_filters_export_and_clip_search(idle_window, qtbot, tmp_path):
     assert view.shown_rows()[0].record["part_id"] == f"P{best:04d}"
     view.clear_button.click()
     assert view.model.data(view.model.index(0, 8)) == ""
+
+
+def test_history_pages_through_the_index(idle_window, qtbot):
+    """450 records: the table holds one page (200) at first and loads the next ones as it scrolls."""
+    from inspector.audit.browse import PAGE_ROWS
+    from inspector.audit.h5log import AuditWriter
+    from inspector.config.log import LogSpec
+    from tests.audit.conftest import make_record
+
+    win = idle_window
+    with AuditWriter(win.handle.log_dir, LogSpec(rotate="size", heatmap_px=8), embedding_dim=16) as writer:
+        writer.write([make_record(s, verdict="NG" if s % 5 == 0 else "OK") for s in range(1, 451)])
+    view = win.history
+    with qtbot.waitSignal(view.loaded, timeout=30_000):
+        win.nav_buttons["HISTORY"].click()
+    assert view.model.rowCount() == PAGE_ROWS and view.model.canFetchMore()
+    assert view.model.row_at(0).record["part_id"] == "P000450"
+    assert view.summary.text().startswith("450 of 450 records · 360 OK · 90 NG")
+    view.table.scrollToBottom()
+    qtbot.wait_until(lambda: view.model.rowCount() > PAGE_ROWS, timeout=5_000)
+    while view.model.canFetchMore():
+        view.model.fetchMore()
+    seqs = [r.record["seq"] for r in view.shown_rows()]
+    assert seqs == list(range(450, 0, -1))  # every record once, newest first
+    view.verdict.setCurrentText("NG")
+    assert view.model.rowCount() == 90 and not view.model.canFetchMore()
