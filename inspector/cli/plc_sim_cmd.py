@@ -32,10 +32,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", help="serial port of the PLC end: /dev/ttyUSB0, COM3, /tmp/plc (socat pty), "
-                                      "socket://host:port")
+                                      "socket://host:port; modbus-tcp: the station's tcp://HOST:PORT")
     where.add_argument("--demo", action="store_true",
                        help="run against a built-in simulated station on a virtual null-modem pair (POSIX)")
-    parser.add_argument("--protocol", choices=("ascii", "modbus"), default="ascii", help="default: %(default)s")
+    parser.add_argument("--protocol", choices=("ascii", "modbus", "modbus-tcp"), default="ascii",
+                        help="modbus = Modbus RTU (serial), modbus-tcp = Modbus TCP (default: %(default)s)")
     parser.add_argument("--parts", type=int, default=100, help="triggers to send (default: %(default)s)")
     parser.add_argument("--rate", type=float, default=10.0,
                         help="triggers per second; Modbus sends the next part only after the previous result "
@@ -63,6 +64,10 @@ def _validate(args: argparse.Namespace) -> None:
         problems.append("--unit-id must be 1..247")
     if len(args.prefix) > 26 or not all(ch.isalnum() or ch in "_-" for ch in args.prefix):
         problems.append("--prefix must be at most 26 of A-Z a-z 0-9 _ -")
+    if args.protocol == "modbus-tcp" and args.port is not None and not args.port.startswith("tcp://"):
+        problems.append(f"--protocol modbus-tcp needs --port tcp://HOST:PORT (the station's address), got {args.port}")
+    if args.protocol != "modbus-tcp" and args.port is not None and args.port.startswith("tcp://"):
+        problems.append(f"--port {args.port} is a TCP address: add --protocol modbus-tcp")
     if problems:
         raise InspectorError("; ".join(problems))
 
@@ -102,6 +107,8 @@ def _run_demo(args: argparse.Namespace, console: Console) -> int:
     from inspector.plc.ptypair import VirtualNullModem
     from inspector.plc.simstation import SimulatedStation
 
+    if args.protocol == "modbus-tcp":
+        return _run_tcp_demo(args, console)
     with tempfile.TemporaryDirectory(prefix="plc-demo-") as tmp:
         station_end, plc_end = Path(tmp) / "station", Path(tmp) / "plc"
         try:
@@ -121,6 +128,27 @@ def _run_demo(args: argparse.Namespace, console: Console) -> int:
                 return _simulate(args, str(plc_end), console)
         finally:
             modem.stop()
+
+
+def _run_tcp_demo(args: argparse.Namespace, console: Console) -> int:
+    """The simulated station as a Modbus TCP server on a free loopback port, the simulator as its master."""
+    import socket
+
+    from inspector.config.plc import PlcSpec
+    from inspector.plc.factory import create_plc_link
+    from inspector.plc.simstation import SimulatedStation
+
+    with socket.socket() as probe:  # the kernel's pick of a free port; released before the server binds it
+        probe.bind(("127.0.0.1", 0))
+        url = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    spec = PlcSpec(protocol="modbus-tcp", port=url, unit_id=args.unit_id,
+                   result_timeout_ms=max(10, int(args.timeout_ms) - 500))
+    with SimulatedStation(lines=("demo",)) as station, create_plc_link(spec, station) as link:
+        if not link.wait_for_state("connected", timeout=5):
+            msg = f"demo station did not listen on {url}: {link.detail}"
+            raise InspectorError(msg)
+        console.print(f"[dim]demo: simulated station listening on {url}[/dim]")
+        return _simulate(args, url, console)
 
 
 def _print_report(report: SimReport, console: Console) -> None:

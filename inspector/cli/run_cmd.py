@@ -33,8 +33,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="trigger mode (default: trigger.mode of the config)")
     p.add_argument("--rate", type=float, metavar="HZ",
                    help="free-run / software trigger rate (default: trigger.rate_hz)")
-    p.add_argument("--plc-port", metavar="PORT", help="serial port of the PLC link (default: plc.port)")
-    p.add_argument("--plc-protocol", choices=["ascii", "modbus"], help="PLC protocol (default: plc.protocol)")
+    p.add_argument("--plc-port", metavar="PORT",
+                   help="serial port of the PLC link, or tcp://HOST:PORT for modbus-tcp (default: plc.port)")
+    p.add_argument("--plc-protocol", choices=["ascii", "modbus", "modbus-tcp"],
+                   help="PLC protocol: ascii, modbus (RTU), modbus-tcp (default: plc.protocol)")
     p.add_argument("--timeout", type=float, metavar="S",
                    help="give up after S seconds (exit 1 if --frames not reached)")
     p.add_argument("--standby", action="store_true",
@@ -207,7 +209,12 @@ def run(args: argparse.Namespace) -> int:
 
                 spec = station.plc or PlcSpec()
                 updates = {k: v for k, v in (("port", args.plc_port), ("protocol", args.plc_protocol)) if v}
-                link = create_plc_link(spec.model_copy(update=updates), loop)
+                try:  # validated like the YAML (model_copy would not check e.g. a serial port for modbus-tcp)
+                    spec = PlcSpec.model_validate({**spec.model_dump(), **updates})
+                except ValueError as exc:
+                    msg = f"--plc-port / --plc-protocol: {exc}"
+                    raise InspectorError(msg) from exc
+                link = create_plc_link(spec, loop)
                 from inspector.station.sinks import ResultSink
 
                 if isinstance(link, ResultSink):

@@ -13,9 +13,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import serial
 
+from inspector.config.plc import parse_tcp_port
 from inspector.plc import protocol as proto
 from inspector.plc import registers as reg
 
@@ -341,17 +343,31 @@ class ModbusPlcSimulator:
         self.request_timeout_s = request_timeout_s
         self.on_progress = on_progress
 
-    def run(self, parts: int, rate_hz: float, first_id: int = 1) -> SimReport:
+    @property
+    def protocol(self) -> str:
+        return "modbus-tcp" if self.port.startswith("tcp://") else "modbus"
+
+    def _client(self) -> Any:
+        """A pymodbus client: TCP for ``tcp://HOST:PORT``, RTU for anything else (serial port / pyserial URL)."""
+        if self.protocol == "modbus-tcp":
+            from pymodbus.client import ModbusTcpClient
+
+            host, port = parse_tcp_port(self.port)
+            return ModbusTcpClient(host, port=port, timeout=self.request_timeout_s, retries=0)
         from pymodbus.client import ModbusSerialClient
+
+        return ModbusSerialClient(self.port, baudrate=self.baudrate, parity=self.parity,
+                                  timeout=self.request_timeout_s, retries=0)
+
+    def run(self, parts: int, rate_hz: float, first_id: int = 1) -> SimReport:
         from pymodbus.exceptions import ModbusException
 
         checker = ReplyChecker(self.deadline_s)
         notes: list[str] = []
         started = time.perf_counter()
-        client = ModbusSerialClient(self.port, baudrate=self.baudrate, parity=self.parity,
-                                    timeout=self.request_timeout_s, retries=0)
+        client = self._client()
         if not client.connect():
-            return SimReport("modbus", self.port, [], [f"cannot open {self.port}"], 0.0)
+            return SimReport(self.protocol, self.port, [], [f"cannot open {self.port}"], 0.0)
         try:
             first = self._block(client)
             notes.append(f"station status {reg.StatusCode(first.status).name if first.status < 3 else first.status}, "
@@ -382,7 +398,7 @@ class ModbusPlcSimulator:
         finally:
             client.close()
         mismatches = checker.finish()
-        return SimReport("modbus", self.port, checker.traces(), mismatches, time.perf_counter() - started, notes)
+        return SimReport(self.protocol, self.port, checker.traces(), mismatches, time.perf_counter() - started, notes)
 
     def _block(self, client: object) -> reg.ResultBlock:
         from pymodbus.exceptions import ModbusException
