@@ -178,7 +178,7 @@ class ModbusServer(PlcLink):
     def _where(self) -> str:
         return self.spec.port
 
-    def _on_listening(self, server: Any) -> None:  # noqa: B027 - optional hook
+    def _on_listening(self, server: Any) -> None:
         """Called once the server listens (RTU applies the RS-485 settings here)."""
 
     async def _supervise(self) -> None:
@@ -278,7 +278,7 @@ class ModbusServer(PlcLink):
             registers[first:first + reg.HR_BLOCK_COUNT] = block
         return None
 
-    def _on_connection(self, up: bool) -> None:  # noqa: B027 - optional hook
+    def _on_connection(self, up: bool) -> None:
         """A master connected (True) or left (False); TCP counts its masters here."""
 
 
