@@ -11,6 +11,7 @@ from inspector.config.base import StrictModel
 from inspector.config.camera import CameraSpec, TriggerSpec
 from inspector.config.line import NAME_RE, LineConfig
 from inspector.config.log import LogSpec
+from inspector.config.plant import OutputsSpec
 from inspector.config.plc import PlcSpec
 
 
@@ -29,6 +30,8 @@ class StationConfig(StrictModel):
     log: LogSpec = LogSpec()
     # None = no PLC link (free-run or software triggers only).
     plc: PlcSpec | None = None
+    # Plant-network outputs (MQTT results, OPC UA server); docs/plant.md.
+    outputs: OutputsSpec = OutputsSpec()
     # Set by the loader: the file this config came from (not part of the YAML).
     source: Path | None = Field(default=None, exclude=True)
 
