@@ -14,6 +14,7 @@ vanished without a goodbye. docs/plant.md lists the topics and the payload schem
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import ssl
@@ -137,10 +138,8 @@ class MqttPublisher:
             info = client.publish(msgs.status_topic(self.prefix, self.station),
                                   msgs.encode(msgs.status_payload(self.station, msgs.OFFLINE, reason="stopped")),
                                   qos=1, retain=True)
-            try:
+            with contextlib.suppress(RuntimeError, ValueError):  # not sent in time: the will covers it
                 info.wait_for_publish(timeout=1.0)
-            except (RuntimeError, ValueError):
-                pass
         client.disconnect()
         client.loop_stop()
         self._connected = False

@@ -143,7 +143,7 @@ def test_credentials_are_checked_and_errors_name_the_file(tmp_path: Path) -> Non
     broker.start()
     try:
         missing = tmp_path / "nope.pw"
-        with pytest.raises(MqttError, match="nope.pw"):
+        with pytest.raises(MqttError, match=r"nope\.pw"):
             publisher(broker, tmp_path, username="station", password_file=missing).start()
         wrong = tmp_path / "wrong.pw"
         wrong.write_text("guess\n")
