@@ -37,6 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="serial port of the PLC link, or tcp://HOST:PORT for modbus-tcp (default: plc.port)")
     p.add_argument("--plc-protocol", choices=["ascii", "modbus", "modbus-tcp"],
                    help="PLC protocol: ascii, modbus (RTU), modbus-tcp (default: plc.protocol)")
+    p.add_argument("--mqtt", metavar="URL",
+                   help="publish results, events and status to this MQTT broker: mqtt://HOST[:PORT] or "
+                        "mqtts://HOST[:PORT] (default: outputs.mqtt of the config; docs/plant.md)")
     p.add_argument("--timeout", type=float, metavar="S",
                    help="give up after S seconds (exit 1 if --frames not reached)")
     p.add_argument("--standby", action="store_true",
@@ -196,6 +199,14 @@ def run(args: argparse.Namespace) -> int:
             interactive = sys.stdout.isatty() and not args.plain
             extras = {"PLC": lambda: _link_status(link)} if mode == "plc" else None
             view = Dashboard(loop, Console(), extras=extras) if interactive else PlainReporter(loop, sys.stdout)
+            if args.mqtt or station.outputs.mqtt is not None:
+                from inspector.station.outputs import attach_mqtt
+
+                try:
+                    attach_mqtt(loop, station.outputs.mqtt, args.mqtt)
+                except ValueError as exc:  # a bad --mqtt url
+                    msg = f"--mqtt: {exc}"
+                    raise InspectorError(msg) from exc
             with err.status(f"loading line {loop.line} ..."):
                 loop.start()
             if takeover is not None:

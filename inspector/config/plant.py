@@ -13,6 +13,7 @@ Example (station YAML)::
       opcua:
         endpoint: opc.tcp://0.0.0.0:4840
         users_file: secrets/opcua-users.txt     # "user:password:role" lines, role = operator | engineer
+        security: [SignAndEncrypt]              # Basic256Sha256; add None only on an isolated network
 
 Both are off when absent. Paths are relative to the config file.
 """
@@ -95,9 +96,11 @@ class OpcUaSpec(StrictModel):
     anonymous: bool = False  # read-only anonymous sessions (off: a plant network is not a trusted network)
     # Security: None (plain, only with users), Basic256Sha256 Sign / SignAndEncrypt.
     security: tuple[Literal["None", "Sign", "SignAndEncrypt"], ...] = ("SignAndEncrypt",)
-    # Server certificate + key (PEM); generated self-signed on first start when missing.
-    cert_file: Path = Path("secrets/opcua-server.pem")
-    key_file: Path = Path("secrets/opcua-server.key")
+    # Server certificate (DER) + key (PEM); a self-signed pair is generated on first start when missing:
+    # give the .der to the clients to trust. Relative to the config file.
+    cert_file: Path = Path("secrets/opcua-server.der")
+    key_file: Path = Path("secrets/opcua-server.pem")
+    trigger_timeout_s: float = Field(default=10.0, gt=0, le=600)  # the Trigger method waits this long for a verdict
     namespace: str = "urn:clip-inspector:station"
 
     @model_validator(mode="after")

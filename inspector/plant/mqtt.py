@@ -127,7 +127,8 @@ class MqttPublisher:
         if self._thread is None:
             return
         deadline = time.monotonic() + drain_s
-        while self._connected and self.queue is not None and len(self.queue) and time.monotonic() < deadline:
+        # Also while reconnecting: a broker that is just restarting still gets the last parts of the run.
+        while self.queue is not None and len(self.queue) and time.monotonic() < deadline:
             time.sleep(0.02)
         self._halt.set()
         self._wake.set()

@@ -11,16 +11,21 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inspector.audit.h5log import AuditWriter
 from inspector.audit.records import AuditEvent
 from inspector.config.log import LogSpec
+from inspector.config.plant import MqttSpec
 from inspector.plc.port import PartVerdict
 from inspector.station.flow import PartFlow
 from inspector.station.results import StationResult
 from inspector.station.sinks import AuditSink, CallbackSink, Policy, ReplySink, Sink, SinkRunner, SinkStats
 from inspector.station.stats import Tally
+
+if TYPE_CHECKING:
+    from inspector.plant.mqtt import MqttPublisher
+    from inspector.station.loop import StationLoop
 
 _logger = logging.getLogger(__name__)
 
@@ -79,6 +84,9 @@ class Outputs:
         if self._audit_runner is not None:
             event = AuditEvent(kind, who, what, old, new, time.time_ns())
             self._audit_runner.put(event, force=True, timeout=0.5)
+            for runner in self._observers:  # plant outputs publish events too (MqttSink.wants_events)
+                if getattr(runner.sink, "wants_events", False):
+                    runner.put(event)
 
     @property
     def logging(self) -> bool:
@@ -124,6 +132,32 @@ class Outputs:
         if self._audit_runner is not None:
             stats.insert(1, self._audit_runner.stats())
         return stats
+
+
+def attach_mqtt(loop: StationLoop, spec: MqttSpec | None, url: str | None = None) -> MqttPublisher:
+    """Publish ``loop``'s logged results, events and status to MQTT (``url`` overrides ``spec.url``; ``spec``
+    None with a url: the defaults). Started here (a bad password file raises now); stopped with the loop."""
+    from inspector.plant.mqtt import MqttPublisher
+    from inspector.station.sinks import MqttSink
+
+    station = loop.station
+    if url is not None:
+        spec = MqttSpec.model_validate({**(spec.model_dump() if spec is not None else {}), "url": url})
+    if spec is None:
+        msg = "attach_mqtt needs outputs.mqtt in the config or a broker url"
+        raise ValueError(msg)
+    queue_file = station.resolve(spec.queue_file) if spec.queue_file else loop.log_folder / ".mqtt-queue.sqlite"
+
+    def status() -> dict[str, Any]:
+        s = loop.stats()
+        return {"state": s.state.value, "detail": s.detail, "line": s.line, "model_version": s.model_version,
+                "parts": s.parts, "ok": s.ok, "ng": s.ng, "faults": s.faults, "last_seq": s.last_seq,
+                "rate_fps": round(s.rate_fps, 3), "uptime_s": round(s.uptime_s, 1)}
+
+    publisher = MqttPublisher(spec, station.station, queue_file, status_source=status, resolve=station.resolve)
+    publisher.start()
+    loop.add_observer(MqttSink(publisher), name="mqtt", queue_size=4096, policy="drop_oldest")
+    return publisher
 
 
 def _left(deadline: float) -> float:
