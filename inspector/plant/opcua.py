@@ -371,7 +371,8 @@ class _Roles:
         from asyncua.crypto.permission_rules import USER_TYPES
 
         ids = ua.ObjectIds
-        changes = {ua.NodeId(ids.CallRequest_Encoding_DefaultBinary), ua.NodeId(ids.WriteRequest_Encoding_DefaultBinary)}
+        changes = {ua.NodeId(ids.CallRequest_Encoding_DefaultBinary),
+                   ua.NodeId(ids.WriteRequest_Encoding_DefaultBinary)}
         self._read = {ua.NodeId(i) for i in USER_TYPES} - changes
         self._engineer = self._read | changes
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from tests.station.conftest import text_cache_dir  # noqa: F401 - the station tests' fixture, for runs here
+
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 
 

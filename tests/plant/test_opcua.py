@@ -93,7 +93,7 @@ def test_engineer_reads_state_and_result_and_triggers(served, pki: Path) -> None
             assert await (await _node(client, *last, "ModelVersion")).read_value() == "v3"
             vs = await _node(client)
             idx = await client.get_namespace_index(NS)
-            verdict, score, defect, seq = await vs.call_method(f"{idx}:Trigger", "P7")
+            verdict, _score, _defect, seq = await vs.call_method(f"{idx}:Trigger", "P7")
             assert verdict in ("OK", "NG") and seq >= 1
             assert station.answered[-1].part_id == "P7" and station.answered[-1].verdict == verdict
             await vs.call_method(f"{idx}:SelectRecipe", "gear")

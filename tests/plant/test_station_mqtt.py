@@ -11,7 +11,7 @@ import yaml
 from inspector.audit.h5log import log_files
 from inspector.audit.reader import AuditReader
 from inspector.cli import main
-from tests.station.conftest import text_cache_dir, tiny_station_dict  # noqa: F401 - text_cache_dir is a fixture
+from tests.station.conftest import tiny_station_dict
 
 from .conftest import Broker, Collector
 
