@@ -207,6 +207,11 @@ def run(args: argparse.Namespace) -> int:
                 except ValueError as exc:  # a bad --mqtt url
                     msg = f"--mqtt: {exc}"
                     raise InspectorError(msg) from exc
+            if station.outputs.opcua is not None:
+                from inspector.station.outputs import attach_opcua
+
+                attach_opcua(loop, station.outputs.opcua)
+                err.print(f"OPC UA server on {station.outputs.opcua.endpoint}")
             with err.status(f"loading line {loop.line} ..."):
                 loop.start()
             if takeover is not None:

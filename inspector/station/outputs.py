@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from inspector.audit.h5log import AuditWriter
 from inspector.audit.records import AuditEvent
 from inspector.config.log import LogSpec
-from inspector.config.plant import MqttSpec
+from inspector.config.plant import MqttSpec, OpcUaSpec
 from inspector.plc.port import PartVerdict
 from inspector.station.flow import PartFlow
 from inspector.station.results import StationResult
@@ -25,6 +25,7 @@ from inspector.station.stats import Tally
 
 if TYPE_CHECKING:
     from inspector.plant.mqtt import MqttPublisher
+    from inspector.plant.opcua import OpcUaServer
     from inspector.station.loop import StationLoop
 
 _logger = logging.getLogger(__name__)
@@ -158,6 +159,21 @@ def attach_mqtt(loop: StationLoop, spec: MqttSpec | None, url: str | None = None
     publisher.start()
     loop.add_observer(MqttSink(publisher), name="mqtt", queue_size=4096, policy="drop_oldest")
     return publisher
+
+
+def attach_opcua(loop: StationLoop, spec: OpcUaSpec) -> OpcUaServer:
+    """Serve ``loop`` over OPC UA (started here: OpcUaError when the endpoint or the users file is bad)."""
+    from inspector.plant.opcua import OpcUaServer
+    from inspector.station.sinks import OpcUaSink
+
+    def counters() -> dict[str, Any]:
+        s = loop.stats()
+        return {"parts": s.parts, "ok": s.ok, "ng": s.ng, "faults": s.faults}
+
+    server = OpcUaServer(spec, loop, loop.station.station, status_source=counters, resolve=loop.station.resolve)
+    server.start()
+    loop.add_observer(OpcUaSink(server), name="opcua", queue_size=64, policy="drop_oldest")  # only the last counts
+    return server
 
 
 def _left(deadline: float) -> float:

@@ -37,6 +37,7 @@ from inspector.station.results import StationResult, audit_record
 
 if TYPE_CHECKING:
     from inspector.plant.mqtt import MqttPublisher
+    from inspector.plant.opcua import OpcUaServer
 
 _logger = logging.getLogger(__name__)
 
@@ -420,3 +421,18 @@ def result_facts(sr: StationResult, station: str) -> ResultFacts:
                        verdict=v.verdict, score=v.score, threshold=r.threshold if r is not None else float("nan"),
                        defect=v.defect, fault=v.fault, model_version=sr.model.version,
                        config_hash=sr.model.config_hash, trigger=sr.trigger)
+
+
+class OpcUaSink(Sink):
+    """Shows each logged result as the OPC UA server's last result; stops the server when the run ends."""
+
+    name = "opcua"
+
+    def __init__(self, server: OpcUaServer) -> None:
+        self.server = server
+
+    def handle(self, item: Any) -> None:
+        self.server.publish_result(result_facts(item, self.server.name))
+
+    def close(self) -> None:
+        self.server.stop()

@@ -55,3 +55,56 @@ def _outbox_empty(path: Path) -> bool:
 
     with sqlite3.connect(path) as db:
         return db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
+
+
+def test_run_serves_opcua_from_the_config(tmp_path: Path, text_cache_dir: Path) -> None:
+    import asyncio
+
+    from asyncua import Client
+
+    from .test_opcua import NS, free_port
+
+    users = tmp_path / "users.txt"
+    users.write_text("anna:pw:engineer\n")
+    endpoint = f"opc.tcp://127.0.0.1:{free_port()}"
+    data = tiny_station_dict(tmp_path, text_cache_dir, trigger={"mode": "free_run", "rate_hz": 4},
+                             outputs={"opcua": {"endpoint": endpoint, "users_file": str(users),
+                                                "security": ["None"]}})
+    config = tmp_path / "station.yaml"
+    config.write_text(yaml.safe_dump(data))
+    code: list[int] = []
+    run = threading.Thread(target=lambda: code.append(main(
+        ["run", "--config", str(config), "--headless", "--plain", "--frames", "12", "--no-log"])))
+    run.start()
+
+    async def read_during_run() -> tuple[int, str, str]:
+        client = Client(endpoint, timeout=5)
+        client.set_user("anna")
+        client.set_password("pw")
+        for _ in range(200):  # the server starts before the line is loaded
+            try:
+                await client.connect()
+                break
+            except (OSError, TimeoutError):
+                await asyncio.sleep(0.1)
+        try:
+            idx = await client.get_namespace_index(NS)
+            vs = await client.nodes.objects.get_child([f"{idx}:VisionSystem"])
+            seq_node = await vs.get_child([f"{idx}:ResultManagement", f"{idx}:LastResult", f"{idx}:Sequence"])
+            for _ in range(100):
+                if await seq_node.read_value() >= 2:
+                    break
+                await asyncio.sleep(0.1)
+            part = await (await vs.get_child([f"{idx}:ResultManagement", f"{idx}:LastResult",
+                                              f"{idx}:PartId"])).read_value()
+            state = await (await vs.get_child([f"{idx}:VisionSystemState", f"{idx}:State"])).read_value()
+            return await seq_node.read_value(), part, state
+        finally:
+            await client.disconnect()
+
+    try:
+        seq, part, state = asyncio.run(read_during_run())
+    finally:
+        run.join(timeout=120)
+    assert code == [0]
+    assert seq >= 2 and part.startswith("P") and state in ("READY", "BUSY")
