@@ -6,7 +6,7 @@ import argparse
 import logging
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -35,6 +35,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                       "socket://host:port; modbus-tcp: the station's tcp://HOST:PORT")
     where.add_argument("--demo", action="store_true",
                        help="run against a built-in simulated station on a virtual null-modem pair (POSIX)")
+    where.add_argument("--station", type=Path, metavar="CONFIG",
+                       help="start the real station (`inspector run --config CONFIG --trigger plc`) on one end of a "
+                            "virtual null-modem pair (POSIX) and drive it from the other; stopped afterwards")
+    parser.add_argument("--station-ready-s", type=float, default=300.0,
+                        help="--station: how long to wait for the station to load its line and answer "
+                             "(default: %(default)s)")
+    parser.add_argument("--station-log-dir", type=Path, metavar="DIR",
+                        help="--station: the station's audit log folder (default: run without a log)")
     parser.add_argument("--protocol", choices=("ascii", "modbus", "modbus-tcp"), default="ascii",
                         help="modbus = Modbus RTU (serial), modbus-tcp = Modbus TCP (default: %(default)s)")
     parser.add_argument("--parts", type=int, default=100, help="triggers to send (default: %(default)s)")
@@ -77,10 +85,12 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     if args.demo:
         return _run_demo(args, console)
+    if args.station is not None:
+        return _run_station(args, console)
     return _simulate(args, args.port, console)
 
 
-def _simulate(args: argparse.Namespace, port: str, console: Console) -> int:
+def _simulate(args: argparse.Namespace, port: str, console: Console, handshake_s: float = 10.0) -> int:
     from inspector.plc.sim import AsciiPlcSimulator, ModbusPlcSimulator
 
     with console.status(f"{args.protocol} PLC on {escape(port)}: 0/{args.parts} triggers") as status:
@@ -89,11 +99,11 @@ def _simulate(args: argparse.Namespace, port: str, console: Console) -> int:
 
         if args.protocol == "ascii":
             sim = AsciiPlcSimulator(port, baudrate=args.baud, parity=args.parity, checksum=args.checksum,
-                                    deadline_ms=args.timeout_ms, on_progress=progress)
+                                    deadline_ms=args.timeout_ms, handshake_s=handshake_s, on_progress=progress)
             report = sim.run(args.parts, args.rate, prefix=args.prefix)
         else:
             sim_mb = ModbusPlcSimulator(port, baudrate=args.baud, parity=args.parity, unit_id=args.unit_id,
-                                        deadline_ms=args.timeout_ms, on_progress=progress)
+                                        deadline_ms=args.timeout_ms, handshake_s=handshake_s, on_progress=progress)
             report = sim_mb.run(args.parts, args.rate)
     if not report.parts and report.mismatches:
         raise InspectorError(report.mismatches[0])
@@ -128,6 +138,84 @@ def _run_demo(args: argparse.Namespace, console: Console) -> int:
                 return _simulate(args, str(plc_end), console)
         finally:
             modem.stop()
+
+
+def _run_station(args: argparse.Namespace, console: Console) -> int:
+    """The real station (`inspector run --trigger plc`, its own process) on one end of a pty pair, the
+    simulator on the other: the PLC side of `make demo`, end to end through the inspection engine."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from inspector.plc.ptypair import VirtualNullModem
+
+    if args.protocol == "modbus-tcp":
+        msg = "--station drives the serial protocols (ascii, modbus); for modbus-tcp run the station with " \
+              "--plc-protocol modbus-tcp and use --port tcp://HOST:PORT"
+        raise InspectorError(msg)
+    with tempfile.TemporaryDirectory(prefix="plc-station-") as tmp:
+        station_end, plc_end = Path(tmp) / "station", Path(tmp) / "plc"
+        try:
+            modem = VirtualNullModem(station_end, plc_end).start()
+        except (OSError, AttributeError) as exc:
+            msg = f"--station needs POSIX pseudo-terminals ({exc}); use socat or com0com and --port instead"
+            raise InspectorError(msg) from exc
+        log = ["--log-dir", str(args.station_log_dir)] if args.station_log_dir else ["--no-log"]
+        cmd = [sys.executable, "-c", "import sys; from inspector.cli import main; sys.exit(main())", "run",
+               "--config", str(args.station), "--headless", "--plain", "--trigger", "plc",
+               "--plc-port", str(station_end), "--plc-protocol", args.protocol, *log]
+        errors = Path(tmp) / "station.err"
+        with errors.open("wb") as err_file:
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err_file, env=os.environ.copy())
+        try:
+            console.print(f"[dim]station: {args.station} on {station_end} ({args.protocol}); loading its line, "
+                          f"then the PLC simulator on {plc_end}[/dim]")
+            with console.status(f"station loading its line (up to {args.station_ready_s:g} s) ..."):
+                _wait_until_opened(proc, station_end, args.station_ready_s, errors)
+            code = _simulate(args, str(plc_end), console, handshake_s=10.0)
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # the station stops cleanly: answers queued parts, closes its log
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            modem.stop()
+        tail = [line for line in errors.read_text(errors="replace").splitlines() if line.strip()]
+        if proc.returncode not in (0, -signal.SIGTERM):
+            console.print(f"[red]the station exited with code {proc.returncode}:[/red]")
+            code = code or 1
+        for line in tail[-4:]:
+            console.print(f"[dim]station: {escape(line)}[/dim]")
+        return code
+
+
+def _wait_until_opened(proc: Any, port: Path, timeout: float, errors: Path) -> None:
+    """Until the station process has ``port`` open (its line is loaded, its link started); InspectorError
+    with the station's last words when it exits first or takes longer than ``timeout``."""
+    import os
+    import time
+
+    target = os.path.realpath(port)
+    fd_dir = Path(f"/proc/{proc.pid}/fd")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            lines = [x for x in errors.read_text(errors="replace").splitlines() if x.strip()]
+            msg = f"the station exited with code {proc.returncode} before opening {port}: " + " | ".join(lines[-3:])
+            raise InspectorError(msg)
+        if not fd_dir.is_dir():
+            return  # no /proc (not Linux): the simulator's own handshake waits instead
+        for fd in fd_dir.iterdir():
+            try:
+                if os.path.realpath(fd) == target:
+                    return
+            except OSError:
+                continue
+        time.sleep(0.2)
+    msg = f"the station did not open {port} within {timeout:g} s (--station-ready-s)"
+    raise InspectorError(msg)
 
 
 def _run_tcp_demo(args: argparse.Namespace, console: Console) -> int:

@@ -333,9 +333,10 @@ class ModbusPlcSimulator:
     """Triggers through coil 0 / register 0 and polls registers 100..107, one part at a time."""
 
     def __init__(self, port: str, *, baudrate: int = 115200, parity: str = "N", unit_id: int = 1,
-                 deadline_ms: float = 2500, request_timeout_s: float = 1.0,
+                 deadline_ms: float = 2500, request_timeout_s: float = 1.0, handshake_s: float = 0.0,
                  on_progress: Callable[[int], None] | None = None) -> None:
         self.port = port
+        self.handshake_s = handshake_s  # keep polling a station that does not answer yet (still booting)
         self.baudrate = baudrate
         self.parity = parity
         self.unit_id = unit_id
@@ -369,7 +370,7 @@ class ModbusPlcSimulator:
         if not client.connect():
             return SimReport(self.protocol, self.port, [], [f"cannot open {self.port}"], 0.0)
         try:
-            first = self._block(client)
+            first = self._first_block(client)
             notes.append(f"station status {reg.StatusCode(first.status).name if first.status < 3 else first.status}, "
                          f"heartbeat {first.heartbeat}, result seq {first.seq}")
             seq = first.seq
@@ -399,6 +400,19 @@ class ModbusPlcSimulator:
             client.close()
         mismatches = checker.finish()
         return SimReport(self.protocol, self.port, checker.traces(), mismatches, time.perf_counter() - started, notes)
+
+    def _first_block(self, client: object) -> reg.ResultBlock:
+        """Registers 100..107, polled for up to ``handshake_s`` while the station does not answer."""
+        from pymodbus.exceptions import ModbusException
+
+        deadline = time.perf_counter() + self.handshake_s
+        while True:
+            try:
+                return self._block(client)
+            except ModbusException:
+                if time.perf_counter() >= deadline:
+                    raise
+                time.sleep(PING_RETRY_S)
 
     def _block(self, client: object) -> reg.ResultBlock:
         from pymodbus.exceptions import ModbusException
