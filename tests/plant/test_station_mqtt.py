@@ -6,6 +6,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from inspector.audit.h5log import log_files
@@ -16,6 +17,7 @@ from tests.station.conftest import tiny_station_dict
 from .conftest import Broker, Collector
 
 
+@pytest.mark.slow
 def test_run_publishes_every_logged_result_through_a_broker_restart(tmp_path: Path, text_cache_dir: Path,
                                                                     broker: Broker, collector: Collector) -> None:
     data = tiny_station_dict(tmp_path, text_cache_dir, trigger={"mode": "free_run", "rate_hz": 6})
@@ -57,6 +59,7 @@ def _outbox_empty(path: Path) -> bool:
         return db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
 
 
+@pytest.mark.slow
 def test_run_serves_opcua_from_the_config(tmp_path: Path, text_cache_dir: Path) -> None:
     import asyncio
 
