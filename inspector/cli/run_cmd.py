@@ -86,6 +86,19 @@ def _software_driver(loop: Any, rate_hz: float, count: int | None, stop: threadi
             continue  # counted by the loop (E04 / E05); try again at the next tick
 
 
+def _plc_spec(station: Any, args: argparse.Namespace) -> Any:
+    """The config's plc section with --plc-port / --plc-protocol applied, validated like the YAML."""
+    from inspector.config.plc import PlcSpec
+
+    spec = station.plc or PlcSpec()
+    updates = {k: v for k, v in (("port", args.plc_port), ("protocol", args.plc_protocol)) if v}
+    try:  # model_copy would not check e.g. a serial port given for modbus-tcp
+        return PlcSpec.model_validate({**spec.model_dump(), **updates})
+    except ValueError as exc:
+        msg = f"--plc-port / --plc-protocol: {exc}"
+        raise InspectorError(msg) from exc
+
+
 def _link_status(link: Any) -> str:
     if link is None:
         return "not started"
@@ -169,6 +182,8 @@ def run(args: argparse.Namespace) -> int:
     if mode == "plc" and station.plc is None and not args.plc_port:
         msg = f"{args.config}: trigger mode plc needs a plc: section (port, protocol) or --plc-port PORT"
         raise InspectorError(msg)
+    if mode == "plc":
+        _plc_spec(station, args)  # a bad --plc-port / --plc-protocol is refused now, not after the line loaded
     err = Console(stderr=True, soft_wrap=True)  # one line per message in a service journal
     if not args.headless:
         err.print("[dim]the operator GUI is started by the gui package; showing the terminal dashboard")
@@ -220,17 +235,9 @@ def run(args: argparse.Namespace) -> int:
             if loop.stats().untrained:
                 err.print(f"[yellow]note: {UNTRAINED_BANNER}")
             if mode == "plc":
-                from inspector.config.plc import PlcSpec
                 from inspector.plc.factory import create_plc_link
 
-                spec = station.plc or PlcSpec()
-                updates = {k: v for k, v in (("port", args.plc_port), ("protocol", args.plc_protocol)) if v}
-                try:  # validated like the YAML (model_copy would not check e.g. a serial port for modbus-tcp)
-                    spec = PlcSpec.model_validate({**spec.model_dump(), **updates})
-                except ValueError as exc:
-                    msg = f"--plc-port / --plc-protocol: {exc}"
-                    raise InspectorError(msg) from exc
-                link = create_plc_link(spec, loop)
+                link = create_plc_link(_plc_spec(station, args), loop)
                 from inspector.station.sinks import ResultSink
 
                 if isinstance(link, ResultSink):

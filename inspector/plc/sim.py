@@ -334,8 +334,9 @@ class ModbusPlcSimulator:
 
     def __init__(self, port: str, *, baudrate: int = 115200, parity: str = "N", unit_id: int = 1,
                  deadline_ms: float = 2500, request_timeout_s: float = 1.0, handshake_s: float = 0.0,
-                 on_progress: Callable[[int], None] | None = None) -> None:
+                 poll_s: float = 0.0, on_progress: Callable[[int], None] | None = None) -> None:
         self.port = port
+        self.poll_s = poll_s  # pause between result polls, like a PLC's cycle (0: poll back to back)
         self.handshake_s = handshake_s  # keep polling a station that does not answer yet (still booting)
         self.baudrate = baudrate
         self.parity = parity
@@ -451,6 +452,8 @@ class ModbusPlcSimulator:
                     checker.ack(part_id, time.perf_counter())
             block = self._block(c)
             if block.seq == seq:
+                if self.poll_s:
+                    time.sleep(self.poll_s)
                 continue
             now = time.perf_counter()
             if (block.seq - seq) & 0xFFFF != 1:

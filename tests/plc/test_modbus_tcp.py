@@ -185,3 +185,16 @@ def test_fuzzed_frames_never_take_the_server_down(server, client, url: str, fram
 
 def test_fuzzed_run_still_answers_a_full_handshake(server, client) -> None:
     assert trigger(client, 4242).part == 4242
+
+
+def test_run_refuses_a_serial_port_for_modbus_tcp_before_loading(tmp_path, capsys) -> None:
+    import yaml
+
+    from inspector.cli import main
+    from tests.station.conftest import tiny_station_dict
+
+    config = tmp_path / "station.yaml"
+    config.write_text(yaml.safe_dump(tiny_station_dict(tmp_path, tmp_path / "cache")))
+    assert main(["run", "--config", str(config), "--trigger", "plc", "--plc-protocol", "modbus-tcp",
+                 "--plc-port", "/dev/ttyUSB0"]) == 2
+    assert "tcp://HOST:PORT" in capsys.readouterr().err
