@@ -211,22 +211,24 @@ def run(args: argparse.Namespace) -> int:
                     deadline = None if args.timeout is None else time.monotonic() + args.timeout
                     loop, station, note = _config_at_takeover(loop, station, loaded, make_loop, args.config, err)
                 loop.station_lock = lock
-            interactive = sys.stdout.isatty() and not args.plain
-            extras = {"PLC": lambda: _link_status(link)} if mode == "plc" else None
-            view = Dashboard(loop, Console(), extras=extras) if interactive else PlainReporter(loop, sys.stdout)
+            extras: dict[str, Any] = {"PLC": lambda: _link_status(link)} if mode == "plc" else {}
             if args.mqtt or station.outputs.mqtt is not None:
                 from inspector.station.outputs import attach_mqtt
 
                 try:
-                    attach_mqtt(loop, station.outputs.mqtt, args.mqtt)
+                    mqtt = attach_mqtt(loop, station.outputs.mqtt, args.mqtt)
+                    extras["MQTT"] = lambda: f"{mqtt.state.value} ({mqtt.stats().pending} waiting)"
                 except ValueError as exc:  # a bad --mqtt url
                     msg = f"--mqtt: {exc}"
                     raise InspectorError(msg) from exc
             if station.outputs.opcua is not None:
                 from inspector.station.outputs import attach_opcua
 
-                attach_opcua(loop, station.outputs.opcua)
+                opcua = attach_opcua(loop, station.outputs.opcua)
+                extras["OPC UA"] = lambda: f"listening on {opcua.endpoint}"
                 err.print(f"OPC UA server on {station.outputs.opcua.endpoint}")
+            interactive = sys.stdout.isatty() and not args.plain
+            view = Dashboard(loop, Console(), extras=extras) if interactive else PlainReporter(loop, sys.stdout)
             with err.status(f"loading line {loop.line} ..."):
                 loop.start()
             if takeover is not None:
