@@ -28,7 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Sends N triggers at a fixed rate and checks one ACK and one result per part, matching part "
                     "ids and the deadline. Exit code 0 = every part answered correctly, 1 = mismatches, "
                     "2 = usage or port error. Use --demo to run against a built-in simulated station over a "
-                    "virtual serial pair (no hardware, no station needed).",
+                    "virtual serial pair (no hardware, no station needed), --station CONFIG to start the real "
+                    "station on a virtual serial pair and drive it.",
     )
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", help="serial port of the PLC end: /dev/ttyUSB0, COM3, /tmp/plc (socat pty), "
