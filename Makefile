@@ -35,12 +35,15 @@ test-fast: $(VENV)
 
 # The demo line: synthetic camera, ViT-B-16 with random weights, HDF5 audit log in out/demo-logs.
 # With a display the operator GUI opens; without one, the terminal dashboard.
-# Headless: the station on the demo line with its live dashboard, then the PLC side over a virtual
-# serial pair (ASCII and Modbus RTU) with the PLC simulator checking every reply.
+# Headless: the station on the demo line with its live dashboard, then the PLC side: the real station
+# (`inspector run --trigger plc`) on one end of a virtual serial pair, the PLC simulator on the other,
+# checking every reply over ASCII and Modbus RTU (docs/plant.md).
 DEMO_RUN := $(BIN)/inspector run --config station_configs/demo.yaml --headless --frames 60 --log-dir out/demo-logs \
 	&& $(BIN)/inspector log summary out/demo-logs \
-	&& $(BIN)/inspector plc-sim --demo --protocol ascii --parts 50 --rate 20 \
-	&& $(BIN)/inspector plc-sim --demo --protocol modbus --parts 20
+	&& $(BIN)/inspector plc-sim --station station_configs/demo.yaml --station-log-dir out/demo-logs \
+		--protocol ascii --parts 20 --rate 1 \
+	&& $(BIN)/inspector plc-sim --station station_configs/demo.yaml --station-log-dir out/demo-logs \
+		--protocol modbus --parts 20
 # The GUI needs the real display, not the offscreen platform exported above for tests.
 DEMO_GUI := env -u QT_QPA_PLATFORM $(BIN)/inspector gui --config station_configs/demo.yaml --log-dir out/demo-logs
 demo: $(VENV)

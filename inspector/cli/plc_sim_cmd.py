@@ -6,7 +6,7 @@ import argparse
 import logging
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -28,14 +28,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Sends N triggers at a fixed rate and checks one ACK and one result per part, matching part "
                     "ids and the deadline. Exit code 0 = every part answered correctly, 1 = mismatches, "
                     "2 = usage or port error. Use --demo to run against a built-in simulated station over a "
-                    "virtual serial pair (no hardware, no station needed).",
+                    "virtual serial pair (no hardware, no station needed), --station CONFIG to start the real "
+                    "station on a virtual serial pair and drive it.",
     )
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", help="serial port of the PLC end: /dev/ttyUSB0, COM3, /tmp/plc (socat pty), "
-                                      "socket://host:port")
+                                      "socket://host:port; modbus-tcp: the station's tcp://HOST:PORT")
     where.add_argument("--demo", action="store_true",
                        help="run against a built-in simulated station on a virtual null-modem pair (POSIX)")
-    parser.add_argument("--protocol", choices=("ascii", "modbus"), default="ascii", help="default: %(default)s")
+    where.add_argument("--station", type=Path, metavar="CONFIG",
+                       help="start the real station (`inspector run --config CONFIG --trigger plc`) on one end of a "
+                            "virtual null-modem pair (POSIX) and drive it from the other; stopped afterwards")
+    parser.add_argument("--station-ready-s", type=float, default=300.0,
+                        help="--station: how long to wait for the station to load its line and answer "
+                             "(default: %(default)s)")
+    parser.add_argument("--station-log-dir", type=Path, metavar="DIR",
+                        help="--station: the station's audit log folder (default: run without a log)")
+    parser.add_argument("--protocol", choices=("ascii", "modbus", "modbus-tcp"), default="ascii",
+                        help="modbus = Modbus RTU (serial), modbus-tcp = Modbus TCP (default: %(default)s)")
     parser.add_argument("--parts", type=int, default=100, help="triggers to send (default: %(default)s)")
     parser.add_argument("--rate", type=float, default=10.0,
                         help="triggers per second; Modbus sends the next part only after the previous result "
@@ -63,6 +73,10 @@ def _validate(args: argparse.Namespace) -> None:
         problems.append("--unit-id must be 1..247")
     if len(args.prefix) > 26 or not all(ch.isalnum() or ch in "_-" for ch in args.prefix):
         problems.append("--prefix must be at most 26 of A-Z a-z 0-9 _ -")
+    if args.protocol == "modbus-tcp" and args.port is not None and not args.port.startswith("tcp://"):
+        problems.append(f"--protocol modbus-tcp needs --port tcp://HOST:PORT (the station's address), got {args.port}")
+    if args.protocol != "modbus-tcp" and args.port is not None and args.port.startswith("tcp://"):
+        problems.append(f"--port {args.port} is a TCP address: add --protocol modbus-tcp")
     if problems:
         raise InspectorError("; ".join(problems))
 
@@ -72,10 +86,12 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     if args.demo:
         return _run_demo(args, console)
+    if args.station is not None:
+        return _run_station(args, console)
     return _simulate(args, args.port, console)
 
 
-def _simulate(args: argparse.Namespace, port: str, console: Console) -> int:
+def _simulate(args: argparse.Namespace, port: str, console: Console, handshake_s: float = 10.0) -> int:
     from inspector.plc.sim import AsciiPlcSimulator, ModbusPlcSimulator
 
     with console.status(f"{args.protocol} PLC on {escape(port)}: 0/{args.parts} triggers") as status:
@@ -84,11 +100,11 @@ def _simulate(args: argparse.Namespace, port: str, console: Console) -> int:
 
         if args.protocol == "ascii":
             sim = AsciiPlcSimulator(port, baudrate=args.baud, parity=args.parity, checksum=args.checksum,
-                                    deadline_ms=args.timeout_ms, on_progress=progress)
+                                    deadline_ms=args.timeout_ms, handshake_s=handshake_s, on_progress=progress)
             report = sim.run(args.parts, args.rate, prefix=args.prefix)
         else:
             sim_mb = ModbusPlcSimulator(port, baudrate=args.baud, parity=args.parity, unit_id=args.unit_id,
-                                        deadline_ms=args.timeout_ms, on_progress=progress)
+                                        deadline_ms=args.timeout_ms, handshake_s=handshake_s, on_progress=progress)
             report = sim_mb.run(args.parts, args.rate)
     if not report.parts and report.mismatches:
         raise InspectorError(report.mismatches[0])
@@ -102,6 +118,8 @@ def _run_demo(args: argparse.Namespace, console: Console) -> int:
     from inspector.plc.ptypair import VirtualNullModem
     from inspector.plc.simstation import SimulatedStation
 
+    if args.protocol == "modbus-tcp":
+        return _run_tcp_demo(args, console)
     with tempfile.TemporaryDirectory(prefix="plc-demo-") as tmp:
         station_end, plc_end = Path(tmp) / "station", Path(tmp) / "plc"
         try:
@@ -121,6 +139,105 @@ def _run_demo(args: argparse.Namespace, console: Console) -> int:
                 return _simulate(args, str(plc_end), console)
         finally:
             modem.stop()
+
+
+def _run_station(args: argparse.Namespace, console: Console) -> int:
+    """The real station (`inspector run --trigger plc`, its own process) on one end of a pty pair, the
+    simulator on the other: the PLC side of `make demo`, end to end through the inspection engine."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from inspector.plc.ptypair import VirtualNullModem
+
+    if args.protocol == "modbus-tcp":
+        msg = "--station drives the serial protocols (ascii, modbus); for modbus-tcp run the station with " \
+              "--plc-protocol modbus-tcp and use --port tcp://HOST:PORT"
+        raise InspectorError(msg)
+    with tempfile.TemporaryDirectory(prefix="plc-station-") as tmp:
+        station_end, plc_end = Path(tmp) / "station", Path(tmp) / "plc"
+        try:
+            modem = VirtualNullModem(station_end, plc_end).start()
+        except (OSError, AttributeError) as exc:
+            msg = f"--station needs POSIX pseudo-terminals ({exc}); use socat or com0com and --port instead"
+            raise InspectorError(msg) from exc
+        log = ["--log-dir", str(args.station_log_dir)] if args.station_log_dir else ["--no-log"]
+        cmd = [sys.executable, "-c", "import sys; from inspector.cli import main; sys.exit(main())", "run",
+               "--config", str(args.station), "--headless", "--plain", "--trigger", "plc",
+               "--plc-port", str(station_end), "--plc-protocol", args.protocol, *log]
+        errors = Path(tmp) / "station.err"
+        with errors.open("wb") as err_file:
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err_file, env=os.environ.copy())
+        try:
+            console.print(f"[dim]station: {args.station} on {station_end} ({args.protocol}); loading its line, "
+                          f"then the PLC simulator on {plc_end}[/dim]")
+            with console.status(f"station loading its line (up to {args.station_ready_s:g} s) ..."):
+                _wait_until_opened(proc, station_end, args.station_ready_s, errors)
+            code = _simulate(args, str(plc_end), console, handshake_s=10.0)
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # the station stops cleanly: answers queued parts, closes its log
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            modem.stop()
+        tail = [line for line in errors.read_text(errors="replace").splitlines() if line.strip()]
+        if proc.returncode not in (0, -signal.SIGTERM):
+            console.print(f"[red]the station exited with code {proc.returncode}:[/red]")
+            code = code or 1
+        for line in tail[-4:]:
+            console.print(f"[dim]station: {escape(line)}[/dim]")
+        return code
+
+
+def _wait_until_opened(proc: Any, port: Path, timeout: float, errors: Path) -> None:
+    """Until the station process has ``port`` open (its line is loaded, its link started); InspectorError
+    with the station's last words when it exits first or takes longer than ``timeout``."""
+    import os
+    import time
+
+    target = os.path.realpath(port)
+    fd_dir = Path(f"/proc/{proc.pid}/fd")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            lines = [x for x in errors.read_text(errors="replace").splitlines() if x.strip()]
+            msg = f"the station exited with code {proc.returncode} before opening {port}: " + " | ".join(lines[-3:])
+            raise InspectorError(msg)
+        if not fd_dir.is_dir():
+            return  # no /proc (not Linux): the simulator's own handshake waits instead
+        for fd in fd_dir.iterdir():
+            try:
+                if os.path.realpath(fd) == target:
+                    return
+            except OSError:
+                continue
+        time.sleep(0.2)
+    msg = f"the station did not open {port} within {timeout:g} s (--station-ready-s)"
+    raise InspectorError(msg)
+
+
+def _run_tcp_demo(args: argparse.Namespace, console: Console) -> int:
+    """The simulated station as a Modbus TCP server on a free loopback port, the simulator as its master."""
+    import socket
+
+    from inspector.config.plc import PlcSpec
+    from inspector.plc.factory import create_plc_link
+    from inspector.plc.simstation import SimulatedStation
+
+    with socket.socket() as probe:  # the kernel's pick of a free port; released before the server binds it
+        probe.bind(("127.0.0.1", 0))
+        url = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    spec = PlcSpec(protocol="modbus-tcp", port=url, unit_id=args.unit_id,
+                   result_timeout_ms=max(10, int(args.timeout_ms) - 500))
+    with SimulatedStation(lines=("demo",)) as station, create_plc_link(spec, station) as link:
+        if not link.wait_for_state("connected", timeout=5):
+            msg = f"demo station did not listen on {url}: {link.detail}"
+            raise InspectorError(msg)
+        console.print(f"[dim]demo: simulated station listening on {url}[/dim]")
+        return _simulate(args, url, console)
 
 
 def _print_report(report: SimReport, console: Console) -> None:

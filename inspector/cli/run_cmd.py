@@ -33,8 +33,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="trigger mode (default: trigger.mode of the config)")
     p.add_argument("--rate", type=float, metavar="HZ",
                    help="free-run / software trigger rate (default: trigger.rate_hz)")
-    p.add_argument("--plc-port", metavar="PORT", help="serial port of the PLC link (default: plc.port)")
-    p.add_argument("--plc-protocol", choices=["ascii", "modbus"], help="PLC protocol (default: plc.protocol)")
+    p.add_argument("--plc-port", metavar="PORT",
+                   help="serial port of the PLC link, or tcp://HOST:PORT for modbus-tcp (default: plc.port)")
+    p.add_argument("--plc-protocol", choices=["ascii", "modbus", "modbus-tcp"],
+                   help="PLC protocol: ascii, modbus (RTU), modbus-tcp (default: plc.protocol)")
+    p.add_argument("--mqtt", metavar="URL",
+                   help="publish results, events and status to this MQTT broker: mqtt://HOST[:PORT] or "
+                        "mqtts://HOST[:PORT] (default: outputs.mqtt of the config; docs/plant.md)")
     p.add_argument("--results-db", metavar="URL",
                    help="also write every inspection and event to this PostgreSQL database: "
                         "postgresql://USER@HOST[:PORT]/DB (default: outputs.database of the config; docs/history.md)")
@@ -82,6 +87,19 @@ def _software_driver(loop: Any, rate_hz: float, count: int | None, stop: threadi
             sent += 1
         except TriggerRejected:
             continue  # counted by the loop (E04 / E05); try again at the next tick
+
+
+def _plc_spec(station: Any, args: argparse.Namespace) -> Any:
+    """The config's plc section with --plc-port / --plc-protocol applied, validated like the YAML."""
+    from inspector.config.plc import PlcSpec
+
+    spec = station.plc or PlcSpec()
+    updates = {k: v for k, v in (("port", args.plc_port), ("protocol", args.plc_protocol)) if v}
+    try:  # model_copy would not check e.g. a serial port given for modbus-tcp
+        return PlcSpec.model_validate({**spec.model_dump(), **updates})
+    except ValueError as exc:
+        msg = f"--plc-port / --plc-protocol: {exc}"
+        raise InspectorError(msg) from exc
 
 
 def _link_status(link: Any) -> str:
@@ -167,6 +185,8 @@ def run(args: argparse.Namespace) -> int:
     if mode == "plc" and station.plc is None and not args.plc_port:
         msg = f"{args.config}: trigger mode plc needs a plc: section (port, protocol) or --plc-port PORT"
         raise InspectorError(msg)
+    if mode == "plc":
+        _plc_spec(station, args)  # a bad --plc-port / --plc-protocol is refused now, not after the line loaded
     err = Console(stderr=True, soft_wrap=True)  # one line per message in a service journal
     if not args.headless:
         err.print("[dim]the operator GUI is started by the gui package; showing the terminal dashboard")
@@ -194,8 +214,23 @@ def run(args: argparse.Namespace) -> int:
                     deadline = None if args.timeout is None else time.monotonic() + args.timeout
                     loop, station, note = _config_at_takeover(loop, station, loaded, make_loop, args.config, err)
                 loop.station_lock = lock
+            extras: dict[str, Any] = {"PLC": lambda: _link_status(link)} if mode == "plc" else {}
+            if args.mqtt or station.outputs.mqtt is not None:
+                from inspector.station.outputs import attach_mqtt
+
+                try:
+                    mqtt = attach_mqtt(loop, station.outputs.mqtt, args.mqtt)
+                    extras["MQTT"] = lambda: f"{mqtt.state.value} ({mqtt.stats().pending} waiting)"
+                except ValueError as exc:  # a bad --mqtt url
+                    msg = f"--mqtt: {exc}"
+                    raise InspectorError(msg) from exc
+            if station.outputs.opcua is not None:
+                from inspector.station.outputs import attach_opcua
+
+                opcua = attach_opcua(loop, station.outputs.opcua)
+                extras["OPC UA"] = lambda: f"listening on {opcua.endpoint}"
+                err.print(f"OPC UA server on {station.outputs.opcua.endpoint}")
             interactive = sys.stdout.isatty() and not args.plain
-            extras = {"PLC": lambda: _link_status(link)} if mode == "plc" else None
             view = Dashboard(loop, Console(), extras=extras) if interactive else PlainReporter(loop, sys.stdout)
             if args.results_db or station.outputs.database is not None:
                 from inspector.station.outputs import attach_database
@@ -213,12 +248,9 @@ def run(args: argparse.Namespace) -> int:
             if loop.stats().untrained:
                 err.print(f"[yellow]note: {UNTRAINED_BANNER}")
             if mode == "plc":
-                from inspector.config.plc import PlcSpec
                 from inspector.plc.factory import create_plc_link
 
-                spec = station.plc or PlcSpec()
-                updates = {k: v for k, v in (("port", args.plc_port), ("protocol", args.plc_protocol)) if v}
-                link = create_plc_link(spec.model_copy(update=updates), loop)
+                link = create_plc_link(_plc_spec(station, args), loop)
                 from inspector.station.sinks import ResultSink
 
                 if isinstance(link, ResultSink):

@@ -45,9 +45,3 @@ class DatabaseSpec(StrictModel):
     @classmethod
     def _check_url(cls, url: str) -> str:
         return check_database_url(url)
-
-
-class OutputsSpec(StrictModel):
-    """Where else results go besides the PLC and the audit log; each is off when absent."""
-
-    database: DatabaseSpec | None = None

@@ -3,7 +3,7 @@
 Example (station YAML)::
 
     plc:
-      protocol: ascii          # or modbus
+      protocol: ascii          # or modbus (RTU), or modbus-tcp (port: tcp://HOST:PORT, Ethernet)
       port: /dev/ttyUSB0       # any pyserial URL: COM3, loop://, socket://host:port, rfc2217://...
       baudrate: 115200
       parity: N
@@ -13,13 +13,30 @@ Example (station YAML)::
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
 from inspector.config.base import StrictModel
 
 _PARITY_NAMES = {"NONE": "N", "EVEN": "E", "ODD": "O", "MARK": "M", "SPACE": "S"}
+MODBUS_TCP_PORT = 502  # the IANA port; `tcp://HOST` without a port means this one
 
+
+def parse_tcp_port(port: str) -> tuple[str, int]:
+    """``tcp://HOST:PORT`` -> (host, port) for the Modbus TCP server; ValueError naming the expected form."""
+    hint = f"Modbus TCP listens on tcp://HOST:PORT (e.g. tcp://0.0.0.0:502), got {port!r}"
+    if not port.startswith("tcp://"):
+        raise ValueError(hint)
+    try:
+        parts = urlsplit(port)
+        number = parts.port
+    except ValueError as exc:  # a port outside 0..65535 or not a number
+        msg = f"{hint}: {exc}"
+        raise ValueError(msg) from exc
+    if parts.hostname is None or parts.path not in ("", "/") or parts.query:
+        raise ValueError(hint)
+    return parts.hostname, MODBUS_TCP_PORT if number is None else number
 
 
 class Rs485Spec(StrictModel):
@@ -38,8 +55,9 @@ class Rs485Spec(StrictModel):
 class PlcSpec(StrictModel):
     """How the station talks to the line PLC: transport, serial settings, deadlines, supervision."""
 
-    protocol: Literal["ascii", "modbus"] = "ascii"
-    # Device path or pyserial URL: /dev/ttyUSB0, COM3, loop://, socket://host:port, rfc2217://host:port.
+    protocol: Literal["ascii", "modbus", "modbus-tcp"] = "ascii"
+    # Device path or pyserial URL: /dev/ttyUSB0, COM3, loop://, socket://host:port, rfc2217://host:port;
+    # modbus-tcp: the address the station listens on, tcp://HOST:PORT (tcp://0.0.0.0:502 = every interface).
     port: str = Field(default="loop://", min_length=1)
     baudrate: int = Field(default=115200, ge=50, le=4_000_000)
     bytesize: Literal[5, 6, 7, 8] = 8
@@ -75,7 +93,14 @@ class PlcSpec(StrictModel):
         if self.reconnect_max_s < self.reconnect_min_s:
             msg = f"reconnect_max_s ({self.reconnect_max_s}) must be >= reconnect_min_s ({self.reconnect_min_s})"
             raise ValueError(msg)
+        if self.protocol == "modbus-tcp":
+            parse_tcp_port(self.port)
         return self
+
+    @property
+    def tcp_address(self) -> tuple[str, int]:
+        """(host, port) the Modbus TCP server listens on (``protocol: modbus-tcp``)."""
+        return parse_tcp_port(self.port)
 
     @property
     def result_timeout_s(self) -> float:

@@ -9,9 +9,9 @@ from pydantic import Field, model_validator
 
 from inspector.config.base import StrictModel
 from inspector.config.camera import CameraSpec, TriggerSpec
-from inspector.config.database import OutputsSpec
 from inspector.config.line import NAME_RE, LineConfig
 from inspector.config.log import LogSpec
+from inspector.config.plant import OutputsSpec
 from inspector.config.plc import PlcSpec
 
 
@@ -30,7 +30,7 @@ class StationConfig(StrictModel):
     log: LogSpec = LogSpec()
     # None = no PLC link (free-run or software triggers only).
     plc: PlcSpec | None = None
-    # Other outputs: outputs.database (the plant's PostgreSQL results database, docs/history.md).
+    # Plant outputs: outputs.mqtt / outputs.opcua (docs/plant.md), outputs.database (docs/history.md).
     outputs: OutputsSpec = OutputsSpec()
     # Set by the loader: the file this config came from (not part of the YAML).
     source: Path | None = Field(default=None, exclude=True)

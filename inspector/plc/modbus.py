@@ -1,4 +1,7 @@
-"""Modbus RTU transport: the station is a slave (pymodbus serial server) exposing the register map.
+"""Modbus transports: the station is a slave (pymodbus server) exposing the register map.
+
+:class:`ModbusServer` holds the register semantics once; :class:`ModbusRtuServer` serves them on a
+serial port and :class:`~inspector.plc.modbus_tcp.ModbusTcpServer` on a TCP socket.
 
 pymodbus is pinned to the range this module is tested against (see ``TESTED_PYMODBUS``): its datastore
 API changed across 3.x (``ModbusSlaveContext`` -> ``ModbusDeviceContext`` -> ``SimDevice``) and the old
@@ -18,11 +21,13 @@ Also handled here, because pymodbus' server does not:
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import serial.rs485
@@ -57,8 +62,16 @@ def _import_pymodbus() -> Any:
     return pymodbus
 
 
-class ModbusRtuServer(PlcLink):
-    """Serves the register map on ``spec.port`` as Modbus RTU slave ``spec.unit_id`` for ``station``."""
+class ModbusServer(PlcLink):
+    """The register map served over one pymodbus server; the transports (RTU, TCP) say how to open it.
+
+    Everything a master sees - the handshake, the register semantics, the heartbeat, the fail-safe
+    results - lives here once; a subclass only builds its pymodbus server (:meth:`_make_server`) and
+    says whether a closed connection means the port is gone (serial) or one master left (TCP).
+    """
+
+    # Serial: the transport closing means the port vanished (reopen). TCP: one master left; the listener stays.
+    _connection_loss_is_port_loss = True
 
     def __init__(self, spec: PlcSpec, station: StationPort, name: str = "plc-modbus") -> None:
         super().__init__(spec, station, name)
@@ -158,9 +171,17 @@ class ModbusRtuServer(PlcLink):
         finally:
             self._loop_ready.set()
 
-    async def _supervise(self) -> None:
-        from pymodbus.server import ModbusSerialServer
+    @abc.abstractmethod
+    def _make_server(self, on_connect: Callable[[bool], None]) -> Any:
+        """The transport's pymodbus server over :meth:`_device`, tracing with ``_trace_packet`` / ``_trace_pdu``."""
 
+    def _where(self) -> str:
+        return self.spec.port
+
+    def _on_listening(self, server: Any) -> None:
+        """Called once the server listens (RTU applies the RS-485 settings here)."""
+
+    async def _supervise(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop_async = asyncio.Event()
         self._loop_ready.set()
@@ -170,17 +191,13 @@ class ModbusRtuServer(PlcLink):
             lost = asyncio.Event()
 
             def on_connect(up: bool, lost: asyncio.Event = lost) -> None:
-                if not up:
+                if self._connection_loss_is_port_loss and not up:
                     lost.set()
+                self._on_connection(up)
 
-            spec = self.spec
-            server = ModbusSerialServer(
-                self._device(), port=spec.port, baudrate=spec.baudrate, bytesize=spec.bytesize,
-                parity=spec.parity, stopbits=spec.stopbits, reconnect_delay=0,
-                trace_packet=self._trace_packet, trace_pdu=self._trace_pdu, trace_connect=on_connect,
-            )
+            server = self._make_server(on_connect)
             if await server.listen():
-                self._apply_rs485(server)
+                self._on_listening(server)
                 self._watchdog.reset()
                 self._set_port(True)
                 delay = self.spec.reconnect_min_s
@@ -190,7 +207,7 @@ class ModbusRtuServer(PlcLink):
                     task.cancel()
                 detail = "port closed or disconnected"
             else:
-                detail = f"cannot open {spec.port}"
+                detail = f"cannot open {self._where()}"
             await server.shutdown()
             if stop.is_set():
                 break
@@ -260,6 +277,26 @@ class ModbusRtuServer(PlcLink):
             first = reg.HR_BLOCK_START - start
             registers[first:first + reg.HR_BLOCK_COUNT] = block
         return None
+
+    def _on_connection(self, up: bool) -> None:
+        """A master connected (True) or left (False); TCP counts its masters here."""
+
+
+class ModbusRtuServer(ModbusServer):
+    """Serves the register map on ``spec.port`` as Modbus RTU slave ``spec.unit_id`` for ``station``."""
+
+    def _make_server(self, on_connect: Callable[[bool], None]) -> Any:
+        from pymodbus.server import ModbusSerialServer
+
+        spec = self.spec
+        return ModbusSerialServer(
+            self._device(), port=spec.port, baudrate=spec.baudrate, bytesize=spec.bytesize,
+            parity=spec.parity, stopbits=spec.stopbits, reconnect_delay=0,
+            trace_packet=self._trace_packet, trace_pdu=self._trace_pdu, trace_connect=on_connect,
+        )
+
+    def _on_listening(self, server: Any) -> None:
+        self._apply_rs485(server)
 
     def _apply_rs485(self, server: Any) -> None:
         rs = self.spec.rs485

@@ -13,9 +13,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import serial
 
+from inspector.config.plc import parse_tcp_port
 from inspector.plc import protocol as proto
 from inspector.plc import registers as reg
 
@@ -331,9 +333,11 @@ class ModbusPlcSimulator:
     """Triggers through coil 0 / register 0 and polls registers 100..107, one part at a time."""
 
     def __init__(self, port: str, *, baudrate: int = 115200, parity: str = "N", unit_id: int = 1,
-                 deadline_ms: float = 2500, request_timeout_s: float = 1.0,
-                 on_progress: Callable[[int], None] | None = None) -> None:
+                 deadline_ms: float = 2500, request_timeout_s: float = 1.0, handshake_s: float = 0.0,
+                 poll_s: float = 0.0, on_progress: Callable[[int], None] | None = None) -> None:
         self.port = port
+        self.poll_s = poll_s  # pause between result polls, like a PLC's cycle (0: poll back to back)
+        self.handshake_s = handshake_s  # keep polling a station that does not answer yet (still booting)
         self.baudrate = baudrate
         self.parity = parity
         self.unit_id = unit_id
@@ -341,19 +345,33 @@ class ModbusPlcSimulator:
         self.request_timeout_s = request_timeout_s
         self.on_progress = on_progress
 
-    def run(self, parts: int, rate_hz: float, first_id: int = 1) -> SimReport:
+    @property
+    def protocol(self) -> str:
+        return "modbus-tcp" if self.port.startswith("tcp://") else "modbus"
+
+    def _client(self) -> Any:
+        """A pymodbus client: TCP for ``tcp://HOST:PORT``, RTU for anything else (serial port / pyserial URL)."""
+        if self.protocol == "modbus-tcp":
+            from pymodbus.client import ModbusTcpClient
+
+            host, port = parse_tcp_port(self.port)
+            return ModbusTcpClient(host, port=port, timeout=self.request_timeout_s, retries=0)
         from pymodbus.client import ModbusSerialClient
+
+        return ModbusSerialClient(self.port, baudrate=self.baudrate, parity=self.parity,
+                                  timeout=self.request_timeout_s, retries=0)
+
+    def run(self, parts: int, rate_hz: float, first_id: int = 1) -> SimReport:
         from pymodbus.exceptions import ModbusException
 
         checker = ReplyChecker(self.deadline_s)
         notes: list[str] = []
         started = time.perf_counter()
-        client = ModbusSerialClient(self.port, baudrate=self.baudrate, parity=self.parity,
-                                    timeout=self.request_timeout_s, retries=0)
+        client = self._client()
         if not client.connect():
-            return SimReport("modbus", self.port, [], [f"cannot open {self.port}"], 0.0)
+            return SimReport(self.protocol, self.port, [], [f"cannot open {self.port}"], 0.0)
         try:
-            first = self._block(client)
+            first = self._first_block(client)
             notes.append(f"station status {reg.StatusCode(first.status).name if first.status < 3 else first.status}, "
                          f"heartbeat {first.heartbeat}, result seq {first.seq}")
             seq = first.seq
@@ -382,7 +400,20 @@ class ModbusPlcSimulator:
         finally:
             client.close()
         mismatches = checker.finish()
-        return SimReport("modbus", self.port, checker.traces(), mismatches, time.perf_counter() - started, notes)
+        return SimReport(self.protocol, self.port, checker.traces(), mismatches, time.perf_counter() - started, notes)
+
+    def _first_block(self, client: object) -> reg.ResultBlock:
+        """Registers 100..107, polled for up to ``handshake_s`` while the station does not answer."""
+        from pymodbus.exceptions import ModbusException
+
+        deadline = time.perf_counter() + self.handshake_s
+        while True:
+            try:
+                return self._block(client)
+            except ModbusException:
+                if time.perf_counter() >= deadline:
+                    raise
+                time.sleep(PING_RETRY_S)
 
     def _block(self, client: object) -> reg.ResultBlock:
         from pymodbus.exceptions import ModbusException
@@ -421,6 +452,8 @@ class ModbusPlcSimulator:
                     checker.ack(part_id, time.perf_counter())
             block = self._block(c)
             if block.seq == seq:
+                if self.poll_s:
+                    time.sleep(self.poll_s)
                 continue
             now = time.perf_counter()
             if (block.seq - seq) & 0xFFFF != 1:

@@ -18,6 +18,7 @@ from inspector.audit.plant_db import PlantDatabase
 from inspector.audit.records import AuditEvent
 from inspector.config.database import DatabaseSpec
 from inspector.config.log import LogSpec
+from inspector.config.plant import MqttSpec, OpcUaSpec
 from inspector.plc.port import PartVerdict
 from inspector.station.flow import PartFlow
 from inspector.station.results import StationResult
@@ -25,6 +26,8 @@ from inspector.station.sinks import AuditSink, CallbackSink, Policy, ReplySink, 
 from inspector.station.stats import Tally
 
 if TYPE_CHECKING:
+    from inspector.plant.mqtt import MqttPublisher
+    from inspector.plant.opcua import OpcUaServer
     from inspector.station.loop import StationLoop
 
 _logger = logging.getLogger(__name__)
@@ -84,6 +87,9 @@ class Outputs:
         if self._audit_runner is not None:
             event = AuditEvent(kind, who, what, old, new, time.time_ns())
             self._audit_runner.put(event, force=True, timeout=0.5)
+            for runner in self._observers:  # plant outputs publish events too (MqttSink.wants_events)
+                if getattr(runner.sink, "wants_events", False):
+                    runner.put(event)
 
     @property
     def logging(self) -> bool:
@@ -158,6 +164,45 @@ def attach_database(loop: StationLoop, spec: DatabaseSpec | None, url: str | Non
                        connect_timeout_s=spec.connect_timeout_s)
     loop.add_observer(DatabaseSink(db, spec.retry_max_s), name="results-db", queue_size=4096, policy="drop_oldest")
     return db
+def attach_mqtt(loop: StationLoop, spec: MqttSpec | None, url: str | None = None) -> MqttPublisher:
+    """Publish ``loop``'s logged results, events and status to MQTT (``url`` overrides ``spec.url``; ``spec``
+    None with a url: the defaults). Started here (a bad password file raises now); stopped with the loop."""
+    from inspector.plant.mqtt import MqttPublisher
+    from inspector.station.sinks import MqttSink
+
+    station = loop.station
+    if url is not None:
+        spec = MqttSpec.model_validate({**(spec.model_dump() if spec is not None else {}), "url": url})
+    if spec is None:
+        msg = "attach_mqtt needs outputs.mqtt in the config or a broker url"
+        raise ValueError(msg)
+    queue_file = station.resolve(spec.queue_file) if spec.queue_file else loop.log_folder / ".mqtt-queue.sqlite"
+
+    def status() -> dict[str, Any]:
+        s = loop.stats()
+        return {"state": s.state.value, "detail": s.detail, "line": s.line, "model_version": s.model_version,
+                "parts": s.parts, "ok": s.ok, "ng": s.ng, "faults": s.faults, "last_seq": s.last_seq,
+                "rate_fps": round(s.rate_fps, 3), "uptime_s": round(s.uptime_s, 1)}
+
+    publisher = MqttPublisher(spec, station.station, queue_file, status_source=status, resolve=station.resolve)
+    publisher.start()
+    loop.add_observer(MqttSink(publisher), name="mqtt", queue_size=4096, policy="drop_oldest")
+    return publisher
+
+
+def attach_opcua(loop: StationLoop, spec: OpcUaSpec) -> OpcUaServer:
+    """Serve ``loop`` over OPC UA (started here: OpcUaError when the endpoint or the users file is bad)."""
+    from inspector.plant.opcua import OpcUaServer
+    from inspector.station.sinks import OpcUaSink
+
+    def counters() -> dict[str, Any]:
+        s = loop.stats()
+        return {"parts": s.parts, "ok": s.ok, "ng": s.ng, "faults": s.faults}
+
+    server = OpcUaServer(spec, loop, loop.station.station, status_source=counters, resolve=loop.station.resolve)
+    server.start()
+    loop.add_observer(OpcUaSink(server), name="opcua", queue_size=64, policy="drop_oldest")  # only the last counts
+    return server
 
 
 def _left(deadline: float) -> float:

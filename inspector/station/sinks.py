@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -32,8 +32,13 @@ from inspector.audit.h5log import AuditLogError, AuditWriter
 from inspector.audit.plant_db import Backoff, DatabaseUnavailable, PlantDatabase
 from inspector.audit.records import AuditEvent
 from inspector.config.log import LogSpec
+from inspector.plant.messages import ResultFacts
 from inspector.plc.port import PartVerdict
 from inspector.station.results import StationResult, audit_record
+
+if TYPE_CHECKING:
+    from inspector.plant.mqtt import MqttPublisher
+    from inspector.plant.opcua import OpcUaServer
 
 _logger = logging.getLogger(__name__)
 
@@ -435,3 +440,48 @@ class DatabaseSink(Sink):
             self._push()
         finally:
             self.db.close()
+# Plant-network sinks (docs/plant.md): fed as observers, i.e. after the audit log has the result
+
+
+class MqttSink(Sink):
+    """Hands each logged result and each audit event to an MQTT publisher (which only appends to its
+    on-disk outbox: a dead broker never slows this thread). Stops the publisher when the run ends."""
+
+    name = "mqtt"
+    wants_events = True  # Outputs.log_event forwards audit events to sinks that ask for them
+
+    def __init__(self, publisher: MqttPublisher) -> None:
+        self.publisher = publisher
+
+    def handle(self, item: Any) -> None:
+        if isinstance(item, AuditEvent):
+            self.publisher.publish_event(item.kind, item.who, item.what, item.old, item.new, item.time_ns)
+            return
+        self.publisher.publish_result(result_facts(item, self.publisher.station))
+
+    def close(self) -> None:
+        self.publisher.stop()
+
+
+def result_facts(sr: StationResult, station: str) -> ResultFacts:
+    """StationResult -> the plain facts the plant outputs publish (the plant layer cannot read a StationResult)."""
+    v, r = sr.verdict, sr.result
+    return ResultFacts(station=station, seq=sr.seq, part_id=sr.part_id, time_ns=sr.time_ns, line=sr.line,
+                       verdict=v.verdict, score=v.score, threshold=r.threshold if r is not None else float("nan"),
+                       defect=v.defect, fault=v.fault, model_version=sr.model.version,
+                       config_hash=sr.model.config_hash, trigger=sr.trigger)
+
+
+class OpcUaSink(Sink):
+    """Shows each logged result as the OPC UA server's last result; stops the server when the run ends."""
+
+    name = "opcua"
+
+    def __init__(self, server: OpcUaServer) -> None:
+        self.server = server
+
+    def handle(self, item: Any) -> None:
+        self.server.publish_result(result_facts(item, self.server.name))
+
+    def close(self) -> None:
+        self.server.stop()

@@ -1,0 +1,167 @@
+"""The OPC UA server against a real asyncua client: encrypted sessions, users and roles, results, methods."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from asyncua import Client, ua
+from asyncua.crypto.cert_gen import setup_self_signed_certificate
+from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from inspector.config.plant import OpcUaSpec
+from inspector.plant.messages import ResultFacts
+from inspector.plant.opcua import OpcUaError, OpcUaServer, hash_password, load_users
+from inspector.plc.simstation import SimulatedStation
+
+NS = "urn:clip-inspector:station"
+
+
+def free_port() -> int:
+    """A free loopback port below Linux's ephemeral range (32768-60999), so no client connection of
+    this machine is handed the same number between this check and the server's (re)bind."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    msg = "no free port in 20000-32000"
+    raise RuntimeError(msg)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Server and client key pairs, generated once (RSA key generation takes a moment)."""
+    folder = tmp_path_factory.mktemp("pki")
+    asyncio.run(setup_self_signed_certificate(folder / "client.pem", folder / "client.der", "urn:test:client",
+                                              "localhost", [ExtendedKeyUsageOID.CLIENT_AUTH],
+                                              {"commonName": "test client"}))
+    return folder
+
+
+@pytest.fixture
+def users(tmp_path: Path) -> Path:
+    path = tmp_path / "users.txt"
+    path.write_text(f"# user:password:role\nanna:{hash_password('eng1neer')}:engineer\nolaf:shift2:operator\n")
+    return path
+
+
+@pytest.fixture
+def served(pki: Path, users: Path) -> Iterator[tuple[OpcUaServer, SimulatedStation]]:
+    spec = OpcUaSpec(endpoint=f"opc.tcp://127.0.0.1:{free_port()}", users_file=users,
+                     cert_file=pki / "server.der", key_file=pki / "server.pem")
+    with SimulatedStation(lines=("ring", "gear"), latency_s=0.001) as station:
+        server = OpcUaServer(spec, station, "st1", status_source=lambda: {"parts": 5, "ok": 4, "ng": 1, "faults": 0})
+        with server:
+            yield server, station
+
+
+async def _session(server: OpcUaServer, pki: Path, user: str, password: str) -> Client:
+    client = Client(server.endpoint, timeout=10)
+    client.set_user(user)
+    client.set_password(password)
+    await client.set_security(SecurityPolicyBasic256Sha256, str(pki / "client.der"), str(pki / "client.pem"),
+                              server_certificate=str(server.cert_file), mode=ua.MessageSecurityMode.SignAndEncrypt)
+    await client.connect()
+    return client
+
+
+async def _node(client: Client, *path: str):  # type: ignore[no-untyped-def]
+    idx = await client.get_namespace_index(NS)
+    return await client.nodes.objects.get_child([f"{idx}:{p}" for p in ("VisionSystem", *path)])
+
+
+def test_engineer_reads_state_and_result_and_triggers(served, pki: Path) -> None:
+    server, station = served
+    server.publish_result(ResultFacts("st1", 42, "P42", time.time_ns(), "ring", "NG", 0.8, 0.5, "scratch", None,
+                                      "v3", "cfg9", "plc"))
+
+    async def go() -> None:
+        client = await _session(server, pki, "anna", "eng1neer")
+        try:
+            await asyncio.sleep(0.7)  # one status poll
+            assert await (await _node(client, "VisionSystemState", "State")).read_value() == "READY"
+            assert await (await _node(client, "VisionSystemState", "SystemState")).read_value() == "Operational"
+            assert await (await _node(client, "Counters", "Parts")).read_value() == 5
+            assert await (await _node(client, "RecipeManagement", "Recipes")).read_value() == ["ring", "gear"]
+            last = ("ResultManagement", "LastResult")
+            assert await (await _node(client, *last, "Sequence")).read_value() == 42
+            assert await (await _node(client, *last, "PartId")).read_value() == "P42"
+            assert await (await _node(client, *last, "Verdict")).read_value() == "NG"
+            assert math.isclose(await (await _node(client, *last, "Score")).read_value(), 0.8)
+            assert await (await _node(client, *last, "Defect")).read_value() == "scratch"
+            assert await (await _node(client, *last, "ModelVersion")).read_value() == "v3"
+            vs = await _node(client)
+            idx = await client.get_namespace_index(NS)
+            verdict, _score, _defect, seq = await vs.call_method(f"{idx}:Trigger", "P7")
+            assert verdict in ("OK", "NG") and seq >= 1
+            assert station.answered[-1].part_id == "P7" and station.answered[-1].verdict == verdict
+            await vs.call_method(f"{idx}:SelectRecipe", "gear")
+            assert station.status().line == "gear"
+            with pytest.raises(ua.UaStatusCodeError):
+                await vs.call_method(f"{idx}:SelectRecipe", "no-such-line")
+        finally:
+            await client.disconnect()
+
+    asyncio.run(go())
+
+
+def test_an_operator_reads_but_may_not_call_methods(served, pki: Path) -> None:
+    server, station = served
+
+    async def go() -> None:
+        client = await _session(server, pki, "olaf", "shift2")
+        try:
+            assert await (await _node(client, "VisionSystemState", "State")).read_value() == "READY"
+            idx = await client.get_namespace_index(NS)
+            with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+                await (await _node(client)).call_method(f"{idx}:Trigger", "P8")
+            with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+                await (await _node(client, "RecipeManagement", "ActiveRecipe")).write_value("gear")
+        finally:
+            await client.disconnect()
+        assert not station.answered, "the refused trigger never reached the station"
+
+    asyncio.run(go())
+
+
+def test_wrong_password_and_anonymous_and_plain_sessions_are_refused(served, pki: Path) -> None:
+    server, _ = served
+
+    async def go() -> None:
+        with pytest.raises(ua.UaError):
+            await _session(server, pki, "anna", "guess")
+        anonymous = Client(server.endpoint, timeout=5)
+        await anonymous.set_security(SecurityPolicyBasic256Sha256, str(pki / "client.der"), str(pki / "client.pem"),
+                                     server_certificate=str(server.cert_file))
+        with pytest.raises(ua.UaError):
+            await anonymous.connect()
+        plain = Client(server.endpoint, timeout=5)  # no security at all: only SignAndEncrypt is offered
+        plain.set_user("anna")
+        plain.set_password("eng1neer")
+        with pytest.raises((ua.UaError, OSError, TimeoutError)):
+            await plain.connect()
+
+    asyncio.run(go())
+
+
+def test_users_file_errors_name_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "users.txt"
+    bad.write_text("anna:pw:admin\n")
+    with pytest.raises(OpcUaError, match=r"users.txt:1: expected user:password:role"):
+        load_users(bad)
+    with pytest.raises(OpcUaError, match="create it"):
+        load_users(tmp_path / "missing.txt")
+    with pytest.raises(ValueError, match="users_file"):
+        OpcUaSpec()
