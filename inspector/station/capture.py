@@ -35,6 +35,7 @@ class Capture:
                  stop: threading.Event, inspecting: Callable[[], bool]) -> None:
         self.camera = camera
         self.triggers = triggers
+        triggers.on_accept = camera.arm  # a software-triggered camera exposes when the part is accepted
         self.clock = clock
         self.max_parts = max_parts
         self._jobs = jobs
@@ -114,7 +115,7 @@ class Capture:
         ended: str | None = None
         ref, hint = "", None
         try:
-            frame = self.camera.grab()
+            frame = self.camera.grab(trig.accepted, trig.armed)
         except CameraError as exc:
             fault = str(exc)
         except BadFrame as exc:

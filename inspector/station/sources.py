@@ -35,6 +35,13 @@ class CameraError(InspectorError):
     """No frame could be had: the camera is lost, cannot be opened or timed out."""
 
 
+class CameraConfigError(CameraError):
+    """The camera cannot take a configured setting (missing feature, value out of range, not writable).
+
+    Retrying does not help: the config or the camera has to change, so a station refuses to start on it.
+    """
+
+
 class BadFrame(ImageDecodeError):
     """A frame arrived but cannot be inspected; ``ref`` / ``part_id`` name it for the fault record."""
 
@@ -42,6 +49,11 @@ class BadFrame(ImageDecodeError):
         super().__init__(message)
         self.ref = ref
         self.part_id = part_id
+
+
+class MissingFrame(BadFrame):
+    """A triggered camera delivered no frame for this part (missed trigger, dropped transfer) while it is
+    still connected: a fault for this part only; the next part is never judged on a shifted frame."""
 
 
 class SourceExhausted(InspectorError):
@@ -56,6 +68,8 @@ class RawFrame:
     ref: str  # frame number, file name, synthetic part id
     truth: str | None = None  # known ground truth (synthetic: defect kind or "good")
     part_id: str | None = None  # a part id the source knows (synthetic)
+    camera_frame_id: int | None = None  # the camera's own frame / block id (GenICam)
+    camera_time_ns: int | None = None  # the camera's own timestamp, ns on its clock (GenICam)
 
 
 @dataclass(frozen=True)
@@ -69,18 +83,32 @@ class Frame:
     grab_ms: float
     truth: str | None = None
     part_id: str | None = None
+    camera_frame_id: int | None = None
+    camera_time_ns: int | None = None
 
 
 class FrameSource(abc.ABC):
     """A producer of raw frames. ``read`` raises CameraError, ImageDecodeError or SourceExhausted."""
 
     label: str = "source"
+    # Incidents that are no part's fault (extra frames, lost frame ids): ``notify(kind, detail)``, set by Camera.
+    notify: Callable[[str, str], None] | None = None
 
     def open(self) -> None:  # noqa: B027 - optional hook
         """Connect (may raise CameraError)."""
 
     @abc.abstractmethod
     def read(self, timeout_s: float) -> RawFrame: ...
+
+    def read_for(self, timeout_s: float, trigger_t: float, armed: bool) -> RawFrame:
+        """The frame of the trigger accepted at ``trigger_t`` (perf_counter s); ``armed``: :meth:`arm` fired it.
+
+        Sources without their own trigger take the next frame (:meth:`read`)."""
+        return self.read(timeout_s)
+
+    def arm(self, trigger_t: float) -> bool:
+        """A part's trigger was accepted (any thread): a software-triggered camera exposes now. True if fired."""
+        return False
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the device; must not raise."""
@@ -322,6 +350,10 @@ def _redact(url: str) -> str:
 
 def create_source(spec: CameraSpec, resolve: Callable[[Path], Path] = Path) -> FrameSource:
     """The frame source a camera spec describes; ``resolve`` makes config paths absolute."""
+    if spec.kind == "genicam":
+        from inspector.station.genicam import GenICamSource
+
+        return GenICamSource(spec, resolve)
     if spec.kind == "synthetic":
         return SyntheticSource(spec.synthetic)
     if spec.kind == "folder":
@@ -355,6 +387,7 @@ class Camera:
         self._backoff = self.spec.reconnect_min_s
         self._next_try = 0.0
         self._ever_connected = False
+        source.notify = self._notify
 
     def retry_in(self) -> float:
         """Seconds until the next reconnect attempt (0 when connected or due)."""
@@ -368,6 +401,11 @@ class Camera:
             return False
         try:
             self.source.open()
+        except CameraConfigError as exc:
+            self._schedule_retry(str(exc))
+            if not self._ever_connected:  # a setting the camera refuses: the station must not start on it
+                raise
+            return False
         except Exception as exc:  # any driver error is a failed attempt, never a crash
             self._schedule_retry(str(exc) if isinstance(exc, InspectorError) else f"{self.label}: {exc}")
             return False
@@ -380,14 +418,28 @@ class Camera:
         self._ever_connected = True
         return True
 
-    def grab(self) -> Frame:
-        """The next validated frame; raises CameraError, BadFrame or SourceExhausted."""
+    def arm(self, trigger_t: float) -> bool:
+        """A trigger was accepted (any thread): let a software-triggered camera expose now; True if it fired."""
+        if not self.connected:
+            return False
+        try:
+            return self.source.arm(trigger_t)
+        except Exception:  # the capture thread sees the camera's state when it grabs for this part
+            _logger.warning("%s: software trigger failed", self.label, exc_info=True)
+            return False
+
+    def grab(self, trigger_t: float | None = None, armed: bool = False) -> Frame:
+        """The next validated frame (``trigger_t``: the one of that trigger); raises CameraError, BadFrame or
+        SourceExhausted."""
         if not self.connected:
             msg = f"{self.label} is not connected ({self.last_error}); next attempt in {self.retry_in():.1f} s"
             raise CameraError(msg)
         t0 = time.perf_counter()
         try:
-            raw = self.source.read(self.spec.grab_timeout_s)
+            if trigger_t is None:
+                raw = self.source.read(self.spec.grab_timeout_s)
+            else:
+                raw = self.source.read_for(self.spec.grab_timeout_s, trigger_t, armed)
         except SourceExhausted:
             raise
         except ImageDecodeError as exc:
@@ -413,7 +465,8 @@ class Camera:
                    "(camera.frame_size); check the camera's resolution setting")
             raise BadFrame(msg, raw.ref, raw.part_id)
         self.frames += 1
-        return Frame(image, self.frames, raw.ref, time.time_ns(), grab_ms, raw.truth, raw.part_id)
+        return Frame(image, self.frames, raw.ref, time.time_ns(), grab_ms, raw.truth, raw.part_id,
+                     raw.camera_frame_id, raw.camera_time_ns)
 
     def close(self) -> None:
         try:
