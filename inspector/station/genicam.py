@@ -25,7 +25,7 @@ from inspector.errors import ImageDecodeError
 from inspector.frames.pixels import to_rgb
 from inspector.station import nodemap
 from inspector.station.framematch import ClockMap, FrameMatcher, GrabbedFrame, Pick, frame_gap
-from inspector.station.sources import (
+from inspector.station.source_base import (
     BadFrame,
     CameraConfigError,
     CameraError,

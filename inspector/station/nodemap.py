@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from inspector.config.camera import CameraSpec, GenICamSpec
-from inspector.station.sources import CameraConfigError
+from inspector.station.source_base import CameraConfigError
 
 _logger = logging.getLogger(__name__)
 
