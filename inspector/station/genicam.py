@@ -37,6 +37,7 @@ from inspector.station.source_base import (
 _logger = logging.getLogger(__name__)
 
 _FETCH_S = 0.05  # reader poll: how soon a stop or a lost device is noticed
+_REPORT_EVERY_S = 1.0  # lost-frame reports at most this often
 _SYNC_EVERY_S = 5.0  # camera clock re-latched this often (drift of a camera oscillator: ~50 ppm)
 ENV_PATH = "GENICAM_GENTL64_PATH"
 
@@ -262,6 +263,8 @@ class _Session:
         self.cond = threading.Condition()
         self.error: str | None = None
         self.last_id: int | None = None
+        self.unreported = 0  # lost frame ids not yet reported
+        self.reported_at = float("-inf")
         self.stop = threading.Event()
         self.fire_lock = threading.Lock()
         self._sync()
@@ -328,12 +331,7 @@ class _Session:
                 frame = self._grabbed(buf, received)
             finally:
                 buf.queue()
-            gap = frame_gap(self.last_id, frame.frame_id)
-            self.last_id = frame.frame_id if frame.frame_id is not None else self.last_id
-            if gap:
-                self.owner.frames_lost += gap
-                self.owner._tell("camera_frames_lost", f"{self.owner.label}: {gap} frame(s) lost before frame id "
-                                 f"{frame.frame_id} (bandwidth, buffers or trigger overlap)")
+            self._count_gap(frame, received)
             with self.cond:
                 dropped = self.matcher.add(frame)
                 self.cond.notify_all()
@@ -341,6 +339,17 @@ class _Session:
                 self.owner._report_extras((dropped,))
             if self.clock.due(received, _SYNC_EVERY_S):
                 self._sync()
+
+    def _count_gap(self, frame: GrabbedFrame, now: float) -> None:
+        """Lost frame ids: counted always, reported at most once a second (a starved link must not flood the log)."""
+        gap = frame_gap(self.last_id, frame.frame_id)
+        self.last_id = frame.frame_id if frame.frame_id is not None else self.last_id
+        self.owner.frames_lost += gap
+        self.unreported += gap
+        if self.unreported and now - self.reported_at >= _REPORT_EVERY_S:
+            self.owner._tell("camera_frames_lost", f"{self.owner.label}: {self.unreported} frame(s) lost before "
+                             f"frame id {frame.frame_id} (link bandwidth, too few buffers or trigger overlap)")
+            self.unreported, self.reported_at = 0, now
 
     def _grabbed(self, buf: Any, received: float) -> GrabbedFrame:
         module = buf.module

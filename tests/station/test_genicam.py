@@ -184,6 +184,9 @@ def test_lost_frame_ids_are_reported() -> None:
         assert cam.grab(time.perf_counter()).camera_frame_id == 4
         assert events[0][0] == "camera_frames_lost" and "2 frame(s) lost before frame id 4" in events[0][1]
         assert cam.source.frames_lost == 2
+        fake.frame_id += 1  # another loss within the second: counted, reported with the next report
+        cam.grab(time.perf_counter())
+        assert cam.source.frames_lost == 3 and len(events) == 1
     finally:
         cam.close()
 
