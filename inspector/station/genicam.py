@@ -40,6 +40,7 @@ _FETCH_S = 0.05  # reader poll: how soon a stop or a lost device is noticed
 _REPORT_EVERY_S = 1.0  # lost-frame reports at most this often
 _SYNC_EVERY_S = 5.0  # camera clock re-latched this often (drift of a camera oscillator: ~50 ppm)
 ENV_PATH = "GENICAM_GENTL64_PATH"
+_LIVE_KEYS = {"ExposureTime": "exposure_us", "Gain": "gain_db"}  # the config key a live setting is saved to
 
 
 def _harvester() -> Any:
@@ -159,6 +160,7 @@ class GenICamSource(FrameSource):
         self.label = f"genicam camera {_describe(self.g)}"
         self.model = ""
         self.held: dict[str, Any] = {}  # features as configured at the last open
+        self.live: dict[str, Any] = {}  # settings changed on the running camera (GUI), kept across reconnects
         self.frames_lost = 0  # gaps in the camera's frame ids
         self.extra_frames = 0  # frames that belonged to no trigger (triggered modes)
         self._session: _Session | None = None
@@ -189,11 +191,36 @@ class GenICamSource(FrameSource):
             nm = ia.remote_device.node_map
             self.model = nodemap.model_name(nm, str(info.get("model") or "camera"))
             self.held = nodemap.configure(nm, self.g, self.spec, fallback_model=self.model)
+            for name, value in self.live.items():
+                self.held[name] = nodemap.set_feature(nm, name, value, key=_LIVE_KEYS.get(name, name), model=self.model)
             ia.num_buffers = self.g.buffers
             self._session = _Session(self, h, ia)
         except BaseException:
             _release(h, ia)
             raise
+
+    def live_range(self, name: str) -> nodemap.FeatureRange | None:
+        """A numeric feature of the open camera with its range (None: not open, or the camera lacks it)."""
+        session = self._session
+        return nodemap.feature_range(session.nm, name) if session is not None else None
+
+    def set_live(self, name: str, value: float) -> Any:
+        """Set ExposureTime / Gain / ... on the running camera (its Auto mode off); kept across reconnects.
+
+        Raises CameraConfigError (naming the feature, model and range) or CameraError when not open."""
+        session = self._session
+        if session is None:
+            msg = f"{self.label}: not open; start the station to adjust the camera"
+            raise CameraError(msg)
+        key = _LIVE_KEYS.get(name, name)
+        auto = f"{name}Auto"
+        node = nodemap.find(session.nm, auto)
+        if node is not None and nodemap.read(session.nm, auto) != "Off":
+            nodemap.set_feature(session.nm, auto, "Off", key=key, model=self.model)
+        held = nodemap.set_feature(session.nm, name, value, key=key, model=self.model)
+        self.live[name] = value
+        self.held[name] = held
+        return held
 
     def arm(self, trigger_t: float) -> bool:
         session = self._session

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from inspector.config.camera import CameraSpec, GenICamSpec
@@ -204,6 +205,31 @@ def _apply_roi(node_map: Any, roi: tuple[int, int, int, int], put: Any, put_if_p
         put("OffsetX", x, "roi")
     if y:
         put("OffsetY", y, "roi")
+
+
+@dataclass(frozen=True)
+class FeatureRange:
+    """A numeric feature as the camera holds it now (for sliders)."""
+
+    name: str  # the camera's name for it (ExposureTime or ExposureTimeAbs, ...)
+    value: float
+    low: float
+    high: float
+    unit: str
+    writable: bool
+
+
+def feature_range(node_map: Any, name: str) -> FeatureRange | None:
+    """``name`` (or its alias) with its current range; None when the camera lacks it or it is not numeric."""
+    node = find(node_map, name)
+    if node is None or type(node).__name__ not in ("IInteger", "IFloat"):
+        return None
+    genapi = _genapi()
+    try:
+        return FeatureRange(node.node.name, float(node.value), float(node.min), float(node.max),
+                            str(getattr(node, "unit", "") or ""), bool(genapi.is_writable(node.node)))
+    except genapi.GenericException:
+        return None
 
 
 def latch_timestamp(node_map: Any) -> int | None:
