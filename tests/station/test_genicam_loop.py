@@ -89,6 +89,6 @@ def test_a_missed_hardware_pulse_is_that_parts_fault_only(make_station, engines_
             time.sleep(0.05)
     assert verdicts[0].fault is None and verdicts[2].fault is None
     assert_fault(verdicts[1])
-    assert "no frame for this trigger" in verdicts[1].fault
+    assert verdicts[1].fault.startswith("missing frame: ") and "no frame for this trigger" in verdicts[1].fault
     records, _ = read_log(tmp_path / "logs")
     assert [r["camera_frame_id"] for r in records] == [1, -1, 2]  # B3 judged on its own frame, not shifted
