@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from inspector.config.camera import GENICAM_SIMULATOR, CameraSpec, GenICamSpec
 from inspector.errors import ImageDecodeError
 from inspector.frames.pixels import to_rgb
@@ -148,6 +150,20 @@ def select_device(infos: list[Any], g: GenICamSpec) -> int:
     raise CameraError(msg)
 
 
+@dataclass(frozen=True)
+class _Raw:
+    """A buffer's pixels as delivered, with what converting them needs."""
+
+    data: np.ndarray
+    width: int
+    height: int
+    pixel_format: str
+    label: str
+
+    def rgb(self) -> np.ndarray:
+        return to_rgb(self.data, self.width, self.height, self.pixel_format, self.label)
+
+
 class GenICamSource(FrameSource):
     """One GenICam camera; see the module doc. ``factory`` makes the Harvester (tests pass a double)."""
 
@@ -252,9 +268,13 @@ class GenICamSource(FrameSource):
             msg = session.error or f"{self.label}: no frame within {timeout_s:g} s (camera.grab_timeout_s)"
             raise CameraError(msg if msg.startswith(self.label) else f"{self.label}: {msg}")
         ref = f"frame {frame.frame_id}" if frame.frame_id is not None else ""
-        if isinstance(frame.data, ImageDecodeError):
-            raise BadFrame(str(frame.data), ref)
-        return RawFrame(frame.data, ref, camera_frame_id=frame.frame_id, camera_time_ns=frame.camera_ns)
+        try:
+            image = frame.data.rgb() if isinstance(frame.data, _Raw) else frame.data
+        except ImageDecodeError as exc:
+            raise BadFrame(str(exc), ref) from None
+        if isinstance(image, ImageDecodeError):
+            raise BadFrame(str(image), ref)
+        return RawFrame(image, ref, camera_frame_id=frame.frame_id, camera_time_ns=frame.camera_ns)
 
     def close(self) -> None:
         session, self._session = self._session, None
@@ -389,9 +409,9 @@ class _Session:
         data: object
         try:
             comp = buf.payload.components[0]
-            data = to_rgb(comp.data, int(comp.width), int(comp.height), str(comp.data_format), label)
-        except ImageDecodeError as exc:
-            data = exc
+            # A copy (the buffer goes back to the producer); converted only if a part claims the frame.
+            data = _Raw(np.array(comp.data, copy=True), int(comp.width), int(comp.height), str(comp.data_format),
+                        label)
         except (AttributeError, IndexError, TypeError, ValueError) as exc:
             data = ImageDecodeError(f"{label}: buffer without an image ({type(exc).__name__}: {exc})")
         mapped = self.clock.to_host(camera_ns)

@@ -57,10 +57,10 @@ class HookedNodeMap:
 
 
 class FakeBuffer:
-    def __init__(self, image: np.ndarray, frame_id: int, camera_ns: int | None) -> None:
+    def __init__(self, image: np.ndarray, frame_id: int, camera_ns: int | None, fmt: str = "Mono8") -> None:
         h, w = image.shape[:2]
         self.payload = SimpleNamespace(components=[SimpleNamespace(data=image.reshape(-1), width=w, height=h,
-                                                                   data_format="Mono8")])
+                                                                   data_format=fmt)])
         self.module = SimpleNamespace(frame_id=frame_id)
         self._ns = camera_ns
         self.queued = False
@@ -90,6 +90,7 @@ class FakeCamera:
         self.acquiring = False
         self.drop_next = 0  # triggers the camera ignores (a missed pulse)
         self.opens = 0
+        self.buffer_format = "Mono8"  # the pixel format the buffers claim
 
     def clock_ns(self, host_t: float | None = None) -> int:
         return int(((time.perf_counter() if host_t is None else host_t) + CAMERA_EPOCH_S) * 1e9)
@@ -112,7 +113,7 @@ class FakeCamera:
         self.frame_id += 1
         w, h = int(self.nm.get_node("Width").value), int(self.nm.get_node("Height").value)
         image = np.full((h, w), self.frame_id % 256, np.uint8)
-        buf = FakeBuffer(image, self.frame_id, self.clock_ns(at) if self.timestamps else None)
+        buf = FakeBuffer(image, self.frame_id, self.clock_ns(at) if self.timestamps else None, self.buffer_format)
         if transfer_s > 0:
             threading.Timer(transfer_s, self.frames.put, args=(buf,)).start()
         else:

@@ -13,7 +13,7 @@ import pytest
 
 from inspector.config.camera import CameraSpec
 from inspector.station.genicam import GenICamSource, producer_files, simulator_cti
-from inspector.station.sources import Camera, CameraConfigError, CameraError, MissingFrame
+from inspector.station.sources import BadFrame, Camera, CameraConfigError, CameraError, MissingFrame
 from tests.station.genicam_double import FakeCamera, FakeHarvester
 
 
@@ -172,6 +172,19 @@ def test_without_timestamps_the_receipt_time_decides() -> None:
         fake.pulse(t, transfer_s=0.35)
         with pytest.raises(MissingFrame):  # received too late: it cannot be told from the next part's frame
             cam.grab(t)
+    finally:
+        cam.close()
+
+
+def test_a_frame_the_station_cannot_convert_is_a_bad_frame_not_a_lost_camera() -> None:
+    cam, fake, _ = double_camera("software")
+    try:
+        fake.buffer_format = "YUV422_8"
+        with pytest.raises(BadFrame, match=r"frame 1: pixel format YUV422_8 is not supported.*pixel_format"):
+            cam.grab(time.perf_counter())
+        assert cam.connected and cam.bad_frames == 1
+        fake.buffer_format = "Mono8"
+        assert cam.grab(time.perf_counter()).camera_frame_id == 2
     finally:
         cam.close()
 
