@@ -92,3 +92,35 @@ def test_a_missed_hardware_pulse_is_that_parts_fault_only(make_station, engines_
     assert verdicts[1].fault.startswith("missing frame: ") and "no frame for this trigger" in verdicts[1].fault
     records, _ = read_log(tmp_path / "logs")
     assert [r["camera_frame_id"] for r in records] == [1, -1, 2]  # B3 judged on its own frame, not shifted
+
+
+def test_inspector_run_on_the_simulator_then_export(tmp_path: Path, text_cache_dir: Path, capsys) -> None:
+    """The done-when of issue #14 on the tiny model: `inspector run --headless --frames N` from the simulator
+    into the audit log, each part with the camera's frame id, and the CSV export carries it."""
+    import csv
+
+    import yaml
+
+    from inspector.cli import main
+    from tests.station.conftest import tiny_station_dict
+
+    camera = {"kind": "genicam", "fps": 40, "genicam": {"cti": ["genicam-simulator"], "serial": "0",
+                                                         "roi": [0, 0, 256, 256], "pixel_format": "Mono8"}}
+    config = tmp_path / "station.yaml"
+    data = tiny_station_dict(tmp_path, text_cache_dir, trigger={"mode": "free_run", "rate_hz": 10})
+    data["camera"] = camera
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    logs = tmp_path / "run-logs"
+    assert main(["run", "--config", str(config), "--headless", "--frames", "8", "--log-dir", str(logs)]) == 0
+    assert "8 parts:" in capsys.readouterr().err
+    assert main(["log", "export", str(logs), "--csv", str(tmp_path / "parts.csv")]) == 0
+    with (tmp_path / "parts.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    ids = [int(r["camera_frame_id"]) for r in rows]
+    assert len(ids) == 8 and all(i > 0 for i in ids) and ids == sorted(set(ids))
+    assert all(r["frame_ref"] == f"frame {r['camera_frame_id']}" and r["fault"] == "" for r in rows)
+
+    data["camera"]["genicam"]["exposure_us"] = 100  # the simulator has no ExposureTime: the start is refused
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    assert main(["run", "--config", str(config), "--headless", "--frames", "2", "--log-dir", str(logs)]) == 2
+    assert "camera Viky has no feature ExposureTime (camera.genicam.exposure_us)" in capsys.readouterr().err
