@@ -45,8 +45,9 @@ class GenICamTriggerSpec(StrictModel):
     # Triggered modes: a frame may come this much before the station accepted the part's trigger (the PLC
     # message can trail its pulse); an earlier frame belongs to no waiting part: an extra frame, a recorded fault.
     early_ms: float = Field(default=50.0, ge=0, le=10_000)
-    # Triggered modes: and at most this much after it (trigger delay + exposure + transfer); a later frame
-    # belongs to a later part, so this part's frame is missing: a recorded fault, never a shifted verdict.
+    # And at most this much after it (triggered: trigger delay + exposure + transfer; free run: more than a
+    # frame period); a later frame belongs to a later part, so this part's frame is missing: a recorded
+    # fault, never a shifted verdict.
     late_ms: float = Field(default=500.0, gt=0, le=60_000)
 
 
@@ -122,6 +123,11 @@ class CameraSpec(StrictModel):
             raise ValueError(msg)
         if self.reconnect_max_s < self.reconnect_min_s:
             msg = "camera.reconnect_max_s must be >= camera.reconnect_min_s"
+            raise ValueError(msg)
+        late = self.genicam.trigger.late_ms
+        if self.kind == "genicam" and self.fps and self.genicam.trigger.mode == "free_run" and late <= 1000 / self.fps:
+            msg = (f"camera.genicam.trigger.late_ms ({late:g}) must exceed the frame period of a free-running camera "
+                   f"({1000 / self.fps:g} ms at camera.fps {self.fps:g}), else parts miss their frame")
             raise ValueError(msg)
         if self.frame_size is not None and min(self.frame_size) < 16:
             msg = "camera.frame_size is [width, height], each at least 16 px"

@@ -10,7 +10,8 @@ moment the host received it.
   ``late`` after it belongs to a later part, so this part's frame is *missing* (a fault for this
   part, the frame stays for the next one). Either way no part is ever judged on a neighbour's frame.
 * **Free-running camera**: a part gets the first frame whose time is at or after its trigger;
-  older frames are simply superseded.
+  older frames are simply superseded. When that frame is more than ``late`` after the trigger (the
+  frames right after it were overwritten while the station was busy), the part's frame is *missing*.
 """
 
 from __future__ import annotations
@@ -74,7 +75,11 @@ class FrameMatcher:
         if not self.triggered:
             while self._frames and self._frames[0].t < trigger_t:
                 self._frames.popleft()
-            return Picked(Pick.MATCH, self._frames.popleft()) if self._frames else Picked(Pick.WAIT)
+            if not self._frames:
+                return Picked(Pick.WAIT)
+            if self._frames[0].t > trigger_t + self.late_s:
+                return Picked(Pick.MISSING)  # the frame is kept: it may be a later trigger's
+            return Picked(Pick.MATCH, self._frames.popleft())
         extras: list[GrabbedFrame] = []
         while self._frames:
             first = self._frames[0]

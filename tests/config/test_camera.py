@@ -25,7 +25,8 @@ def test_genicam_defaults_keep_the_cameras_settings() -> None:
     ({"trigger": {"mode": "hardwired"}}, "'free_run', 'software' or 'hardware'"),
     ({"trigger": {"late_ms": 0}}, "greater than 0"),
     ({"exposure": 100}, r"camera\.genicam\.exposure: unknown key"),
+    ({"trigger": {"late_ms": 40}}, r"late_ms \(40\) must exceed the frame period .*50 ms at camera\.fps 20"),
 ])
 def test_genicam_key_errors(genicam: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        parse_station_config({"lines": [], "camera": {"kind": "genicam", "genicam": genicam}})
+        parse_station_config({"lines": [], "camera": {"kind": "genicam", "fps": 20, "genicam": genicam}})

@@ -60,6 +60,13 @@ def test_free_run_takes_the_first_frame_at_or_after_the_trigger() -> None:
     assert m.pick(10.2).outcome is Pick.WAIT  # older frames were superseded, not extras
 
 
+def test_free_run_never_hands_a_part_a_frame_from_long_after_its_trigger() -> None:
+    m = FrameMatcher(triggered=False, early_s=0.05, late_s=0.2)
+    m.add(frame(11.5, 30))  # the frames right after 10.0 were overwritten while the station was busy
+    assert m.pick(10.0).outcome is Pick.MISSING
+    assert m.pick(11.45).frame.frame_id == 30  # kept for the trigger it belongs to
+
+
 def test_capacity_pushes_out_the_oldest_frame() -> None:
     m = FrameMatcher(triggered=True, early_s=0.05, late_s=0.2, capacity=2)
     assert m.add(frame(1.0, 1)) is None and m.add(frame(2.0, 2)) is None
