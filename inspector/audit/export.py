@@ -14,7 +14,7 @@ from inspector.audit.reader import AuditReader, resolve_files
 CSV_COLUMNS: tuple[str, ...] = (
     "seq", "timestamp", "part_id", "line", "verdict", "score", "threshold", "defect", "defect_index",
     "defect_confidence", "fault", "trigger", "frame_ref", "truth", "model", "model_name", "weights_sha256",
-    "model_version", "config_hash", "untrained", "n_regions", "file",
+    "model_version", "config_hash", "untrained", "n_regions", "camera_frame_id", "camera_time_ns", "file",
 )
 
 
@@ -47,7 +47,7 @@ def export_csv(path: Path, out: Path) -> int:
                 for rec in reader:
                     rec["file"] = file.name
                     ms = rec["ms"]
-                    writer.writerow([_cell(rec[c]) for c in CSV_COLUMNS]
+                    writer.writerow([_cell(rec.get(c, -1)) for c in CSV_COLUMNS]  # files before camera ids: -1
                                     + [_cell(ms.get(s, float("nan"))) for s in stages])
                     rows += 1
     return rows

@@ -48,6 +48,8 @@ class AuditRecord:
     heatmap: np.ndarray | None = None  # [P, P] float16 (media.downsample_heatmap)
     thumbnail_jpeg: bytes = b""
     frame_png: bytes = b""
+    camera_frame_id: int | None = None  # the camera's own frame id (GenICam cameras)
+    camera_time_ns: int | None = None  # the camera's own timestamp, ns on its clock
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ def record_rows(records: Sequence[AuditRecord], emb_dim: int, heatmap_px: int
         row["defect_confidence"] = np.nan if r.defect_confidence is None else r.defect_confidence
         row["untrained"], row["n_regions"] = int(r.untrained), r.n_regions
         row["roi"] = r.roi
+        row["camera_frame_id"] = -1 if r.camera_frame_id is None else r.camera_frame_id
+        row["camera_time_ns"] = -1 if r.camera_time_ns is None else r.camera_time_ns
     return table, emb, stages, heat
 
 

@@ -87,6 +87,8 @@ INSPECTION_DTYPE = np.dtype([
     ("thumb_size", "<u4"),  # 0 = no thumbnail
     ("frame_offset", "<u8"),
     ("frame_size", "<u4"),  # 0 = full frame not stored
+    ("camera_frame_id", "<i8"),  # the camera's own frame / block id (GenICam), -1 = none
+    ("camera_time_ns", "<i8"),  # the camera's own timestamp in ns on its clock (GenICam), -1 = none
 ])
 
 EVENT_LIMITS = {"kind": 32, "who": 64, "what": 256, "old": 1024, "new": 1024}

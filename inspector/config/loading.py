@@ -170,3 +170,43 @@ def update_line_in_file(path: Path, line_name: str, updates: dict[str, Any]) -> 
     config = parse_station_config(_parse_yaml(text, path), path)
     atomic_write_text(path, text)
     return config
+
+
+def update_station_in_file(path: Path, updates: dict[str, Any]) -> StationConfig:
+    """Set dotted station-level keys (``camera.genicam.exposure_us``) in a YAML file, keeping comments.
+
+    Validated before it replaces the file, like :func:`update_line_in_file`; ``lines`` cannot be set here.
+    """
+    from io import StringIO
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError as RuamelError
+
+    rt = YAML()
+    rt.preserve_quotes = True
+    path = Path(path)
+    try:
+        doc = rt.load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, RuamelError) as exc:
+        raise ConfigError(str(path), [("(file)", f"cannot read: {exc}; nothing was written")]) from None
+    if not isinstance(doc, dict):
+        raise ConfigError(str(path), [("(file)", "not a station config (expected a mapping); nothing was written")])
+    for dotted, value in updates.items():
+        *parents, leaf = dotted.split(".")
+        if dotted.split(".")[0] == "lines":
+            raise ConfigError(str(path), [(dotted, "line keys are set with update_line_in_file")])
+        node = doc
+        for depth, key in enumerate(parents):
+            if node.get(key) is None:
+                node[key] = {}
+            node = node[key]
+            if not isinstance(node, dict):
+                where = ".".join(parents[: depth + 1])
+                raise ConfigError(str(path), [(where, f"is {type(node).__name__}, not a mapping; cannot set {dotted}")])
+        node[leaf] = value
+    buf = StringIO()
+    rt.dump(doc, buf)
+    text = buf.getvalue()
+    config = parse_station_config(_parse_yaml(text, path), path)
+    atomic_write_text(path, text)
+    return config

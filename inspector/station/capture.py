@@ -18,7 +18,7 @@ from collections.abc import Callable
 from inspector.station.flow import PartFlow
 from inspector.station.phase import CAPTURING, LoopPhase, Phase
 from inspector.station.results import Job
-from inspector.station.sources import BadFrame, Camera, CameraError, Frame, SourceExhausted
+from inspector.station.sources import BadFrame, Camera, CameraError, Frame, MissingFrame, SourceExhausted
 from inspector.station.stats import Tally
 from inspector.station.triggers import FreeRunClock, Trigger, TriggerQueue
 
@@ -35,6 +35,7 @@ class Capture:
                  stop: threading.Event, inspecting: Callable[[], bool]) -> None:
         self.camera = camera
         self.triggers = triggers
+        triggers.on_accept = camera.arm  # a software-triggered camera exposes when the part is accepted
         self.clock = clock
         self.max_parts = max_parts
         self._jobs = jobs
@@ -114,15 +115,16 @@ class Capture:
         ended: str | None = None
         ref, hint = "", None
         try:
-            frame = self.camera.grab()
+            frame = self.camera.grab(trig.accepted, trig.armed)
         except CameraError as exc:
             fault = str(exc)
-        except BadFrame as exc:
-            fault, ref, hint = f"bad frame: {exc}", exc.ref, exc.part_id
+        except BadFrame as exc:  # a MissingFrame too: a triggered camera's frame for this part never came
+            kind = "missing frame" if isinstance(exc, MissingFrame) else "bad frame"
+            fault, ref, hint = f"{kind}: {exc}", exc.ref, exc.part_id
         except SourceExhausted as exc:
             ended = fault = str(exc)
             self._phase.enter(Phase.ENDED, ended, *CAPTURING)
-        if fault is not None and trig.kind == "free_run" and not fault.startswith("bad frame"):
+        if fault is not None and trig.kind == "free_run" and not fault.startswith(("bad frame", "missing frame")):
             self._flow.finished()  # no part behind a free-run tick without a frame: nothing to answer
             return ended
         self._queue_job(Job(trig, frame, fault, t0, time.perf_counter(), ref=ref, part_hint=hint))

@@ -67,6 +67,8 @@ class StationResult:
     frame_ref: str = ""
     truth: str | None = None
     model: ModelStamp = ModelStamp()
+    camera_frame_id: int | None = None  # the camera's own frame id and timestamp (GenICam), None = none
+    camera_time_ns: int | None = None
 
     @property
     def fault(self) -> str | None:
@@ -150,6 +152,8 @@ class ResultBuilder:
             truth=frame.truth if frame is not None else None,
             # The result's own version: a swap between inspection and publishing must not relabel it.
             model=ModelStamp.of(inspector, result.model_version if result is not None else None),
+            camera_frame_id=frame.camera_frame_id if frame is not None else None,
+            camera_time_ns=frame.camera_time_ns if frame is not None else None,
         )
 
 
@@ -186,4 +190,6 @@ def audit_record(sr: StationResult, spec: LogSpec) -> AuditRecord:
         heatmap=downsample_heatmap(r.anomaly_map, spec.heatmap_px) if r is not None else None,
         thumbnail_jpeg=encode_thumbnail(frame, spec.thumbnail_px, spec.jpeg_quality) if frame is not None else b"",
         frame_png=encode_frame(frame) if save_frame else b"",
+        camera_frame_id=sr.camera_frame_id,
+        camera_time_ns=sr.camera_time_ns,
     )

@@ -1,5 +1,6 @@
 """Frame sources (cameras, video files, image folders, the synthetic demo camera) and the Camera
-wrapper that validates every frame and reconnects a lost camera with backoff.
+wrapper that validates every frame and reconnects a lost camera with backoff (the shared frame types and
+errors live in :mod:`inspector.station.source_base`; GenICam cameras in :mod:`inspector.station.genicam`).
 
 A :class:`FrameSource` only produces raw frames; :class:`Camera` turns what can go wrong into two
 exceptions the loop handles: :class:`CameraError` (no frame: lost, timed out, cannot open; the
@@ -9,12 +10,10 @@ wrong size, wrong dtype, undecodable file; recorded as a fault for that part). N
 
 from __future__ import annotations
 
-import abc
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,66 +23,25 @@ import numpy as np
 from inspector.config.camera import CameraSpec, SyntheticCameraSpec
 from inspector.errors import ImageDecodeError, InspectorError
 from inspector.frames.imaging import list_images, load_image, validate_frame
+from inspector.station.source_base import (
+    BadFrame,
+    CameraConfigError,
+    CameraError,
+    Frame,
+    FrameSource,
+    MissingFrame,
+    RawFrame,
+    SourceExhausted,
+)
+
+__all__ = ["BadFrame", "Camera", "CameraConfigError", "CameraError", "FolderSource", "Frame", "FrameSource",
+           "MissingFrame", "OpenCVSource", "RawFrame", "SourceExhausted", "SyntheticSource", "VideoSource",
+           "create_source"]
 
 _logger = logging.getLogger(__name__)
 
 _BACKENDS = {"any": cv2.CAP_ANY, "v4l2": cv2.CAP_V4L2, "gstreamer": cv2.CAP_GSTREAMER, "ffmpeg": cv2.CAP_FFMPEG,
              "dshow": cv2.CAP_DSHOW, "msmf": cv2.CAP_MSMF}
-
-
-class CameraError(InspectorError):
-    """No frame could be had: the camera is lost, cannot be opened or timed out."""
-
-
-class BadFrame(ImageDecodeError):
-    """A frame arrived but cannot be inspected; ``ref`` / ``part_id`` name it for the fault record."""
-
-    def __init__(self, message: str, ref: str = "", part_id: str | None = None) -> None:
-        super().__init__(message)
-        self.ref = ref
-        self.part_id = part_id
-
-
-class SourceExhausted(InspectorError):
-    """A folder or video without ``camera.loop`` has no more frames."""
-
-
-@dataclass(frozen=True)
-class RawFrame:
-    """What a source delivers, before validation."""
-
-    image: object
-    ref: str  # frame number, file name, synthetic part id
-    truth: str | None = None  # known ground truth (synthetic: defect kind or "good")
-    part_id: str | None = None  # a part id the source knows (synthetic)
-
-
-@dataclass(frozen=True)
-class Frame:
-    """A validated frame: RGB uint8 HxWx3, never modified after capture."""
-
-    image: np.ndarray
-    index: int  # frames delivered by this camera so far
-    ref: str
-    time_ns: int  # UTC wall clock when it was grabbed
-    grab_ms: float
-    truth: str | None = None
-    part_id: str | None = None
-
-
-class FrameSource(abc.ABC):
-    """A producer of raw frames. ``read`` raises CameraError, ImageDecodeError or SourceExhausted."""
-
-    label: str = "source"
-
-    def open(self) -> None:  # noqa: B027 - optional hook
-        """Connect (may raise CameraError)."""
-
-    @abc.abstractmethod
-    def read(self, timeout_s: float) -> RawFrame: ...
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release the device; must not raise."""
 
 
 class SyntheticSource(FrameSource):
@@ -322,6 +280,10 @@ def _redact(url: str) -> str:
 
 def create_source(spec: CameraSpec, resolve: Callable[[Path], Path] = Path) -> FrameSource:
     """The frame source a camera spec describes; ``resolve`` makes config paths absolute."""
+    if spec.kind == "genicam":
+        from inspector.station.genicam import GenICamSource
+
+        return GenICamSource(spec, resolve)
     if spec.kind == "synthetic":
         return SyntheticSource(spec.synthetic)
     if spec.kind == "folder":
@@ -355,6 +317,7 @@ class Camera:
         self._backoff = self.spec.reconnect_min_s
         self._next_try = 0.0
         self._ever_connected = False
+        source.notify = self._notify
 
     def retry_in(self) -> float:
         """Seconds until the next reconnect attempt (0 when connected or due)."""
@@ -368,6 +331,11 @@ class Camera:
             return False
         try:
             self.source.open()
+        except CameraConfigError as exc:
+            self._schedule_retry(str(exc))
+            if not self._ever_connected:  # a setting the camera refuses: the station must not start on it
+                raise
+            return False
         except Exception as exc:  # any driver error is a failed attempt, never a crash
             self._schedule_retry(str(exc) if isinstance(exc, InspectorError) else f"{self.label}: {exc}")
             return False
@@ -380,14 +348,28 @@ class Camera:
         self._ever_connected = True
         return True
 
-    def grab(self) -> Frame:
-        """The next validated frame; raises CameraError, BadFrame or SourceExhausted."""
+    def arm(self, trigger_t: float) -> bool:
+        """A trigger was accepted (any thread): let a software-triggered camera expose now; True if it fired."""
+        if not self.connected:
+            return False
+        try:
+            return self.source.arm(trigger_t)
+        except Exception:  # the capture thread sees the camera's state when it grabs for this part
+            _logger.warning("%s: software trigger failed", self.label, exc_info=True)
+            return False
+
+    def grab(self, trigger_t: float | None = None, armed: bool = False) -> Frame:
+        """The next validated frame (``trigger_t``: the one of that trigger); raises CameraError, BadFrame or
+        SourceExhausted."""
         if not self.connected:
             msg = f"{self.label} is not connected ({self.last_error}); next attempt in {self.retry_in():.1f} s"
             raise CameraError(msg)
         t0 = time.perf_counter()
         try:
-            raw = self.source.read(self.spec.grab_timeout_s)
+            if trigger_t is None:
+                raw = self.source.read(self.spec.grab_timeout_s)
+            else:
+                raw = self.source.read_for(self.spec.grab_timeout_s, trigger_t, armed)
         except SourceExhausted:
             raise
         except ImageDecodeError as exc:
@@ -413,7 +395,8 @@ class Camera:
                    "(camera.frame_size); check the camera's resolution setting")
             raise BadFrame(msg, raw.ref, raw.part_id)
         self.frames += 1
-        return Frame(image, self.frames, raw.ref, time.time_ns(), grab_ms, raw.truth, raw.part_id)
+        return Frame(image, self.frames, raw.ref, time.time_ns(), grab_ms, raw.truth, raw.part_id,
+                     raw.camera_frame_id, raw.camera_time_ns)
 
     def close(self) -> None:
         try:

@@ -39,6 +39,7 @@ class Trigger:
     kind: TriggerKind
     reply: Reply | None = None
     accepted: float = field(default_factory=time.perf_counter)  # perf_counter seconds
+    armed: bool = False  # a software-triggered camera already exposed for it when it was accepted
 
 
 class TriggerQueue:
@@ -47,9 +48,14 @@ class TriggerQueue:
     def __init__(self, size: int) -> None:
         self.size = size
         self._q: queue.Queue[Trigger] = queue.Queue(maxsize=size)
+        # Told of each trigger as it is accepted, before it waits (the camera's software trigger fires here).
+        self.on_accept: Callable[[float], bool] | None = None
 
     def submit(self, trigger: Trigger) -> None:
+        """Queue ``trigger`` (callers serialise submits: the loop holds its phase lock)."""
         try:
+            if self.on_accept is not None and not self._q.full():
+                trigger.armed = self.on_accept(trigger.accepted)
             self._q.put_nowait(trigger)
         except queue.Full:
             msg = (f"trigger queue full ({self.size} parts waiting): the line triggers faster than the station "

@@ -101,7 +101,8 @@ def wait_running(qtbot, win, timeout: int = 60_000) -> None:
 
 
 def wait_parts(qtbot, win, n: int, timeout: int = 60_000) -> None:
-    qtbot.waitUntil(lambda: win.feed.pushed >= n, timeout=timeout)
+    """``n`` parts published and one of them on screen (the feed's paint is a queued signal: it may trail)."""
+    qtbot.waitUntil(lambda: win.feed.pushed >= n and win.current_frame() is not None, timeout=timeout)
 
 
 def login(win) -> None:

@@ -22,6 +22,24 @@ def test_trigger_queue_refuses_with_e04_when_full() -> None:
     assert q.get(0).part_id == "A" and [t.part_id for t in q.drain()] == ["B"] and q.get(0) is None
 
 
+def test_trigger_queue_tells_the_camera_on_accept_before_the_part_waits() -> None:
+    """A software-triggered camera exposes when the part is accepted, not when the capture thread gets to it."""
+    q = TriggerQueue(1)
+    fired: list[float] = []
+    q.on_accept = lambda t: fired.append(t) or True
+    first = Trigger("A", "plc")
+    q.submit(first)
+    assert fired == [first.accepted] and first.armed
+    refused = Trigger("B", "plc")
+    with pytest.raises(TriggerRejected):
+        q.submit(refused)  # a refused part must not make the camera expose (an extra frame)
+    assert len(fired) == 1 and not refused.armed
+    q.drain()
+    q.on_accept = lambda t: False  # a camera without its own trigger
+    q.submit(Trigger("C", "plc"))
+    assert not q.get(0).armed
+
+
 @pytest.mark.parametrize("bad", ["", "with space", "x" * 65, "tab\t", "ü"])
 def test_part_ids_are_checked(bad: str) -> None:
     with pytest.raises(ValueError, match="printable ASCII"):

@@ -1,4 +1,4 @@
-"""Engineer screen: prompts, threshold, few-shot samples, retrain and model versions; locked without a PIN."""
+"""Engineer screen: prompts, threshold, few-shot samples, retrain and model versions, camera; locked without a PIN."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QPushButton, QStackedWidget, QTabWidget, QVBoxLayout, QWidget
 
 from gui.session import EngineerSession
+from gui.views.camera import CameraPanel
 from gui.views.engineer.context import EngineerContext
 from gui.views.engineer.prompts import PromptPanel
 from gui.views.engineer.retrain import RetrainPanel
@@ -48,11 +49,13 @@ class EngineerView(QStackedWidget):
         self.threshold = ThresholdPanel(self.ctx)
         self.samples = SamplePanel(self.ctx)
         self.retrain = RetrainPanel(self.ctx)
+        self.camera = CameraPanel(self.ctx)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.prompts, "Prompts")
         self.tabs.addTab(self.threshold, "Threshold")
         self.tabs.addTab(self.samples, "Few-shot samples")
         self.tabs.addTab(self.retrain, "Retrain && models")
+        self.tabs.addTab(self.camera, "Camera")
         self.tabs.currentChanged.connect(self._tab_changed)
         self.samples.samples_changed.connect(self.prompts.invalidate_samples)
         # A model swap changes the live threshold (the version's record): show the new one and where it came from.
@@ -76,7 +79,7 @@ class EngineerView(QStackedWidget):
         """The line or its engine changed: reload what the panels show."""
         if not self.ctx.session.active:
             return
-        for panel in (self.prompts, self.threshold, self.samples, self.retrain):
+        for panel in (self.prompts, self.threshold, self.samples, self.retrain, self.camera):
             panel.refresh()
 
     def _tab_changed(self, _index: int) -> None:
