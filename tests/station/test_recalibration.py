@@ -10,11 +10,12 @@ import pytest
 from scipy import stats
 
 from inspector.config import parse_station_config
+from inspector.decision.calibrate import TAIL_SHAPE
 from inspector.decision.result import InspectionResult
 from inspector.station.recalibration import EVENT_PROPOSED, ProductionSampler, ProposalBook, ThresholdProposal
 from inspector.station.results import ModelStamp, StationResult, part_verdict
 
-SHAPE = 0.0  # the calibration's tail family (Gumbel)
+SHAPE = TAIL_SHAPE  # production parts drawn from the tail family the fit assumes
 
 
 def _config(after_parts: int = 300, margin: float = 0.5, target: float = 0.05):
