@@ -36,6 +36,10 @@ def test_predict_prints_verdicts_and_writes_overlays(station: Path, tmp_path: Pa
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [Path(r["image"]).name for r in rows] == [p.name for p in images]
     assert all(r["verdict"] in ("OK", "NG") and r["untrained_backbone"] for r in rows)
+    # The fields scripts parse (issue #12: the new calibration changes values, never the shape).
+    fields = {"image", "verdict", "score", "threshold", "defect", "defect_confidence", "regions",
+              "untrained_backbone", "timings_ms"}
+    assert all(set(r) == fields and (r["score"] >= r["threshold"]) == (r["verdict"] == "NG") for r in rows)
     assert len(list(out.glob("*_overlay.png"))) == 3
 
 
