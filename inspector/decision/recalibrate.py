@@ -6,7 +6,8 @@ margin (score below ``cutoff = threshold - margin``), so that neither NG / FAULT
 near-threshold parts where unflagged defects hide can pull the estimate. The parts above the cutoff
 are a mix of defects and good parts' tail, so they are not counted at all; the tail is fitted to the
 parts below it by maximum likelihood of the truncated distribution, f(x) / F(cutoff), with the same
-extreme-value family as the few-shot calibration (:data:`inspector.decision.calibrate.TAIL_SHAPE`).
+extreme-value family as the few-shot calibration (its shape :data:`inspector.decision.calibrate.TAIL_SHAPE`
+with fewer than :data:`FREE_SHAPE_PARTS` parts, estimated from the parts with more).
 The proposal's threshold is that fit's quantile at the target; its interval and the "now" estimate
 of the live threshold come from a parametric bootstrap of the truncated fit.
 """
@@ -23,6 +24,10 @@ from inspector.decision.calibrate import INTERVAL_LEVEL, TAIL_SHAPE, Calibration
 
 # Fewest OK-with-margin parts a proposal is made from: the tail of a truncated fit needs hundreds.
 MIN_PARTS = 100
+# From this many parts the tail's shape is estimated too (within SHAPE_RANGE), not assumed: a threshold
+# that rejects too much must be moved beyond the parts seen, where the shape decides where it lands.
+FREE_SHAPE_PARTS = 300
+SHAPE_RANGE = (-0.3, 0.5)
 BOOTSTRAP_REPLICATES = 200
 
 
@@ -57,13 +62,14 @@ def gev_ppf(u: np.ndarray | float, loc: float, scale: float, shape: float) -> np
 
 @dataclass(frozen=True)
 class TailFit:
-    """A GEV(shape) fitted to scores seen only below ``cutoff`` (location, scale; shape fixed)."""
+    """A GEV fitted to scores seen only below ``cutoff`` (``free_shape``: the shape was estimated too)."""
 
     loc: float
     scale: float
     shape: float
     cutoff: float
     n: int
+    free_shape: bool = False
 
     def false_reject(self, threshold: float) -> float:
         """Share of good parts (the whole distribution, not only those seen) at or above ``threshold``."""
@@ -74,26 +80,35 @@ class TailFit:
         return float(gev_ppf(level, self.loc, self.scale, self.shape))
 
 
-def fit_truncated(scores: np.ndarray, cutoff: float, shape: float = TAIL_SHAPE) -> TailFit:
-    """Maximum-likelihood GEV(shape) location / scale of scores all below ``cutoff``."""
+def fit_truncated(scores: np.ndarray, cutoff: float, shape: float | None = TAIL_SHAPE) -> TailFit:
+    """Maximum-likelihood GEV location / scale (and shape when ``shape`` is None) of scores all below ``cutoff``."""
     x = np.asarray(scores, dtype=np.float64)
     x = x[np.isfinite(x) & (x < cutoff)]
     if x.size < 3 or not np.ptp(x) > 0:
         msg = f"a production fit needs at least 3 distinct good scores below the cutoff {cutoff:.4g}, got {x.size}"
         raise ValueError(msg)
-    m0, v0 = stats.genextreme.stats(-shape, moments="mv")  # scipy's shape is -xi
+    start_shape = TAIL_SHAPE if shape is None else shape
+    m0, v0 = stats.genextreme.stats(-start_shape, moments="mv")  # scipy's shape is -xi
     scale0 = float(np.std(x, ddof=1) / math.sqrt(float(v0)))
-    start = np.array([float(np.mean(x)) - scale0 * float(m0), math.log(scale0)])
+    start = [float(np.mean(x)) - scale0 * float(m0), math.log(scale0)]
+    lo, hi = SHAPE_RANGE
+
+    def unpack(params: np.ndarray) -> tuple[float, float, float]:
+        xi = shape if shape is not None else lo + (hi - lo) / (1.0 + math.exp(-float(params[2])))
+        return float(params[0]), math.exp(float(params[1])), xi
 
     def nll(params: np.ndarray) -> float:
-        loc, scale = float(params[0]), math.exp(float(params[1]))
-        log_mass = float(gev_logcdf(cutoff, loc, scale, shape))
-        value = -(float(np.sum(gev_logpdf(x, loc, scale, shape))) - x.size * log_mass)
+        loc, scale, xi = unpack(params)
+        log_mass = float(gev_logcdf(cutoff, loc, scale, xi))
+        value = -(float(np.sum(gev_logpdf(x, loc, scale, xi))) - x.size * log_mass)
         return value if math.isfinite(value) else 1e300
 
-    res = optimize.minimize(nll, start, method="Nelder-Mead",
-                            options={"xatol": 1e-7, "fatol": 1e-9, "maxiter": 4000})
-    return TailFit(float(res.x[0]), float(math.exp(res.x[1])), shape, float(cutoff), int(x.size))
+    if shape is None:  # the shape's logit, starting from the assumed shape
+        start.append(math.log((start_shape - lo) / (hi - start_shape)))
+    res = optimize.minimize(nll, np.array(start), method="Nelder-Mead",
+                            options={"xatol": 1e-7, "fatol": 1e-9, "maxiter": 6000})
+    loc, scale, xi = unpack(res.x)
+    return TailFit(loc, scale, xi, float(cutoff), int(x.size), free_shape=shape is None)
 
 
 def _bootstrap(fit: TailFit, replicates: int, seed: int) -> list[TailFit]:
@@ -105,7 +120,7 @@ def _bootstrap(fit: TailFit, replicates: int, seed: int) -> list[TailFit]:
         u = rng.uniform(0.0, mass, fit.n)
         sample = gev_ppf(np.maximum(u, 1e-300), fit.loc, fit.scale, fit.shape)
         try:
-            out.append(fit_truncated(sample, fit.cutoff, fit.shape))
+            out.append(fit_truncated(sample, fit.cutoff, None if fit.free_shape else fit.shape))
         except ValueError:
             continue
     return out
@@ -123,13 +138,20 @@ class ProductionEstimate:
 
 
 def propose_threshold(scores: np.ndarray, cutoff: float, target: float, live_threshold: float, *,
-                      shape: float = TAIL_SHAPE, replicates: int = BOOTSTRAP_REPLICATES,
+                      shape: float | None = TAIL_SHAPE, replicates: int = BOOTSTRAP_REPLICATES,
                       seed: int = 0) -> ProductionEstimate:
-    """The threshold at ``target`` false rejects from OK-with-margin production scores (see the module doc)."""
+    """The threshold at ``target`` false rejects from OK-with-margin production scores (see the module doc).
+
+    ``shape``: the tail shape to assume; from :data:`FREE_SHAPE_PARTS` parts below the cutoff it is
+    estimated instead (``shape=None`` forces that).
+    """
     if not 0.0 < target < 0.5:
         msg = f"target false-reject rate must be in (0, 0.5), got {target}"
         raise ValueError(msg)
-    fit = fit_truncated(scores, cutoff, shape)
+    seen = np.asarray(scores, dtype=np.float64)
+    if shape is not None and int(np.sum(np.isfinite(seen) & (seen < cutoff))) >= FREE_SHAPE_PARTS:
+        shape = None
+    fit = fit_truncated(seen, cutoff, shape)
     if fit.n < MIN_PARTS:
         msg = (f"only {fit.n} parts were judged OK with margin (below {cutoff:.4g}); a production threshold "
                f"needs at least {MIN_PARTS}")
@@ -147,7 +169,8 @@ def propose_threshold(scores: np.ndarray, cutoff: float, target: float, live_thr
         n_good=fit.n,
         expected_false_reject=target,
         details={"estimator": "truncated GEV fit of OK-with-margin production parts", "cutoff": fit.cutoff,
-                 "tail_shape": shape, "loc": fit.loc, "scale": fit.scale},
+                 "tail_shape": fit.shape, "tail_shape_estimated": fit.free_shape, "loc": fit.loc,
+                 "scale": fit.scale},
         false_reject_interval=interval,  # type: ignore[arg-type]
         interval_level=INTERVAL_LEVEL,
         interval_method="parametric bootstrap of the truncated fit",
