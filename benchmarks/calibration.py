@@ -112,10 +112,18 @@ def main() -> None:
     ap.add_argument("--fresh", type=int, default=1000, help="fresh good parts per line and seed")
     ap.add_argument("--defects", type=int, default=200, help="fresh defective parts per line and seed")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--summarise", type=Path, metavar="JSON",
+                    help="only recompute the summary of an earlier run's JSON (no fits) and print it")
     ap.add_argument("--scores", type=Path, default=None,
                     help="also write every case's calibration-set and fresh fused scores (.npz) for offline study")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/calibration.json"))
     args = ap.parse_args()
+    if args.summarise is not None:
+        data = json.loads(args.summarise.read_text())
+        data["summary"] = summarise(data["cases"])
+        args.summarise.write_text(json.dumps(data, indent=1))
+        print_tables(data["cases"], data["summary"])
+        return
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     backbone = load_backbone(ModelSpec(name=args.model, pretrained=args.pretrained))
@@ -176,13 +184,20 @@ def summarise(results: list[dict]) -> dict:
         for target in targets:
             rows = [t for r in cases for t in r["targets"] if t["target"] == target]
             fr = np.array([t["realised_false_reject"] for t in rows])
+            per_line = {}
+            for line in sorted({r["line"] for r in cases}):
+                mine = [t for r in cases if r["line"] == line for t in r["targets"] if t["target"] == target]
+                lfr = np.array([t["realised_false_reject"] for t in mine])
+                per_line[line] = {"mean": float(lfr.mean()), "median": float(np.median(lfr)),
+                                  "inside_interval": float(np.mean([t["inside"] for t in mine])),
+                                  "escape_median": float(np.median([t["escape"] for t in mine]))}
             out[f"{shots}{'/' + mode if mode else ''}@{target:g}"] = {
                 "shots": shots, "one_shot": mode or None, "target": target, "cases": len(rows),
                 "realised_min": float(fr.min()), "realised_median": float(np.median(fr)),
                 "realised_max": float(fr.max()), "inside_interval": float(np.mean([t["inside"] for t in rows])),
                 "median_interval": [float(np.median([t["interval"][i] for t in rows])) for i in (0, 1)],
                 "escape_median": float(np.median([t["escape"] for t in rows])),
-                "worst_abs_bias_in_spread": worst, "mean_bias_in_spread": mean_bias}
+                "worst_abs_bias_in_spread": worst, "mean_bias_in_spread": mean_bias, "per_line": per_line}
     return out
 
 
@@ -205,6 +220,12 @@ def print_tables(results: list[dict], summary: dict) -> None:
                         for h, (m, se) in s["mean_bias_in_spread"].items())
         print(f"  {tag:10s} {s['target']:6.0%} {rng:>24s} {s['inside_interval']:7.0%} {iv:>16s} "
               f"{s['escape_median']:7.0%}  {bias}")
+    print("\nper line: realised false reject mean / median (share inside the interval)")
+    for s in summary.values():
+        tag = f"{s['shots']}{' ' + s['one_shot'] if s['one_shot'] else ''}"
+        cells = "  ".join(f"{line} {v['mean']:.1%} / {v['median']:.1%} ({v['inside_interval']:.0%})"
+                          for line, v in s["per_line"].items())
+        print(f"  {tag:10s} {s['target']:6.0%}  {cells}")
 
 
 if __name__ == "__main__":
