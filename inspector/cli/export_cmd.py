@@ -23,9 +23,8 @@ def run(args: argparse.Namespace) -> int:
     from inspector.backbone.loading import load_backbone
     from inspector.config import load_station_config
     from inspector.demo.parts import PartGenerator
-    from inspector.frames.preprocess import Preprocessor
-
     from inspector.errors import InspectorError
+    from inspector.frames.preprocess import Preprocessor
 
     station = load_station_config(args.config)
     try:
