@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -22,13 +23,26 @@ def extractor(tiny_backbone) -> DenseFeatureExtractor:
     return DenseFeatureExtractor(tiny_backbone.model.visual, 64, (1, 2), model="tiny").eval()
 
 
+@pytest.fixture(scope="module")
+def seeded(extractor, tmp_path_factory) -> Path:
+    """A cache folder holding the extractor's converted model (one conversion for the module)."""
+    folder = tmp_path_factory.mktemp("ov-cache")
+    OpenVINORunner(extractor, "tiny", "fp32", folder)
+    return folder
+
+
+def _copy(seeded: Path, tmp_path: Path) -> Path:
+    shutil.copytree(seeded, tmp_path / "cache")
+    return tmp_path / "cache"
+
+
 def _entries(cache: Path) -> list[Path]:
     return sorted(p for p in (cache / "openvino").iterdir() if not p.name.startswith("."))
 
 
-def test_openvino_features_equal_torch(extractor: DenseFeatureExtractor, tmp_path: Path) -> None:
-    runner = OpenVINORunner(extractor, "tiny", "fp32", tmp_path)
-    assert runner.source == "converted"
+def test_openvino_features_equal_torch(extractor: DenseFeatureExtractor, seeded: Path, tmp_path: Path) -> None:
+    runner = OpenVINORunner(extractor, "tiny", "fp32", _copy(seeded, tmp_path))
+    assert runner.source == "cache"
     images = torch.randn(3, 3, 64, 64)
     with torch.inference_mode():
         ref = extractor(images)
@@ -41,6 +55,7 @@ def test_openvino_features_equal_torch(extractor: DenseFeatureExtractor, tmp_pat
     assert runner(images[:1]).global_emb.shape == (1, ref.global_emb.shape[1])  # any batch size
 
 
+@pytest.mark.slow
 def test_second_start_reads_the_cache_and_a_changed_key_rebuilds(extractor, tmp_path: Path) -> None:
     OpenVINORunner(extractor, "tiny", "fp32", tmp_path)
     again = OpenVINORunner(extractor, "tiny", "fp32", tmp_path)
@@ -50,8 +65,9 @@ def test_second_start_reads_the_cache_and_a_changed_key_rebuilds(extractor, tmp_
     assert len(_entries(tmp_path)) == 2
 
 
-def test_damaged_and_stale_entries_are_rebuilt(extractor, tmp_path: Path, caplog) -> None:
-    OpenVINORunner(extractor, "tiny", "fp32", tmp_path)
+@pytest.mark.slow
+def test_damaged_and_stale_entries_are_rebuilt(extractor, seeded: Path, tmp_path: Path, caplog) -> None:
+    tmp_path = _copy(seeded, tmp_path)
     (entry,) = _entries(tmp_path)
     blob = bytearray((entry / "model.bin").read_bytes())
     blob[100] ^= 0xFF  # one flipped byte in the weights
@@ -107,6 +123,7 @@ def test_make_runner_without_cache_dir(extractor) -> None:
     assert isinstance(runner, OpenVINORunner) and runner.source == "converted"
 
 
+@pytest.mark.slow
 def test_engine_scores_match_between_backends(tiny_line_dict, tiny_backbone, tmp_path: Path) -> None:
     from inspector.config import LineConfig
     from inspector.demo.parts import PartGenerator

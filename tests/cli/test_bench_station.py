@@ -11,6 +11,7 @@ from inspector.cli import main
 from tests.station.conftest import write_handle_station
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["torch", "openvino"])
 def test_bench_station_reports_the_ratio(tmp_path: Path, backend: str) -> None:
     if backend == "openvino":

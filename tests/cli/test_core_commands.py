@@ -118,6 +118,7 @@ def test_bench_json_has_the_promised_keys(tmp_path: Path) -> None:
     assert data["ratio_p50"] > 0 and "backbone" in data["stages_p50_ms"]
 
 
+@pytest.mark.slow
 def test_bench_openvino_reports_the_comparison_with_torch(tmp_path: Path) -> None:
     pytest.importorskip("openvino")
     out = tmp_path / "bench.json"

@@ -16,6 +16,7 @@ from tests.station.conftest import write_handle_station
 ov = pytest.importorskip("openvino")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("fmt", "model_file"), [("openvino", "model.xml"), ("onnx", "model.onnx")])
 def test_export_writes_a_model_that_reproduces_torch(tmp_path: Path, fmt: str, model_file: str, tiny_backbone) -> None:
     config = write_handle_station(tmp_path, tmp_path / "cache")
