@@ -21,12 +21,49 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--layers", type=parse_layer, nargs="+", default=[0.5, 0.75],
                    help="patch-memory blocks: fractions of the depth, negative from the end, or 0-based blocks")
+    p.add_argument("--backend", default=None, choices=("torch", "openvino", "auto"),
+                   help="model.backend of the core (default torch; with --station the line's own); torch's bare "
+                        "encode_image is timed in the same run")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
+    st = p.add_argument_group("--station: the backbone inside the full station (synthetic camera, log on, free run)")
+    st.add_argument("--station", action="store_true",
+                    help="run the station of --config and compare its backbone stage with the bare backbone")
+    st.add_argument("--config", type=Path, default=Path("station_configs/demo.yaml"), help="station config")
+    st.add_argument("--line", default=None, help="line of --config (default: its default line)")
+    st.add_argument("--parts", type=int, default=20, help="parts the station inspects after --warmup")
+    st.add_argument("--rate", type=float, default=20.0, help="free-run rate in Hz (above the engine's pace)")
     p.set_defaults(func=run)
 
 
+def run_station(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+
+    from inspector.cli.bench_station import run_station_bench
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    console = Console(stderr=True)
+    result = run_station_bench(args.config, args.line, parts=args.parts, warmup=max(1, args.warmup),
+                               rate_hz=args.rate, backend=args.backend, say=lambda msg: console.log(msg))
+    Console().print(
+        f"{result['model']} @{result['image_size']}, {result['backend']}: station backbone p50 "
+        f"{result['station_backbone_p50_ms']:.1f} ms / bare {result['backbone_p50_ms']:.1f} ms = "
+        f"[bold]{result['station_backbone_ratio']:.3f}[/] | {result['parts_per_s']:.2f} parts/s | "
+        f"drops {sum(result['drops'].values())}, faults {result['faults']} | load {result['load_avg'][0]:.1f}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.station:
+        return run_station(args)
     from rich.console import Console
     from rich.table import Table
 
@@ -35,20 +72,29 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     cfg = BenchConfig(model=args.model, pretrained=args.pretrained, image_size=args.image_size, shots=args.shots,
                       device=args.device, frames=args.frames, warmup=args.warmup, batch=args.batch,
-                      precision=args.precision, feature_layers=tuple(args.layers), threads=args.threads)
+                      precision=args.precision, feature_layers=tuple(args.layers), threads=args.threads,
+                      backend=args.backend or "torch")
     result = run_bench(cfg, progress=lambda msg: console.log(msg))
     table = Table(title=f"{result.model} @{result.image_size}, {result.shots}-shot, batch {result.batch}, "
-                        f"{result.device}, {result.precision}")
+                        f"{result.device}, {result.precision}, {result.backend}")
     table.add_column("stage")
     table.add_column("p50 ms", justify="right")
     table.add_column("p99 ms", justify="right")
     for stage, p50 in result.stages_p50_ms.items():
         table.add_row(stage, f"{p50:.2f}", f"{result.stages_p99_ms[stage]:.2f}")
     table.add_row("[bold]end to end", f"{result.end_to_end_p50_ms:.2f}", f"{result.end_to_end_p99_ms:.2f}")
-    table.add_row("[bold]bare encode_image", f"{result.backbone_p50_ms:.2f}", f"{result.backbone_p99_ms:.2f}")
+    if result.backend == "torch":
+        table.add_row("[bold]bare encode_image", f"{result.backbone_p50_ms:.2f}", f"{result.backbone_p99_ms:.2f}")
+    else:
+        table.add_row(f"[bold]bare {result.backend} pass", f"{result.backbone_p50_ms:.2f}",
+                      f"{result.backbone_p99_ms:.2f}")
+        table.add_row("[bold]bare torch encode_image", f"{result.torch_backbone_p50_ms:.2f}", "")
     Console().print(table)
     search = result.memory_search_fraction_of_backbone
-    parts = [f"ratio (end-to-end p50 / encode_image p50): [bold]{result.ratio_p50:.3f}[/]"]
+    parts = [f"ratio (end-to-end p50 / bare backbone p50): [bold]{result.ratio_p50:.3f}[/]"]
+    if result.backend != "torch":
+        parts.append(f"speedup vs torch encode_image: [bold]{result.speedup_vs_torch_p50:.3f}[/], "
+                     f"max score diff {result.max_score_diff:.2e}")
     if search is not None:
         parts.append(f"memory search {100 * search:.1f}% of backbone ({result.memory_bank_tokens} tokens)")
     parts += [f"startup {result.startup_s:.2f} s (cold {result.startup_cold_s:.1f} s)",

@@ -37,6 +37,10 @@ class ModelSpec(StrictModel):
     # Resolved against the backbone's depth when it is loaded (backbone/dense.py: resolve_layers).
     feature_layers: tuple[StrictInt | StrictFloat, ...] = (0.5, 0.75)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # Where the backbone pass runs (docs/speed.md): torch; openvino (CPU only, needs the [openvino] extra,
+    # compiled once per weights/input size/layers/precision into the station's cache); auto = OpenVINO on
+    # the CPU when installed, torch otherwise (and always on CUDA).
+    backend: Literal["torch", "openvino", "auto"] = "torch"
 
     @field_validator("feature_layers")
     @classmethod

@@ -45,6 +45,7 @@ class BenchConfig:
     precision: str = "fp32"
     feature_layers: tuple[int | float, ...] = (0.5, 0.75)  # model.feature_layers (fractions of the depth)
     threads: int | None = None
+    backend: str = "torch"  # model.backend: torch | openvino | auto
     # False: one cold start only (no warm start, no changeover) - for sweeps that only need per-frame figures.
     measure_startup: bool = True
 
@@ -75,6 +76,12 @@ class BenchResult:
     memory_bank_tokens: int
     memory_search_fraction_of_backbone: float | None
     torch_threads: int
+    backend: str = "torch"  # the backend that ran the core (auto resolved)
+    torch_backbone_p50_ms: float = float("nan")  # torch's bare encode_image, interleaved in the same run
+    speedup_vs_torch_p50: float = float("nan")  # torch_backbone_p50_ms / end_to_end_p50_ms
+    # Largest |fused image score (standardised heads, threshold units)| difference between this backend and
+    # torch on the same frames, each fitted on the same few-shot set; 0.0 when the backend is torch.
+    max_score_diff: float = 0.0
     extra: dict[str, object] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -98,12 +105,13 @@ def _p(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
-def _line(cfg: BenchConfig, name: str = "bench", object_name: str = "metal ring") -> LineConfig:
+def _line(cfg: BenchConfig, name: str = "bench", object_name: str = "metal ring",
+          backend: str | None = None) -> LineConfig:
     return LineConfig(
         name=name,
         object_name=object_name,
         model=ModelSpec(name=cfg.model, pretrained=cfg.pretrained, device=cfg.device, image_size=cfg.image_size,
-                        feature_layers=cfg.feature_layers, precision=cfg.precision),
+                        feature_layers=cfg.feature_layers, precision=cfg.precision, backend=backend or cfg.backend),
         prompts=PromptSpec(defects={"scratch": "a scratch on the surface", "dent": "a dent in the metal"}),
     )
 
@@ -134,12 +142,13 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
     for i, img in enumerate(goods):
         cv2.imwrite(str(folder / "good" / f"good_{i:03d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
 
-    def start(line: LineConfig, backbone: LoadedBackbone | None) -> tuple[Inspector, LoadedBackbone, float]:
+    def start(line: LineConfig, backbone: LoadedBackbone | None,
+              fitted: str = "fitted") -> tuple[Inspector, LoadedBackbone, float]:
         t0 = time.perf_counter()
         backbone = backbone or load_backbone(line.model)
         inspector = Inspector(line, backbone, TextEmbeddingCache(cache / "text"))
         if goods:
-            inspector.fit_folder(folder, cache / "fitted")
+            inspector.fit_folder(folder, cache / fitted)
         sync()
         return inspector, backbone, time.perf_counter() - t0
 
@@ -165,17 +174,27 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
         with torch.inference_mode(), inspector.precision_context():
             bare_model.encode_image(batch_input)
 
+    backend = inspector.runner.backend
+
+    def bare_backend() -> None:  # the backend's own pass (the dense extractor) on the same input
+        with torch.inference_mode(), inspector.precision_context():
+            inspector.runner(batch_input)
+
     say(f"warm-up ({cfg.warmup} frames)")
     for i in range(cfg.warmup):
         bare()
+        if backend != "torch":
+            bare_backend()
         inspector.inspect_batch(frames[i * cfg.batch % len(frames):][: cfg.batch] or frames[: cfg.batch])
 
     say(f"measuring {cfg.frames} x batch {cfg.batch}: bare encode_image and the full core, interleaved")
-    bare_ms, e2e_ms = [], []
+    bare_ms, e2e_ms, backend_ms = [], [], []
     stages: dict[str, list[float]] = {}
     for i in range(cfg.frames):
         chunk = frames[i * cfg.batch : (i + 1) * cfg.batch]
         bare_ms.append(_timed(bare, sync) / cfg.batch)
+        if backend != "torch":
+            backend_ms.append(_timed(bare_backend, sync) / cfg.batch)
         sync()
         t = time.perf_counter()
         results = inspector.inspect_batch(chunk)
@@ -190,6 +209,15 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
         bank = sum(int(inspector.references.memory(layer).shape[0]) for layer in inspector.references.layers)
         search_fraction = _p(stages.get("references", []), 50) / max(_p(bare_ms, 50), 1e-9)
 
+    max_score_diff = 0.0
+    if backend != "torch":
+        say("scores against torch: the same line fitted and run on the torch backend, same frames")
+        reference, _, _ = start(_line(cfg, backend="torch"), backbone, fitted="fitted-torch")
+        ours = [r.score for c in _chunks(frames, cfg.batch) for r in inspector.inspect_batch(c)]
+        theirs = [r.score for c in _chunks(frames, cfg.batch) for r in reference.inspect_batch(c)]
+        max_score_diff = float(np.max(np.abs(np.asarray(ours) - np.asarray(theirs))))
+        del reference
+
     if cfg.measure_startup:
         say("changeover: a second line on the loaded backbone, cold (nothing cached) and warm (fitted before)")
         line2 = _line(cfg, name="bench-b", object_name="metal washer")
@@ -202,12 +230,13 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
 
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024.0 if sys.platform != "darwin" else 1024.0**2)
     peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
-    b50, e50 = _p(bare_ms, 50), _p(e2e_ms, 50)
+    torch50, e50 = _p(bare_ms, 50), _p(e2e_ms, 50)
+    b50, b99 = (torch50, _p(bare_ms, 99)) if backend == "torch" else (_p(backend_ms, 50), _p(backend_ms, 99))
     return BenchResult(
         model=cfg.model, image_size=size, shots=cfg.shots, batch=cfg.batch,
         device=str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
         precision=cfg.precision, frames=cfg.frames,
-        backbone_p50_ms=b50, backbone_p99_ms=_p(bare_ms, 99),
+        backbone_p50_ms=b50, backbone_p99_ms=b99,
         end_to_end_p50_ms=e50, end_to_end_p99_ms=_p(e2e_ms, 99), ratio_p50=e50 / b50,
         frames_per_s=1000.0 / e50,
         stages_p50_ms={k: round(_p(v, 50), 3) for k, v in stages.items()},
@@ -216,9 +245,15 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
         changeover_cold_s=changeover_cold_s, peak_rss_mb=peak_rss, peak_gpu_mb=peak_gpu,
         memory_bank_tokens=bank, memory_search_fraction_of_backbone=search_fraction,
         torch_threads=torch.get_num_threads(),
+        backend=backend, torch_backbone_p50_ms=torch50, speedup_vs_torch_p50=torch50 / e50,
+        max_score_diff=max_score_diff,
         extra={"untrained_backbone": backbone.identity.untrained, "frame_size": list(FRAME_SIZE),
                "feature_layers": list(inspector.extractor.layers)},  # resolved 0-based blocks
     )
+
+
+def _chunks(frames: list[np.ndarray], size: int) -> list[list[np.ndarray]]:
+    return [frames[i : i + size] for i in range(0, len(frames), size)]
 
 
 def write_json(result: BenchResult, path: Path) -> None:

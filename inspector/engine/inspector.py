@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from inspector.backbone.backends import make_runner
 from inspector.backbone.dense import DenseFeatureExtractor, Features
 from inspector.backbone.loading import LoadedBackbone, load_backbone
 from inspector.backbone.text import encode_text
@@ -61,6 +62,10 @@ class Inspector:
         self.extractor = DenseFeatureExtractor(model.visual, line.model.image_size, line.model.feature_layers,
                                                model=line.model.name)
         self.extractor.eval().to(self.device)
+        # model.backend: the pass runs in torch or a compiled OpenVINO model cached next to the text cache.
+        self.runner = make_runner(self.extractor, line.model.backend, model_name=line.model.name,
+                                  precision=line.model.precision,
+                                  cache_dir=text_cache.folder if text_cache is not None else None)
         self.preprocess = Preprocessor(self.extractor.image_size, backbone.mean, backbone.std, self.device)
         self.zero_shot = ZeroShotHead()
         self.references = ReferenceHead()
@@ -150,7 +155,7 @@ class Inspector:
         parts = []
         with self.precision_context():
             for start in range(0, batch.shape[0], ENCODE_BATCH):
-                parts.append(self.extractor(batch[start : start + ENCODE_BATCH]))
+                parts.append(self.runner(batch[start : start + ENCODE_BATCH]))
         return Features.cat(parts)
 
     def encode(self, frames: Sequence[np.ndarray]) -> Features:

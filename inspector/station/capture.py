@@ -20,6 +20,7 @@ from inspector.station.phase import CAPTURING, LoopPhase, Phase
 from inspector.station.results import Job
 from inspector.station.sources import BadFrame, Camera, CameraError, Frame, MissingFrame, SourceExhausted
 from inspector.station.stats import Tally
+from inspector.station.threads import lower_this_thread
 from inspector.station.triggers import FreeRunClock, Trigger, TriggerQueue
 
 _logger = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class Capture:
         self._inspecting = inspecting  # False once the inspection thread is gone
 
     def run(self) -> None:
+        lower_this_thread()  # grabbing / rendering yields the CPU to the inspect thread (station/threads.py)
         reason = "station stopped before the part was inspected"
         if self.clock is not None:
             self.clock.reset()

@@ -53,7 +53,8 @@ class Outputs:
             sink = CallbackSink(sink, name or getattr(sink, "__name__", "observer"))
         elif name:
             sink.name = name
-        runner = SinkRunner(sink, queue_size, policy, on_drop=lambda _item: self._tally.drop(f"sink {sink.name}"))
+        runner = SinkRunner(sink, queue_size, policy, on_drop=lambda _item: self._tally.drop(f"sink {sink.name}"),
+                            background=observer)
         (self._observers if observer else self._sinks).append(runner)
         return runner
 
@@ -61,7 +62,7 @@ class Outputs:
         """Write every result and event to ``writer`` from now on (started at once: events come before parts)."""
         self.audit = AuditSink(writer, spec, on_written=self._on_written, inbox_folder=inbox_folder)
         self._audit_runner = SinkRunner(self.audit, spec.queue_size, "drop_newest", max_batch=64,
-                                        on_drop=self._on_audit_drop).start()
+                                        on_drop=self._on_audit_drop, background=True).start()
 
     def start(self) -> None:
         self._reply.start()

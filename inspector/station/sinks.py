@@ -35,6 +35,7 @@ from inspector.config.log import LogSpec
 from inspector.plant.messages import ResultFacts
 from inspector.plc.port import PartVerdict
 from inspector.station.results import StationResult, audit_record
+from inspector.station.threads import lower_this_thread
 
 if TYPE_CHECKING:
     from inspector.plant.mqtt import MqttPublisher
@@ -130,7 +131,7 @@ class SinkRunner:
 
     def __init__(self, sink: Sink, queue_size: int = 32, policy: Policy = "drop_oldest", max_batch: int = 1,
                  on_error: Callable[[Sink, Exception], None] | None = None,
-                 on_drop: Callable[[Any], None] | None = None) -> None:
+                 on_drop: Callable[[Any], None] | None = None, background: bool = False) -> None:
         if policy not in ("block", "drop_newest", "drop_oldest"):
             msg = f"unknown sink policy {policy!r}; use block, drop_newest or drop_oldest"
             raise ValueError(msg)
@@ -141,6 +142,9 @@ class SinkRunner:
         self.max_batch = max(1, max_batch)
         self.on_error = on_error
         self.on_drop = on_drop
+        # Log writing and display work yield the CPU to the inspect thread (station/threads.py); replies and
+        # PLC sinks keep normal priority: their latency is the line's.
+        self.background = background
         self._q: queue.Queue[tuple[float, Any]] = queue.Queue(maxsize=queue_size)
         self._c = _Counters()
         self._lock = threading.Lock()
@@ -196,6 +200,8 @@ class SinkRunner:
         return self._q.qsize() + self._in_hand
 
     def _run(self) -> None:
+        if self.background:
+            lower_this_thread()
         while True:
             try:
                 first = self._q.get(timeout=_POLL_S)

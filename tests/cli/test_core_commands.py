@@ -120,3 +120,17 @@ def test_bench_json_has_the_promised_keys(tmp_path: Path) -> None:
                 "changeover_s", "peak_rss_mb", "device"):
         assert key in data
     assert data["ratio_p50"] > 0 and "backbone" in data["stages_p50_ms"]
+
+
+@pytest.mark.slow
+def test_bench_openvino_reports_the_comparison_with_torch(tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--model", "inspector-tiny-vit", "--image-size", "64", "--shots", "2", "--frames", "3",
+                 "--warmup", "1", "--layers", "1", "--backend", "openvino", "--json", str(out)])
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert data["backend"] == "openvino"
+    assert data["torch_backbone_p50_ms"] > 0 and data["backbone_p50_ms"] > 0
+    assert data["speedup_vs_torch_p50"] == pytest.approx(data["torch_backbone_p50_ms"] / data["end_to_end_p50_ms"])
+    assert 0.0 <= data["max_score_diff"] <= 1e-3  # the same network: scores agree to float rounding
