@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
     QFrame,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QMainWindow,
@@ -31,6 +32,7 @@ from gui.session import EngineerSession
 from gui.views.engineer import EngineerView
 from gui.views.history import HistoryView
 from gui.views.operator import OperatorView
+from gui.widgets.elided import ElidedLabel
 from gui.widgets.pin_dialog import LoginDialog, SetPinDialog
 from gui.widgets.status_light import StatusLight
 from gui.workers import DisplayFeed, StationSnapshot, StatusPoller, run_task, wait_workers
@@ -97,14 +99,18 @@ class MainWindow(QMainWindow):
         bar = QFrame()
         bar.setObjectName("header")
         bar.setStyleSheet(f"QFrame#header {{ background: {theme.PANEL}; border-bottom: 1px solid {theme.BORDER}; }}")
-        brand = QLabel(f"<b style='font-size:17pt'>CLIP INSPECTOR</b><br>"
+        # Sized for a 1280 px panel: the lights sit in a 2 x 2 grid, long texts are elided (whole in tooltips).
+        brand = QLabel(f"<b style='font-size:12pt'>CLIP INSPECTOR</b><br>"
                        f"<span style='color:{theme.MUTED}'>{self.handle.config.station}</span>")
+        brand.setMaximumWidth(200)
         line_cap = QLabel("LINE")
         line_cap.setObjectName("caption")
         self.line_combo = QComboBox()
         self.line_combo.setObjectName("line")
         self.line_combo.addItems(self.handle.line_names())
         self.line_combo.setCurrentText(self.handle.line)
+        self.line_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.line_combo.setMinimumContentsLength(8)
         self.line_combo.activated.connect(lambda _i: self.request_changeover(self.line_combo.currentText()))
         line_box = QVBoxLayout()
         line_box.setSpacing(2)
@@ -129,39 +135,41 @@ class MainWindow(QMainWindow):
         self.camera_light = StatusLight("Camera")
         self.plc_light = StatusLight("PLC")
         self.model_light = StatusLight("Model")
+        lights = QGridLayout()
+        lights.setHorizontalSpacing(6)
+        lights.setVerticalSpacing(2)
+        for i, light in enumerate((self.station_light, self.camera_light, self.plc_light, self.model_light)):
+            lights.addWidget(light, i // 2, i % 2)
         self.engineer_button = QPushButton("Engineer login")
         self.engineer_button.clicked.connect(self.toggle_login)
-        self.engineer_button.setMaximumWidth(240)
+        self.engineer_button.setFixedWidth(170)
         self.clock = QLabel(time.strftime("%H:%M:%S"))
-        self.clock.setFont(theme.font(16, bold=True))
+        self.clock.setFont(theme.font(13, bold=True))
 
         row = QHBoxLayout(bar)
-        row.setContentsMargins(16, 8, 16, 0)
-        row.setSpacing(14)
+        row.setContentsMargins(12, 4, 12, 0)
+        row.setSpacing(10)
         row.addWidget(brand)
         row.addLayout(line_box)
-        row.addSpacing(12)
         row.addLayout(nav_row)
         row.addStretch(1)
-        for light in (self.station_light, self.camera_light, self.plc_light, self.model_light):
-            row.addWidget(light)
-        row.addSpacing(12)
+        row.addLayout(lights)
         row.addWidget(self.engineer_button)
         row.addWidget(self.clock)
         return bar
 
     def _build_footer(self) -> QWidget:
-        self.footer = QLabel("")
+        self.footer = ElidedLabel("")
         self.footer.setObjectName("hint")
         self.footer.setContentsMargins(16, 4, 16, 6)
-        self.untrained = QLabel("")
+        self.untrained = ElidedLabel("")
         self.untrained.setObjectName("hint")
         bar = QFrame()
         bar.setStyleSheet(f"background: {theme.PANEL}; border-top: 1px solid {theme.BORDER};")
         row = QHBoxLayout(bar)
         row.setContentsMargins(0, 0, 16, 0)
-        row.addWidget(self.footer, 1)
-        row.addWidget(self.untrained)
+        row.addWidget(self.footer, 3)
+        row.addWidget(self.untrained, 2)
         return bar
 
     # ------------------------------------------------------------------ screens and login
@@ -193,7 +201,9 @@ class MainWindow(QMainWindow):
 
     def _on_session(self, who: str) -> None:
         if who:
-            self.engineer_button.setText(f"{who} · log out")
+            short = who if len(who) <= 12 else who[:11] + "…"
+            self.engineer_button.setText(f"{short} · log out")
+            self.engineer_button.setToolTip(f"{who}: log out of engineer mode")
             self.show_screen(1)
         else:
             self.engineer_button.setText("Engineer login")

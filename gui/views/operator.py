@@ -9,12 +9,14 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 
 from gui import theme
 from gui.widgets.counters import Counters
+from gui.widgets.elided import ElidedLabel
 from gui.widgets.frame_view import FrameView
 from gui.widgets.ng_strip import NgStrip, PartDialog
 from gui.widgets.verdict_banner import VerdictBanner
@@ -37,14 +39,14 @@ class OperatorView(QWidget):
         self.boxes_box = QCheckBox("Defect boxes")
         self.boxes_box.setChecked(True)
         self.boxes_box.toggled.connect(self.view.set_show_boxes)
-        self.display_note = QLabel("")
+        self.display_note = ElidedLabel("")
         self.display_note.setObjectName("hint")
         toggles = QHBoxLayout()
         toggles.addWidget(self.heat_box)
         toggles.addSpacing(16)
         toggles.addWidget(self.boxes_box)
-        toggles.addStretch(1)
-        toggles.addWidget(self.display_note)
+        toggles.addSpacing(16)
+        toggles.addWidget(self.display_note, 1)
         camera = QFrame()
         camera.setObjectName("panel")
         cam_lay = QVBoxLayout(camera)
@@ -56,11 +58,11 @@ class OperatorView(QWidget):
         self.counters = Counters()
         self.start_button = QPushButton("▶  START")
         self.start_button.setObjectName("start")
-        self.start_button.setMinimumHeight(64)
+        self.start_button.setMinimumHeight(56)
         self.start_button.clicked.connect(self.start_requested)
         self.stop_button = QPushButton("■  STOP")
         self.stop_button.setObjectName("stop")
-        self.stop_button.setMinimumHeight(64)
+        self.stop_button.setMinimumHeight(56)
         self.stop_button.clicked.connect(self.stop_requested)
         run_row = QHBoxLayout()
         run_row.addWidget(self.start_button)
@@ -76,12 +78,15 @@ class OperatorView(QWidget):
         right.addWidget(self.state_note)
         right_w = QWidget()
         right_w.setLayout(right)
-        right_w.setFixedWidth(620)
+        # Up to 620 px on a wide panel, down to 440 on a 1280 px one; the camera takes the rest.
+        right_w.setMinimumWidth(440)
+        right_w.setMaximumWidth(620)
+        right_w.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
 
         top = QHBoxLayout()
         top.setSpacing(12)
-        top.addWidget(camera, 1)
-        top.addWidget(right_w)
+        top.addWidget(camera, 3)
+        top.addWidget(right_w, 2)
 
         ng_caption = QLabel("RECENT NG  ·  click to enlarge")
         ng_caption.setObjectName("caption")

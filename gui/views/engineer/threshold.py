@@ -36,7 +36,7 @@ class ScoreStrip(QWidget):
         self.defect = np.empty(0)
         self.lo, self.hi = 0.0, 1.0
         self.threshold = 0.5
-        self.setMinimumHeight(220)
+        self.setMinimumHeight(150)
 
     def set_data(self, good: np.ndarray, defect: np.ndarray, lo: float, hi: float, threshold: float) -> None:
         self.good, self.defect, self.lo, self.hi, self.threshold = good, defect, lo, hi, threshold
