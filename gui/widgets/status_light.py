@@ -32,7 +32,7 @@ class StatusLight(QWidget):
     """``set_state("ok" | "warn" | "fault" | "off", "Connected", "detail ...")``."""
 
     # A fixed width: a long state or model version is elided (whole in the tooltip), never widening the header.
-    WIDTH = 124
+    WIDTH = 128
 
     def __init__(self, name: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -42,7 +42,7 @@ class StatusLight(QWidget):
         self._name = ElidedLabel(name.upper())
         self._name.setObjectName("caption")
         self._value = ElidedLabel("-")
-        self._value.setFont(theme.font(11, bold=True))
+        self._value.setFont(theme.font(10, bold=True))
         text = QVBoxLayout()
         text.setSpacing(0)
         text.addWidget(self._name)
