@@ -25,7 +25,7 @@ def _logged(logs: Path) -> int:
         (path,) = log_files(logs)
         with AuditReader(path) as reader:
             return len(reader)
-    except Exception:  # noqa: BLE001 - not there yet, or mid-creation: ask again
+    except Exception:  # not there yet, or mid-creation: ask again
         return 0
 
 
