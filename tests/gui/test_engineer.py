@@ -275,3 +275,40 @@ def test_production_proposal_shown_applied_and_dismissed(window, qtbot):
     window.shutdown()
     kinds = [e["kind"] for e in audit_events(handle.log_dir) if e["kind"].startswith("threshold")]
     assert kinds[-2:] == ["threshold_change", "threshold_proposal_dismissed"]
+
+
+@pytest.mark.slow
+def test_retrain_with_a_new_one_sample_defect_class(station_config, pins, qtbot):
+    """Issue #17 item 2: type a new class, add one sample as DEFECT, retrain - it used to crash at 88 % (the
+    probe of a fold without the new class has one class column fewer)."""
+    data = yaml.safe_load(station_config.read_text())
+    for line in data["lines"]:
+        line["heads"]["probe"] = 1.0
+    station_config.write_text(yaml.safe_dump(data, sort_keys=False))
+    window = make_window(qtbot, station_config, pins)
+    try:
+        _retrain_one_sample_class(window, qtbot)
+    finally:
+        window.shutdown()
+
+
+def _retrain_one_sample_class(window, qtbot) -> None:
+    wait_running(qtbot, window)
+    wait_parts(qtbot, window, 1)
+    qtbot.waitUntil(lambda: window.operator.last_item is not None, timeout=10_000)  # painted: capture takes it
+    login(window)
+    samples = window.engineer.samples
+    window.engineer.tabs.setCurrentWidget(samples)
+    samples.refresh_frame()
+    for name in ("dent", "crack"):  # three classes with scratch: a fold without one has fewer class columns
+        samples.defect_class.setCurrentText(name)
+        qtbot.mouseClick(samples.defect_button, Qt.MouseButton.LeftButton)
+    crack = window.handle.config.resolve("fewshot") / "defect" / "crack"
+    assert len(list(crack.glob("*.png"))) == 1, window.footer.text()
+    panel = window.engineer.retrain
+    panel.confirm_force = False
+    window.engineer.tabs.setCurrentWidget(panel)
+    with qtbot.waitSignal(panel.finished_run, timeout=240_000) as done:
+        qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    assert done.args[0] is not None, panel.stage.text()
+    assert panel.progress.value() == 100 and "failed" not in panel.stage.text()
