@@ -85,6 +85,9 @@ class FrameSource(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the device; must not raise."""
 
+    def resume_after(self, last_seq: int) -> None:  # noqa: B027 - optional hook
+        """The log holds parts up to ``last_seq``: a source that numbers its own parts continues after them."""
+
 
 class SyntheticSource(FrameSource):
     """Rendered ring parts (inspector.demo.parts): the demo camera."""
@@ -95,6 +98,10 @@ class SyntheticSource(FrameSource):
         spec = spec or SyntheticCameraSpec()
         self._gen = PartGenerator(spec.size, spec.seed, spec.defect_rate, stream=spec.stream)
         self.label = f"synthetic(seed={spec.seed})"
+
+    def resume_after(self, last_seq: int) -> None:
+        # Part ids are the generator's numbers: a restart must not hand out P000001 again (duplicate ids in the log).
+        self._gen.count = max(self._gen.count, int(last_seq))
 
     def read(self, timeout_s: float) -> RawFrame:
         part = self._gen.next()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from PySide6.QtCore import Qt
 
+from inspector.audit.h5log import log_files
+from inspector.audit.reader import AuditReader
 from inspector.station.handle import StationHandle
 from tests.conftest import audit_events
-from tests.gui.conftest import wait_parts, wait_running
+from tests.gui.conftest import make_window, wait_parts, wait_running
 
 
 def test_verdicts_appear_and_counters_add_up(window, qtbot):
@@ -92,3 +95,20 @@ def test_plc_status_light_follows_the_link(qtbot, station_config, pins):
     finally:
         win.shutdown()
     assert handle.link is None  # stopped with the window
+
+
+@pytest.mark.slow
+def test_part_ids_continue_after_a_restart_of_the_app(station_config, pins, qtbot):
+    """Issue #17 item 3: the demo camera numbered parts from P000001 again after each restart (duplicate ids)."""
+    for _run in range(2):
+        win = make_window(qtbot, station_config, pins)
+        try:
+            wait_running(qtbot, win)
+            wait_parts(qtbot, win, 3)
+        finally:
+            win.shutdown()
+    ids: list[str] = []
+    for path in log_files(station_config.parent / "logs"):
+        with AuditReader(path) as reader:
+            ids += [r["part_id"] for r in reader.records()]
+    assert len(ids) >= 6 and len(set(ids)) == len(ids), sorted(ids)
