@@ -141,6 +141,8 @@ class HistoryView(QWidget):
         self._loaded = False
         self._worker: TaskWorker | None = None
         self.search_result = None
+        self.search_label = ""
+        self.shown_id: int | None = None
 
         now = QDateTime.currentDateTime()
         self.start = QDateTimeEdit(now.addDays(-7))
@@ -299,7 +301,14 @@ class HistoryView(QWidget):
             self.model.set_rows(page.rows, more=lambda after: browser.more(flt, after))
             ok, ng, n, total = page.counts["OK"], page.counts["NG"], sum(page.counts.values()), page.total
         self.summary.setText(f"{n} of {total} records · {ok} OK · {ng} NG · {n - ok - ng} not inspected"
-                             + (" · ranked by CLIP similarity" if self.search_result is not None else ""))
+                             + (f" · ranked by CLIP similarity to {self.search_label}"
+                                if self.search_result is not None else ""))
+        shown = self.shown_id
+        if shown is not None and shown not in {int(r.record["id"]) for r in self.model.rows}:
+            # The filter removed the record on the right: do not keep showing it as if it matched.
+            self.shown_id = None
+            self.detail.setText("")
+            self.view.set_placeholder("select a record")
 
     def shown_rows(self) -> list[HistoryRow]:
         """The rows loaded into the table so far (a page at a time as it scrolls)."""
@@ -316,6 +325,7 @@ class HistoryView(QWidget):
             self.view.set_placeholder(f"cannot read the record: {exc}")
             return
         rec = row.record
+        self.shown_id = int(rec["id"])
         if image is None:
             self.view.set_placeholder("no image stored for this record (log.thumbnail_px / save_full_frames)")
         else:
@@ -376,6 +386,7 @@ class HistoryView(QWidget):
         if vec is None:
             self.notify("this record has no embedding (the part was not inspected)", "warn")
             return
+        self.query.clear()  # the ranking is by this part now, not by the words in the box
         self._search(lambda: vec, f"parts like {row.record['part_id']}", model=row.record.get("model"))
 
     def search_file_dialog(self) -> None:
@@ -389,6 +400,7 @@ class HistoryView(QWidget):
         if inspector is None:
             self.notify("start the line once to search by image", "warn")
             return
+        self.query.clear()  # the ranking is by this image now, not by the words in the box
         self._search(lambda: query_embedding(inspector, load_image(path)), f"parts like {path.name}")
 
     def _search(self, query_fn: Callable[[], np.ndarray], label: str, model: str | None = None) -> None:
@@ -407,12 +419,14 @@ class HistoryView(QWidget):
             self._worker = None
             assert isinstance(result, Ranked)
             self.search_result = result
+            self.search_label = label
             self.apply_filters()
             self.notify(f"search {label}: {len(self.model.rows)} match(es) shown", "ok")
             self.searched.emit(result)
 
         def failed(error: str) -> None:
             self._worker = None
+            self.summary.setText(f"search {label} failed: {error}")
             self.notify(f"search failed: {error}", "error")
 
         self.summary.setText(f"searching {label} ...")

@@ -127,9 +127,13 @@ class OperatorView(QWidget):
     def set_running(self, running: bool, busy: bool = False) -> None:
         self.start_button.setEnabled(not running and not busy)
         self.stop_button.setEnabled(running and not busy)
-        if not running and not busy and self.last_item is None:
-            self.view.set_placeholder("station stopped")
-            self.banner.show_idle("station stopped")
+        if not running and not busy:
+            # A stopped station shows no verdict: the last part's big OK would read as "this part is good".
+            last = self.last_item
+            if last is None:
+                self.view.set_placeholder("station stopped")
+            self.banner.show_idle("station stopped" if last is None else
+                                  f"station stopped · last part {last.part_id} {last.verdict}")
 
     def open_part(self, part: DisplayItem) -> None:
         self.dialog = PartDialog(part, self)

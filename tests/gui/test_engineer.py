@@ -8,6 +8,7 @@ import pytest
 import yaml
 from PySide6.QtCore import Qt
 
+from gui import theme
 from gui.pin import PinStore
 from inspector.training.registry import ModelRegistry
 from tests.conftest import audit_events
@@ -312,3 +313,21 @@ def _retrain_one_sample_class(window, qtbot) -> None:
         qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
     assert done.args[0] is not None, panel.stage.text()
     assert panel.progress.value() == 100 and "failed" not in panel.stage.text()
+
+
+def test_cancelled_retrain_is_not_a_failure(window, qtbot):
+    """Issue #17 item 5: a cancelled retrain showed red "TrainingCancelledError", a full bar and "retrain failed"."""
+    wait_running(qtbot, window)
+    login(window)
+    panel = window.engineer.retrain
+    window.engineer.tabs.setCurrentWidget(panel)
+    panel.progressed.connect(lambda _e: panel.cancel())  # cancel at the first report
+    with qtbot.waitSignal(panel.finished_run, timeout=120_000) as done:
+        qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    assert done.args[0] is None
+    assert panel.stage.text().startswith("cancelled") and theme.NG not in panel.stage.styleSheet()
+    assert panel.progress.value() == 0 and "failed" not in window.footer.text()
+    assert [r.version for r in panel.rows if r.status == "active"] == ["base"]
+    window.shutdown()
+    kinds = [e["kind"] for e in audit_events(window.handle.log_dir) if e["who"] == "Dana"]
+    assert "retrain_cancelled" in kinds and "retrain_failed" not in kinds

@@ -112,3 +112,33 @@ def test_part_ids_continue_after_a_restart_of_the_app(station_config, pins, qtbo
         with AuditReader(path) as reader:
             ids += [r["part_id"] for r in reader.records()]
     assert len(ids) >= 6 and len(set(ids)) == len(ids), sorted(ids)
+
+
+def test_stop_keeps_the_counters_and_shows_no_verdict(window, qtbot):
+    """Issue #17 item 5: STOP flashed the counters to 0 and left the last part's big OK on screen."""
+    import threading
+
+    wait_running(qtbot, window)
+    wait_parts(qtbot, window, 3)
+    seen: list[int] = []
+    done = threading.Event()
+
+    def sample() -> None:  # what the poller would read, as often as it can, while the station stops
+        while not done.is_set():
+            seen.append(window.handle.counts().parts)
+
+    sampler = threading.Thread(target=sample, name="count-sampler")
+    sampler.start()
+    try:
+        qtbot.mouseClick(window.operator.stop_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: not window.handle.running and not window.busy, timeout=30_000)
+    finally:
+        done.set()
+        sampler.join()
+    assert seen and min(seen) >= 3 and seen == sorted(seen)
+    window.poller.poke()
+    qtbot.waitUntil(lambda: window.last_snapshot is not None and not window.last_snapshot.running, timeout=5_000)
+    banner = window.operator.banner
+    assert banner.verdict == "" and banner.word.text() == "—"
+    assert banner.part.text().startswith("station stopped · last part ")
+    assert window.operator.counters.total.value.text() == f"{window.handle.counts().parts:,}"

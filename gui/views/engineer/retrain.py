@@ -145,6 +145,7 @@ class RetrainPanel(QWidget):
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self._last_event = time.monotonic()
+        self._cancel_requested = False
         self._heartbeat.start()
         handle, who = self.ctx.handle, self.ctx.who
         handle.log_event("retrain_start", who, f"retrain of line {handle.line} started ({self.trainer.name}, "
@@ -158,6 +159,7 @@ class RetrainPanel(QWidget):
 
     def cancel(self) -> None:
         if self._worker is not None:
+            self._cancel_requested = True
             self._worker.cancel.set()
             self.stage.setText("cancelling at the next step ...")
 
@@ -200,6 +202,16 @@ class RetrainPanel(QWidget):
 
     def _on_error(self, error: str) -> None:
         self._end()
+        if getattr(self, "_cancel_requested", False) and "Cancel" in error:
+            # Asked for: not a failure. No red, no full bar; the active model and the samples are unchanged.
+            self.progress.setValue(0)
+            self.stage.setText("cancelled: no candidate was made; the running model is unchanged")
+            self.stage.setStyleSheet(f"color: {theme.MUTED};")
+            self.ctx.handle.log_event("retrain_cancelled", self.ctx.who,
+                                      f"retrain of line {self.ctx.handle.line} cancelled")
+            self.ctx.notify("retrain cancelled; the running model is unchanged", "info")
+            self.finished_run.emit(None)
+            return
         self.stage.setText(f"not finished: {error}")
         self.stage.setStyleSheet(f"color: {theme.NG};")
         self.ctx.handle.log_event("retrain_failed", self.ctx.who, f"retrain of line {self.ctx.handle.line}: {error}")
