@@ -43,6 +43,15 @@ _logger = logging.getLogger(__name__)
 UNTRAINED = "UNTRAINED BACKBONE"
 
 
+def start_refusal(error: str, log_dir: object) -> str:
+    """What the operator reads when START failed: in the GUI's words (``inspector gui`` has no --standby)."""
+    if error.startswith("StationBusyError"):
+        holder = error.split("(", 1)[1].split(")", 1)[0] if "(" in error else "another process"
+        return (f"Another station is already running on the log folder {log_dir} ({holder}). This window inspects "
+                "nothing. Close the other station first, or open this GUI with its own --log-dir.")
+    return f"Start failed: {error.split(': ', 1)[-1]}"
+
+
 class MainWindow(QMainWindow):
     """The station's one window. ``autostart`` starts the line as soon as the window exists."""
 
@@ -232,11 +241,13 @@ class MainWindow(QMainWindow):
     def start_station(self) -> None:
         if self.busy or self.handle.running:
             return
+        self.operator.blocked = ""
         self._set_busy(True, f"starting line {self.handle.line} (loading and fitting the model) ...")
         self.operator.banner.show_idle(f"starting line {self.handle.line} ...")
+
         def failed(error: str) -> None:
+            self.operator.blocked = start_refusal(error, self.handle.log_dir)
             self._task_failed("start failed", error)
-            self.operator.banner.show_idle(f"start failed: {error}")
 
         run_task(self.handle.start, name="station-start", on_done=lambda _r: self._task_done("station running"),
                  on_error=failed)
@@ -296,6 +307,8 @@ class MainWindow(QMainWindow):
         st = snap.stats
         if snap.error:
             self.station_light.set_state("fault", "ERROR", snap.error)
+        elif not snap.running and not self.busy and self.operator.blocked:
+            self.station_light.set_state("fault", "NOT RUNNING", self.operator.blocked)
         elif self.busy:
             self.station_light.set_state("warn", "BUSY", "starting, stopping or changing over")
         elif not snap.running or st is None:

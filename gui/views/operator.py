@@ -97,6 +97,7 @@ class OperatorView(QWidget):
         lay.addLayout(top, 1)
         lay.addWidget(ng_caption)
         lay.addWidget(self.ng_strip)
+        self.blocked = ""  # why the station could not start (shown instead of "stopped")
         self.set_running(False, busy=True)
         self.dialog: PartDialog | None = None
 
@@ -127,7 +128,10 @@ class OperatorView(QWidget):
     def set_running(self, running: bool, busy: bool = False) -> None:
         self.start_button.setEnabled(not running and not busy)
         self.stop_button.setEnabled(running and not busy)
-        if not running and not busy:
+        if not running and not busy and self.blocked:
+            self.banner.show_blocked("NOT RUNNING", self.blocked)
+            self.state_note.setText(self.blocked)
+        elif not running and not busy:
             # A stopped station shows no verdict: the last part's big OK would read as "this part is good".
             last = self.last_item
             if last is None:

@@ -140,6 +140,17 @@ class VerdictBanner(QFrame):
             self.score.setText(fault or "")
         self.gauge.set_values(score, threshold)
 
+    def show_blocked(self, word: str, text: str) -> None:
+        """The station is not inspecting because something refused it: amber, so nobody reads it as healthy."""
+        self.verdict = ""
+        self._paint("FAULT")
+        self.word.setText(word)
+        self.defect.setText("")
+        self.part.setText(text)
+        self.setToolTip(text)
+        self.score.setText("")
+        self.gauge.set_values(math.nan, math.nan)
+
     def show_idle(self, text: str) -> None:
         self.verdict = ""
         self._paint("")

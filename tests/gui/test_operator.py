@@ -142,3 +142,22 @@ def test_stop_keeps_the_counters_and_shows_no_verdict(window, qtbot):
     assert banner.verdict == "" and banner.word.text() == "—"
     assert banner.part.text().startswith("station stopped · last part ")
     assert window.operator.counters.total.value.text() == f"{window.handle.counts().parts:,}"
+
+
+@pytest.mark.slow
+def test_a_second_gui_on_the_same_log_folder_is_visibly_refused(window, station_config, pins, qtbot):
+    """Issue #17 item 4: the second window looked healthy (green START); the refusal was a status-bar line
+    advising --standby, which `inspector gui` does not accept."""
+    wait_running(qtbot, window)
+    second = make_window(qtbot, station_config, pins)
+    try:
+        qtbot.waitUntil(lambda: not second.busy and bool(second.operator.blocked), timeout=60_000)
+        second.poller.poke()
+        qtbot.waitUntil(lambda: second.station_light.state == "fault", timeout=5_000)
+        assert second.station_light.text == "NOT RUNNING"
+        banner = second.operator.banner
+        assert banner.word.text() == "NOT RUNNING" and "Another station is already running" in banner.part.text()
+        assert "--standby" not in second.operator.blocked and "--log-dir" in second.operator.blocked
+        assert not second.handle.running and window.handle.running  # the first station is untouched
+    finally:
+        second.shutdown()
