@@ -97,7 +97,8 @@ class MainWindow(QMainWindow):
         self.poller.snapshot.connect(self._on_snapshot)
         self.poller.start()
         self._clock = QTimer(self)
-        self._clock.timeout.connect(lambda: self.clock.setText(time.strftime("%H:%M:%S")))
+        self._clock.timeout.connect(self._tick)
+        self._starting_since: float | None = None
         self._clock.start(1000)
         self._closed = False
         if autostart:
@@ -243,14 +244,19 @@ class MainWindow(QMainWindow):
             return
         self.operator.blocked = ""
         self._set_busy(True, f"starting line {self.handle.line} (loading and fitting the model) ...")
-        self.operator.banner.show_idle(f"starting line {self.handle.line} ...")
+        self._starting_since = time.monotonic()
+        self._tick()
 
         def failed(error: str) -> None:
             self.operator.blocked = start_refusal(error, self.handle.log_dir)
             self._task_failed("start failed", error)
 
-        run_task(self.handle.start, name="station-start", on_done=lambda _r: self._task_done("station running"),
-                 on_error=failed)
+        def started(_r: object) -> None:
+            self._task_done("station running")
+            if self.operator.last_item is None:
+                self.operator.banner.show_idle(f"line {self.handle.line} running · waiting for the first part")
+
+        run_task(self.handle.start, name="station-start", on_done=started, on_error=failed)
 
     def stop_station(self) -> None:
         if self.busy or not self.handle.running:
@@ -274,6 +280,18 @@ class MainWindow(QMainWindow):
         run_task(self.handle.changeover, line, who, name="changeover",
                  on_done=lambda _r: self._task_done(f"line {line} running"),
                  on_error=lambda e: self._task_failed(f"changeover to {line} failed", e))
+
+    def _tick(self) -> None:
+        self.clock.setText(time.strftime("%H:%M:%S"))
+        if self._starting_since is None:
+            return
+        if not self.busy:
+            self._starting_since = None
+            return
+        # A first start loads the backbone and fits the line: minutes on a slow PC. Show that it moves.
+        waited = time.monotonic() - self._starting_since
+        self.operator.banner.show_idle(f"starting line {self.handle.line}: loading the model and fitting the "
+                                       f"line's samples · {waited:.0f} s")
 
     def _task_done(self, text: str) -> None:
         self._set_busy(False)

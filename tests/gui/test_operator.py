@@ -161,3 +161,17 @@ def test_a_second_gui_on_the_same_log_folder_is_visibly_refused(window, station_
         assert not second.handle.running and window.handle.running  # the first station is untouched
     finally:
         second.shutdown()
+
+
+def test_a_start_shows_that_it_moves(idle_window, qtbot):
+    """Issue #17 item 7: a first start showed nothing moving for minutes."""
+    import re
+
+    win = idle_window
+    banner = win.operator.banner
+    win.start_station()
+    texts: set[str] = set()
+    qtbot.waitUntil(lambda: texts.add(banner.part.text()) or (win.handle.running and not win.busy), timeout=60_000)
+    starting = [t for t in texts if t.startswith("starting line ring")]
+    assert starting and all(re.search(r"fitting the line's samples · \d+ s$", t) for t in starting), texts
+    assert win.clock.isVisible() and win.stack.currentIndex() == 0
