@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from gui import theme
+from gui.plain import plain_errors
 from gui.views.engineer.context import EngineerContext
 from gui.widgets.frame_view import FrameView
 from gui.workers import TaskWorker, heat_rgba, run_task
@@ -198,8 +199,7 @@ class PromptPanel(QWidget):
         try:
             draft.apply(self.ctx.handle.line_config())
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-            self.error.setText(problems.replace("Value error, ", ""))
+            self.error.setText("\n".join(plain_errors(exc)))
             return None
         self.error.setText("")
         return draft
