@@ -199,13 +199,14 @@ class MainWindow(QMainWindow):
     def login(self) -> bool:
         """Ask for the PIN (or, on a station without one, set it up); True when logged in."""
         store = self.session.store
+        name = ""  # not the last engineer's: on a shared panel the next one would log in under that name
         if not store.is_set:
             setup = SetPinDialog(store, self)
             if setup.exec() != SetPinDialog.DialogCode.Accepted:
                 return False
             self.session.pin_set(setup.who)
-            self.session.last_name = setup.who
-        dialog = LoginDialog(self.session.check, self.session.last_name, self)
+            self.session.last_name = name = setup.who  # who just set the PIN logs in now
+        dialog = LoginDialog(self.session.check, name, self)
         self.login_dialog = dialog
         return dialog.exec() == LoginDialog.DialogCode.Accepted
 

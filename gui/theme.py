@@ -70,6 +70,8 @@ QPushButton#nav {{ background: transparent; border: none; border-bottom: 4px sol
 QPushButton#nav:checked {{ color: {TEXT}; border-bottom: 4px solid {INFO}; background: transparent; }}
 QComboBox, QLineEdit, QPlainTextEdit, QSpinBox, QDoubleSpinBox, QDateTimeEdit {{
     background: {PANEL_HI}; border: 1px solid {BORDER}; border-radius: 6px; padding: 6px 8px; }}
+QComboBox, QLineEdit, QSpinBox, QDoubleSpinBox, QDateTimeEdit {{ min-height: 40px; padding-top: 0; padding-bottom: 0; }}
+QCheckBox {{ min-height: 40px; }}
 QComboBox#line {{ font-size: 14pt; font-weight: bold; }}
 QComboBox QAbstractItemView {{ background: {PANEL_HI}; selection-background-color: {INFO}; }}
 QTableView, QTableWidget, QListWidget {{ background: {PANEL}; border: 1px solid {BORDER}; border-radius: 6px;

@@ -126,6 +126,7 @@ class ThresholdPanel(QWidget):
         actions = QHBoxLayout()
         self.live_label = QLabel("")
         self.live_label.setObjectName("hint")
+        self.live_label.setWordWrap(True)  # a long provenance must not widen the window past a 1280 px panel
         actions.addWidget(self.live_label, 1)
         actions.addWidget(self.revert_button)
         actions.addWidget(self.apply_button)
