@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QCloseEvent
@@ -35,7 +36,7 @@ from gui.views.operator import OperatorView
 from gui.widgets.elided import ElidedLabel
 from gui.widgets.pin_dialog import LoginDialog, SetPinDialog
 from gui.widgets.status_light import StatusLight
-from gui.workers import DisplayFeed, StationSnapshot, StatusPoller, run_task, wait_workers
+from gui.workers import DisplayFeed, DisplayItem, StationSnapshot, StatusPoller, run_task, wait_workers
 from inspector.station.handle import StationHandle
 
 _logger = logging.getLogger(__name__)
@@ -84,6 +85,8 @@ class MainWindow(QMainWindow):
         lay.addWidget(self._build_footer())
         self.setCentralWidget(central)
 
+        self.operator.feedback.feedback.connect(self.record_feedback)
+        self.operator.feedback.set_classes(list(handle.line_config().prompts.defects))
         self.operator.start_requested.connect(self.start_station)
         self.operator.stop_requested.connect(self.stop_station)
         # Paint at most max_display_hz: nobody reads faster, and a fast line must not pay for pixels.
@@ -228,6 +231,22 @@ class MainWindow(QMainWindow):
         self.footer.setText(f"{time.strftime('%H:%M:%S')}  {text}")
         if level == "error":
             self.last_error = text
+
+    def record_feedback(self, item: DisplayItem, label: str) -> Path | None:
+        """An operator's word on a part: its frame becomes a few-shot candidate of the line, audited."""
+        who = self.session.who or "operator"
+        try:
+            path = self.engineer.ctx.samples().candidates().add(item.frame, label, item.part_id)
+        except (OSError, ValueError) as exc:
+            self.notify(f"feedback not saved: {exc}", "error")
+            return None
+        what = "not a defect (false reject)" if label == "good" else f"real defect {label}"
+        self.handle.log_event("operator_feedback", who, f"part {item.part_id} judged {item.verdict}: {what}; "
+                              f"proposed as a {label} sample for the engineer",
+                              {"verdict": item.verdict, "defect": item.defect or ""},
+                              {"label": label, "part_id": item.part_id, "seq": item.seq, "file": str(path)})
+        self.notify(f"thanks: part {item.part_id} marked {what}; the engineer reviews it in Few-shot samples", "ok")
+        return path
 
     def current_frame(self):  # -> DisplayItem | None
         return self.operator.last_item

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 from gui import theme
 from gui.widgets.counters import Counters
 from gui.widgets.elided import ElidedLabel
+from gui.widgets.feedback import FeedbackBar
 from gui.widgets.frame_view import FrameView
 from gui.widgets.ng_strip import NgStrip, PartDialog
 from gui.widgets.verdict_banner import VerdictBanner
@@ -67,6 +68,7 @@ class OperatorView(QWidget):
         run_row = QHBoxLayout()
         run_row.addWidget(self.start_button)
         run_row.addWidget(self.stop_button)
+        self.feedback = FeedbackBar()
         self.state_note = QLabel("")
         self.state_note.setObjectName("hint")
         self.state_note.setWordWrap(True)
@@ -75,6 +77,7 @@ class OperatorView(QWidget):
         right.addWidget(self.banner, 3)
         right.addWidget(self.counters, 2)
         right.addLayout(run_row)
+        right.addWidget(self.feedback)
         right.addWidget(self.state_note)
         right_w = QWidget()
         right_w.setLayout(right)
@@ -112,6 +115,7 @@ class OperatorView(QWidget):
         self.banner.show_part(item.verdict, item.part_id, item.score, item.threshold, item.defect, item.confidence,
                               item.fault)
         self.ng_strip.add_parts(ngs)
+        self.feedback.set_part(item)
 
     def update_status(self, snap: StationSnapshot, dropped: int) -> None:
         rate = snap.stats.rate_fps if (snap.stats is not None and snap.running) else 0.0
