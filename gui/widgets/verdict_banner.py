@@ -83,7 +83,7 @@ class VerdictBanner(QFrame):
         super().__init__(parent)
         self.setObjectName("verdict")
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        self.setMinimumHeight(200)
+        self.setMinimumHeight(170)
         self.verdict = ""
         self.word = _FitWord()
         self.word.setText("—")
