@@ -149,6 +149,9 @@ def test_retrain_runs_to_completion_then_approve_and_rollback(window, qtbot):
     login(window)
     panel = window.engineer.retrain
     panel.confirm_force = False  # a gate refusal on 5 random-weight samples is forced (and logged as such)
+    asked: list[tuple[str, list]] = []
+    answers = iter([None, "better escape on the new scratches", "line reported false rejects"])
+    panel.ask_reason = lambda title, rows, _note: asked.append((title, rows)) or next(answers)
     window.engineer.tabs.setCurrentWidget(panel)
     assert [r.version for r in panel.rows if r.status == "active"] == ["base"]
     parts_before = window.handle.counts().parts
@@ -165,6 +168,14 @@ def test_retrain_runs_to_completion_then_approve_and_rollback(window, qtbot):
     assert (window.handle.registry_dir / "ring" / version).is_dir()
     assert window.handle.counts().parts > parts_before  # the line kept inspecting meanwhile
 
+    # Issue #17 item 9: approving shows active vs candidate and needs a reason; cancelled, nothing changes.
+    panel.versions.selectRow([r.version for r in panel.rows].index(version))
+    qtbot.mouseClick(panel.approve_button, Qt.MouseButton.LeftButton)
+    assert window.handle.inspector.model_version == "base"
+    title, rows = asked[0]
+    assert title == f"Approve model {version}" and rows[0] == ("version", "base", version)
+    assert [r[0] for r in rows[1:]] == ["AUROC", "threshold", "false reject %", "escape %"]
+    assert rows[2][2] != "-"  # the candidate's threshold: what will be live
     with qtbot.waitSignal(panel.version_changed, timeout=60_000):
         panel.versions.selectRow([r.version for r in panel.rows].index(version))
         qtbot.mouseClick(panel.approve_button, Qt.MouseButton.LeftButton)
@@ -177,9 +188,13 @@ def test_retrain_runs_to_completion_then_approve_and_rollback(window, qtbot):
     assert window.handle.inspector.model_version == "base"
     assert [r.status for r in panel.rows if r.version == version] == ["rejected"]
     window.shutdown()
-    kinds = [e["kind"] for e in audit_events(window.handle.log_dir) if e["who"] == "Dana"]
+    events = [e for e in audit_events(window.handle.log_dir) if e["who"] == "Dana"]
+    kinds = [e["kind"] for e in events]
     assert "retrain_start" in kinds and "retrain_done" in kinds and "model_rollback" in kinds
     assert "model_promote" in kinds or "model_promote_forced" in kinds
+    promote = next(e for e in events if e["kind"].startswith("model_promote"))
+    assert "better escape on the new scratches" in promote["what"]
+    assert "line reported false rejects" in next(e for e in events if e["kind"] == "model_rollback")["what"]
 
 
 @pytest.mark.slow  # trains a line once per session (tests.training's ``trained``) and fits it twice
@@ -208,6 +223,7 @@ def test_threshold_sequence_through_the_widgets(trained, qtbot, tmp_path, pins):
         qtbot.mouseClick(panel.apply_button, Qt.MouseButton.LeftButton)
     live(applied, "base", "set by hand, by Dana")
     retrain.confirm_force = False
+    retrain.ask_reason = lambda *_a: "threshold sequence test"
     window.engineer.tabs.setCurrentWidget(retrain)
     with qtbot.waitSignal(retrain.version_changed, timeout=60_000):
         retrain.versions.selectRow([r.version for r in retrain.rows].index("v1"))
