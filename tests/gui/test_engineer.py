@@ -101,6 +101,13 @@ def test_threshold_slider_estimates_and_apply(window, qtbot):
     assert panel.false_reject.value.text() == "0.0 %"
     panel.slider.setValue(panel.slider.maximum() // 2)
     proposal = round(panel.proposal(), 6)
+    asked: list[list] = []
+    panel.ask_reason = lambda _t, rows, _n: asked.append(rows)  # cancelled: nothing changes
+    qtbot.mouseClick(panel.apply_button, Qt.MouseButton.LeftButton)
+    assert window.handle.inspector.threshold == live
+    assert asked[0][0] == ("threshold", f"{live:.4f}", f"{proposal:.4f}")  # live vs proposed, side by side
+    assert [r[0] for r in asked[0][1:]] == ["false reject (good → NG)", "escape (defect → OK)"]
+    panel.ask_reason = lambda *_a: "tighter for the new supplier"
     with qtbot.waitSignal(panel.applied, timeout=30_000):
         qtbot.mouseClick(panel.apply_button, Qt.MouseButton.LeftButton)
     assert window.handle.inspector.threshold == proposal  # live on the line
@@ -114,6 +121,7 @@ def test_threshold_slider_estimates_and_apply(window, qtbot):
     # One path (issue #12): a GUI apply is a `threshold_change` event with who, old -> new.
     events = [e for e in audit_events(window.handle.log_dir) if e["kind"] == "threshold_change"]
     assert events and events[-1]["who"] == "Dana" and json.loads(events[-1]["new"])["value"] == proposal
+    assert "tighter for the new supplier" in events[-1]["what"]
 
 
 def test_capture_adds_a_sample_file(window, qtbot):
@@ -216,6 +224,7 @@ def test_threshold_sequence_through_the_widgets(trained, qtbot, tmp_path, pins):
         assert f"model {version}: {value:.4f}" in text and source in text, text
 
     window.engineer.tabs.setCurrentWidget(panel)
+    panel.ask_reason = lambda *_a: "threshold sequence test"
     fitted = window.handle.inspector.threshold
     panel.slider.setValue(panel.slider.maximum() // 3)
     applied = round(panel.proposal(), 6)
