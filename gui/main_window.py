@@ -66,6 +66,7 @@ class MainWindow(QMainWindow):
         self.last_snapshot: StationSnapshot | None = None
         self.setWindowTitle(f"CLIP Inspector · {handle.config.station}")
         self.feed = DisplayFeed(parent=self)
+        self.feed.region_level = lambda: float(getattr(handle.inspector, "region_threshold", float("nan")))
         handle.add_observer(self.feed.push, name="gui", queue_size=4)
         self.session = EngineerSession(pins, handle, parent=self)
 

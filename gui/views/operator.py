@@ -19,6 +19,7 @@ from gui.widgets.counters import Counters
 from gui.widgets.elided import ElidedLabel
 from gui.widgets.feedback import FeedbackBar
 from gui.widgets.frame_view import FrameView
+from gui.widgets.heat_legend import HeatLegend
 from gui.widgets.ng_strip import NgStrip, PartDialog
 from gui.widgets.verdict_banner import VerdictBanner
 from gui.workers import DisplayItem, StationSnapshot
@@ -47,6 +48,9 @@ class OperatorView(QWidget):
         toggles.addSpacing(16)
         toggles.addWidget(self.boxes_box)
         toggles.addSpacing(16)
+        self.legend = HeatLegend()
+        toggles.addWidget(self.legend)
+        toggles.addSpacing(12)
         toggles.addWidget(self.display_note, 1)
         camera = QFrame()
         camera.setObjectName("panel")
@@ -116,6 +120,7 @@ class OperatorView(QWidget):
                               item.fault)
         self.ng_strip.add_parts(ngs)
         self.feedback.set_part(item)
+        self.legend.set_level(item.region_threshold)
 
     def update_status(self, snap: StationSnapshot, dropped: int) -> None:
         rate = snap.stats.rate_fps if (snap.stats is not None and snap.running) else 0.0

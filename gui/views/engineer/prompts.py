@@ -107,7 +107,9 @@ class PromptPanel(QWidget):
         self.view = FrameView("the current frame appears here while the line runs")
         self.frame_score = QLabel("-")
         self.frame_score.setFont(theme.font(20, bold=True))
+        self.frame_score.setWordWrap(True)  # wraps on a 1280 px panel instead of widening the window
         self.separation = QLabel("")
+        self.separation.setWordWrap(True)
         self.status = QLabel("")
         self.status.setObjectName("hint")
         self.table = QTableWidget(0, 5)
