@@ -129,7 +129,7 @@ def test_every_view_fits_every_line_panel(themed, window, qtbot):
             qtbot.waitUntil(lambda: window.session.active, timeout=5_000)
             prompts = window.engineer.prompts  # with its preview texts, the widest state of the prompts tab
             window.engineer.tabs.setCurrentWidget(prompts)
-            qtbot.waitUntil(lambda: prompts.preview is not None and prompts._worker is None, timeout=60_000)
+            qtbot.waitUntil(lambda p=prompts: p.preview is not None and p._worker is None, timeout=60_000)
         for size in PANELS:
             window.resize(*size)
             for screen in _screens(window):
