@@ -22,6 +22,7 @@ from gui.widgets.frame_view import FrameView
 from gui.widgets.heat_legend import HeatLegend
 from gui.widgets.ng_strip import NgStrip, PartDialog
 from gui.widgets.verdict_banner import VerdictBanner
+from gui.widgets.yield_trend import YieldTrend
 from gui.workers import DisplayItem, StationSnapshot
 
 
@@ -103,7 +104,13 @@ class OperatorView(QWidget):
         lay.setContentsMargins(12, 12, 12, 12)
         lay.addLayout(top, 1)
         lay.addWidget(ng_caption)
-        lay.addWidget(self.ng_strip)
+        self.trend = YieldTrend()
+        self.trend.setFixedHeight(self.ng_strip.height())
+        bottom = QHBoxLayout()
+        bottom.setSpacing(12)
+        bottom.addWidget(self.ng_strip, 1)
+        bottom.addWidget(self.trend)
+        lay.addLayout(bottom)
         self.blocked = ""  # why the station could not start (shown instead of "stopped")
         self.set_running(False, busy=True)
         self.dialog: PartDialog | None = None
@@ -119,12 +126,16 @@ class OperatorView(QWidget):
         self.banner.show_part(item.verdict, item.part_id, item.score, item.threshold, item.defect, item.confidence,
                               item.fault)
         self.ng_strip.add_parts(ngs)
+        for ng in ngs:
+            if ng.verdict == "NG":
+                self.trend.add_ng(ng.defect)
         self.feedback.set_part(item)
         self.legend.set_level(item.region_threshold)
 
     def update_status(self, snap: StationSnapshot, dropped: int) -> None:
         rate = snap.stats.rate_fps if (snap.stats is not None and snap.running) else 0.0
         self.counters.update_counts(snap.counts, rate)
+        self.trend.add_counts(snap.counts)
         self.display_note.setText(f"{dropped} part(s) not painted: the screen keeps up to a few per second; "
                                   "every part is inspected and logged" if dropped else "")
         if snap.stats is not None and snap.running and snap.stats.detail:
