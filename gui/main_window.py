@@ -34,6 +34,7 @@ from gui.views.engineer import EngineerView
 from gui.views.history import HistoryView
 from gui.views.operator import OperatorView
 from gui.widgets.elided import ElidedLabel
+from gui.widgets.feedback import FeedbackPart
 from gui.widgets.pin_dialog import LoginDialog, SetPinDialog
 from gui.widgets.status_light import StatusLight
 from gui.workers import DisplayFeed, DisplayItem, StationSnapshot, StatusPoller, run_task, wait_workers
@@ -87,7 +88,9 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
 
         self.operator.feedback.feedback.connect(self.record_feedback)
-        self.operator.feedback.set_classes(list(handle.line_config().prompts.defects))
+        self.history.feedback.feedback.connect(self.record_feedback)
+        for bar in (self.operator.feedback, self.history.feedback):
+            bar.set_classes(list(handle.line_config().prompts.defects))
         self.operator.start_requested.connect(self.start_station)
         self.operator.stop_requested.connect(self.stop_station)
         # Paint at most max_display_hz: nobody reads faster, and a fast line must not pay for pixels.
@@ -233,7 +236,7 @@ class MainWindow(QMainWindow):
         if level == "error":
             self.last_error = text
 
-    def record_feedback(self, item: DisplayItem, label: str) -> Path | None:
+    def record_feedback(self, item: DisplayItem | FeedbackPart, label: str) -> Path | None:
         """An operator's word on a part: its frame becomes a few-shot candidate of the line, audited."""
         who = self.session.who or "operator"
         try:

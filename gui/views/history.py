@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from gui import theme
+from gui.widgets.feedback import FeedbackBar, FeedbackPart
 from gui.widgets.frame_view import FrameView
 from gui.workers import TaskWorker, heat_rgba, run_task
 from inspector.audit.browse import PAGE_ROWS, Browser, Page, Ranked, embedding_of, full_records, matches, to_query
@@ -213,8 +214,10 @@ class HistoryView(QWidget):
         self.detail.setTextFormat(Qt.TextFormat.RichText)
         right = QGroupBox("RECORD")
         r_lay = QVBoxLayout(right)
+        self.feedback = FeedbackBar()  # the operator's word on a logged part (issue #17 item 8)
         r_lay.addWidget(self.view, 3)
         r_lay.addWidget(self.detail, 1)
+        r_lay.addWidget(self.feedback)
         split = QSplitter()
         split.addWidget(left)
         split.addWidget(right)
@@ -307,6 +310,7 @@ class HistoryView(QWidget):
         if shown is not None and shown not in {int(r.record["id"]) for r in self.model.rows}:
             # The filter removed the record on the right: do not keep showing it as if it matched.
             self.shown_id = None
+            self.feedback.set_part(None)
             self.detail.setText("")
             self.view.set_placeholder("select a record")
 
@@ -326,6 +330,8 @@ class HistoryView(QWidget):
             return
         rec = row.record
         self.shown_id = int(rec["id"])
+        self.feedback.set_part(FeedbackPart(image, str(rec["part_id"]), row.verdict_class, rec.get("defect") or None,
+                                            int(rec["seq"])))
         if image is None:
             self.view.set_placeholder("no image stored for this record (log.thumbnail_px / save_full_frames)")
         else:

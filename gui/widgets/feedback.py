@@ -7,10 +7,24 @@ the station learns from its own mistakes without an operator changing what the m
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from gui.workers import DisplayItem
+
+
+@dataclass(frozen=True)
+class FeedbackPart:
+    """A part from the log (History) with what feedback needs; a live DisplayItem has the same fields."""
+
+    frame: np.ndarray | None  # the stored full frame, else the thumbnail
+    part_id: str
+    verdict: str
+    defect: str | None
+    seq: int
 
 
 class FeedbackBar(QWidget):
@@ -20,7 +34,7 @@ class FeedbackBar(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.item: DisplayItem | None = None
+        self.item: DisplayItem | FeedbackPart | None = None
         caption = QLabel("WAS THIS VERDICT RIGHT?")
         caption.setObjectName("caption")
         self.good_button = QPushButton("✗ Not a defect")
@@ -51,7 +65,7 @@ class FeedbackBar(QWidget):
         self.defect_class.addItems(classes)
         self.defect_class.setCurrentText(current)
 
-    def set_part(self, item: DisplayItem | None) -> None:
+    def set_part(self, item: DisplayItem | FeedbackPart | None) -> None:
         """The part the buttons speak about (the one on screen); None disables them."""
         self.item = item
         usable = item is not None and item.frame is not None and item.verdict in ("OK", "NG")

@@ -44,6 +44,11 @@ def test_history_filters_export_and_clip_search(idle_window, qtbot, tmp_path):
     # Detail: image and heatmap of the selected record.
     view.table.selectRow(2)
     assert view.view.has_frame() and "P0000" in view.detail.text()
+    # Operator feedback on a logged part (issue #17 item 8): P0000 was judged NG, the operator says it is good.
+    assert view.feedback.good_button.isEnabled()
+    view.feedback.good_button.click()
+    (proposed,) = (win.engineer.ctx.sample_folder() / ".candidates" / "good").glob("*P0000*.png")
+    assert "P0000 marked not a defect" in win.footer.text()
     view.verdict.setCurrentText("OK")  # P0000 is NG: the record pane must not keep a record the filter removed
     assert view.detail.text() == "" and not view.view.has_frame()
     view.verdict.setCurrentText(ALL)
