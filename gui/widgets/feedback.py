@@ -63,7 +63,10 @@ class FeedbackBar(QWidget):
         current = self.defect_class.currentText()
         self.defect_class.clear()
         self.defect_class.addItems(classes)
-        self.defect_class.setCurrentText(current)
+        if current:
+            self.defect_class.setCurrentText(current)
+        elif classes:
+            self.defect_class.setCurrentIndex(0)
 
     def set_part(self, item: DisplayItem | FeedbackPart | None) -> None:
         """The part the buttons speak about (the one on screen); None disables them."""
