@@ -45,7 +45,7 @@ def _set_pin(store: object) -> int:
 def run(args: argparse.Namespace) -> int:
     """Open the window and run the Qt event loop until it closes."""
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
-                        format="%(levelname)s %(name)s: %(message)s")
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from gui.pin import PinStore, default_pin_path
 
     store = PinStore(args.pin_file or default_pin_path(args.config))
@@ -68,20 +68,33 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     window = MainWindow(handle, store, autostart=not args.no_start)
-    window.resize(1600, 960)
+    # Fit the panel it opens on (1280 x 800 up to 1920 x 1080): a window larger than the screen hides controls.
+    screen = app.primaryScreen()
+    avail = screen.availableGeometry() if screen is not None else None
     if args.fullscreen:
         window.showFullScreen()
+    elif avail is not None and (avail.width() <= 1920 or avail.height() <= 1080):
+        window.resize(min(1600, avail.width()), min(1000, avail.height()))
+        window.showMaximized()
     else:
+        window.resize(1600, 1000)
         window.show()
-    # Ctrl-C and SIGTERM close the window cleanly (the station drains and closes its log).
-    signal.signal(signal.SIGINT, lambda *_: window.close())
-    signal.signal(signal.SIGTERM, lambda *_: window.close())
+    # Ctrl-C and SIGTERM (a service manager's stop) close the window cleanly: the station drains and seals its log.
+    def stop_on_signal(signum: int, _frame: object) -> None:
+        _logger.warning("%s: stopping the station and closing the audit log", signal.Signals(signum).name)
+        window.close()
+
+    signal.signal(signal.SIGINT, stop_on_signal)
+    signal.signal(signal.SIGTERM, stop_on_signal)
     from PySide6.QtCore import QTimer
 
     pulse = QTimer()
     pulse.start(250)  # lets Python see the signal while Qt's loop runs
     pulse.timeout.connect(lambda: None)
-    return int(app.exec())
+    code = int(app.exec())
+    window.shutdown()  # idempotent: closeEvent already did it unless the loop ended another way
+    _logger.warning("station stopped, audit log closed")
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

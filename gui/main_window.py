@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QCloseEvent
@@ -15,6 +16,7 @@ from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
     QFrame,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QMainWindow,
@@ -31,14 +33,25 @@ from gui.session import EngineerSession
 from gui.views.engineer import EngineerView
 from gui.views.history import HistoryView
 from gui.views.operator import OperatorView
+from gui.widgets.elided import ElidedLabel
+from gui.widgets.feedback import FeedbackPart
 from gui.widgets.pin_dialog import LoginDialog, SetPinDialog
 from gui.widgets.status_light import StatusLight
-from gui.workers import DisplayFeed, StationSnapshot, StatusPoller, run_task, wait_workers
+from gui.workers import DisplayFeed, DisplayItem, StationSnapshot, StatusPoller, run_task, wait_workers
 from inspector.station.handle import StationHandle
 
 _logger = logging.getLogger(__name__)
 
 UNTRAINED = "UNTRAINED BACKBONE"
+
+
+def start_refusal(error: str, log_dir: object) -> str:
+    """What the operator reads when START failed: in the GUI's words (``inspector gui`` has no --standby)."""
+    if error.startswith("StationBusyError"):
+        holder = error.split("(", 1)[1].split(")", 1)[0] if "(" in error else "another process"
+        return (f"Another station is already running on the log folder {log_dir} ({holder}). This window inspects "
+                "nothing. Close the other station first, or open this GUI with its own --log-dir.")
+    return f"Start failed: {error.split(': ', 1)[-1]}"
 
 
 class MainWindow(QMainWindow):
@@ -54,6 +67,7 @@ class MainWindow(QMainWindow):
         self.last_snapshot: StationSnapshot | None = None
         self.setWindowTitle(f"CLIP Inspector · {handle.config.station}")
         self.feed = DisplayFeed(parent=self)
+        self.feed.region_level = lambda: float(getattr(handle.inspector, "region_threshold", float("nan")))
         handle.add_observer(self.feed.push, name="gui", queue_size=4)
         self.session = EngineerSession(pins, handle, parent=self)
 
@@ -73,6 +87,10 @@ class MainWindow(QMainWindow):
         lay.addWidget(self._build_footer())
         self.setCentralWidget(central)
 
+        self.operator.feedback.feedback.connect(self.record_feedback)
+        self.history.feedback.feedback.connect(self.record_feedback)
+        for bar in (self.operator.feedback, self.history.feedback):
+            bar.set_classes(list(handle.line_config().prompts.defects))
         self.operator.start_requested.connect(self.start_station)
         self.operator.stop_requested.connect(self.stop_station)
         # Paint at most max_display_hz: nobody reads faster, and a fast line must not pay for pixels.
@@ -86,7 +104,8 @@ class MainWindow(QMainWindow):
         self.poller.snapshot.connect(self._on_snapshot)
         self.poller.start()
         self._clock = QTimer(self)
-        self._clock.timeout.connect(lambda: self.clock.setText(time.strftime("%H:%M:%S")))
+        self._clock.timeout.connect(self._tick)
+        self._starting_since: float | None = None
         self._clock.start(1000)
         self._closed = False
         if autostart:
@@ -97,14 +116,18 @@ class MainWindow(QMainWindow):
         bar = QFrame()
         bar.setObjectName("header")
         bar.setStyleSheet(f"QFrame#header {{ background: {theme.PANEL}; border-bottom: 1px solid {theme.BORDER}; }}")
-        brand = QLabel(f"<b style='font-size:17pt'>CLIP INSPECTOR</b><br>"
+        # Sized for a 1280 px panel: the lights sit in a 2 x 2 grid, long texts are elided (whole in tooltips).
+        brand = QLabel(f"<b style='font-size:12pt'>CLIP INSPECTOR</b><br>"
                        f"<span style='color:{theme.MUTED}'>{self.handle.config.station}</span>")
+        brand.setMaximumWidth(200)
         line_cap = QLabel("LINE")
         line_cap.setObjectName("caption")
         self.line_combo = QComboBox()
         self.line_combo.setObjectName("line")
         self.line_combo.addItems(self.handle.line_names())
         self.line_combo.setCurrentText(self.handle.line)
+        self.line_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.line_combo.setMinimumContentsLength(8)
         self.line_combo.activated.connect(lambda _i: self.request_changeover(self.line_combo.currentText()))
         line_box = QVBoxLayout()
         line_box.setSpacing(2)
@@ -129,39 +152,41 @@ class MainWindow(QMainWindow):
         self.camera_light = StatusLight("Camera")
         self.plc_light = StatusLight("PLC")
         self.model_light = StatusLight("Model")
+        lights = QGridLayout()
+        lights.setHorizontalSpacing(6)
+        lights.setVerticalSpacing(2)
+        for i, light in enumerate((self.station_light, self.camera_light, self.plc_light, self.model_light)):
+            lights.addWidget(light, i // 2, i % 2)
         self.engineer_button = QPushButton("Engineer login")
         self.engineer_button.clicked.connect(self.toggle_login)
-        self.engineer_button.setMaximumWidth(240)
+        self.engineer_button.setFixedWidth(170)
         self.clock = QLabel(time.strftime("%H:%M:%S"))
-        self.clock.setFont(theme.font(16, bold=True))
+        self.clock.setFont(theme.font(13, bold=True))
 
         row = QHBoxLayout(bar)
-        row.setContentsMargins(16, 8, 16, 0)
-        row.setSpacing(14)
+        row.setContentsMargins(12, 4, 12, 0)
+        row.setSpacing(10)
         row.addWidget(brand)
         row.addLayout(line_box)
-        row.addSpacing(12)
         row.addLayout(nav_row)
         row.addStretch(1)
-        for light in (self.station_light, self.camera_light, self.plc_light, self.model_light):
-            row.addWidget(light)
-        row.addSpacing(12)
+        row.addLayout(lights)
         row.addWidget(self.engineer_button)
         row.addWidget(self.clock)
         return bar
 
     def _build_footer(self) -> QWidget:
-        self.footer = QLabel("")
+        self.footer = ElidedLabel("")
         self.footer.setObjectName("hint")
         self.footer.setContentsMargins(16, 4, 16, 6)
-        self.untrained = QLabel("")
+        self.untrained = ElidedLabel("")
         self.untrained.setObjectName("hint")
         bar = QFrame()
         bar.setStyleSheet(f"background: {theme.PANEL}; border-top: 1px solid {theme.BORDER};")
         row = QHBoxLayout(bar)
         row.setContentsMargins(0, 0, 16, 0)
-        row.addWidget(self.footer, 1)
-        row.addWidget(self.untrained)
+        row.addWidget(self.footer, 3)
+        row.addWidget(self.untrained, 2)
         return bar
 
     # ------------------------------------------------------------------ screens and login
@@ -181,19 +206,22 @@ class MainWindow(QMainWindow):
     def login(self) -> bool:
         """Ask for the PIN (or, on a station without one, set it up); True when logged in."""
         store = self.session.store
+        name = ""  # not the last engineer's: on a shared panel the next one would log in under that name
         if not store.is_set:
             setup = SetPinDialog(store, self)
             if setup.exec() != SetPinDialog.DialogCode.Accepted:
                 return False
             self.session.pin_set(setup.who)
-            self.session.last_name = setup.who
-        dialog = LoginDialog(self.session.check, self.session.last_name, self)
+            self.session.last_name = name = setup.who  # who just set the PIN logs in now
+        dialog = LoginDialog(self.session.check, name, self)
         self.login_dialog = dialog
         return dialog.exec() == LoginDialog.DialogCode.Accepted
 
     def _on_session(self, who: str) -> None:
         if who:
-            self.engineer_button.setText(f"{who} · log out")
+            short = who if len(who) <= 12 else who[:11] + "…"
+            self.engineer_button.setText(f"{short} · log out")
+            self.engineer_button.setToolTip(f"{who}: log out of engineer mode")
             self.show_screen(1)
         else:
             self.engineer_button.setText("Engineer login")
@@ -207,6 +235,22 @@ class MainWindow(QMainWindow):
         self.footer.setText(f"{time.strftime('%H:%M:%S')}  {text}")
         if level == "error":
             self.last_error = text
+
+    def record_feedback(self, item: DisplayItem | FeedbackPart, label: str) -> Path | None:
+        """An operator's word on a part: its frame becomes a few-shot candidate of the line, audited."""
+        who = self.session.who or "operator"
+        try:
+            path = self.engineer.ctx.samples().candidates().add(item.frame, label, item.part_id)
+        except (OSError, ValueError) as exc:
+            self.notify(f"feedback not saved: {exc}", "error")
+            return None
+        what = "not a defect (false reject)" if label == "good" else f"real defect {label}"
+        self.handle.log_event("operator_feedback", who, f"part {item.part_id} judged {item.verdict}: {what}; "
+                              f"proposed as a {label} sample for the engineer",
+                              {"verdict": item.verdict, "defect": item.defect or ""},
+                              {"label": label, "part_id": item.part_id, "seq": item.seq, "file": str(path)})
+        self.notify(f"thanks: part {item.part_id} marked {what}; the engineer reviews it in Few-shot samples", "ok")
+        return path
 
     def current_frame(self):  # -> DisplayItem | None
         return self.operator.last_item
@@ -222,14 +266,21 @@ class MainWindow(QMainWindow):
     def start_station(self) -> None:
         if self.busy or self.handle.running:
             return
+        self.operator.blocked = ""
         self._set_busy(True, f"starting line {self.handle.line} (loading and fitting the model) ...")
-        self.operator.banner.show_idle(f"starting line {self.handle.line} ...")
-        def failed(error: str) -> None:
-            self._task_failed("start failed", error)
-            self.operator.banner.show_idle(f"start failed: {error}")
+        self._starting_since = time.monotonic()
+        self._tick()
 
-        run_task(self.handle.start, name="station-start", on_done=lambda _r: self._task_done("station running"),
-                 on_error=failed)
+        def failed(error: str) -> None:
+            self.operator.blocked = start_refusal(error, self.handle.log_dir)
+            self._task_failed("start failed", error)
+
+        def started(_r: object) -> None:
+            self._task_done("station running")
+            if self.operator.last_item is None:
+                self.operator.banner.show_idle(f"line {self.handle.line} running · waiting for the first part")
+
+        run_task(self.handle.start, name="station-start", on_done=started, on_error=failed)
 
     def stop_station(self) -> None:
         if self.busy or not self.handle.running:
@@ -253,6 +304,18 @@ class MainWindow(QMainWindow):
         run_task(self.handle.changeover, line, who, name="changeover",
                  on_done=lambda _r: self._task_done(f"line {line} running"),
                  on_error=lambda e: self._task_failed(f"changeover to {line} failed", e))
+
+    def _tick(self) -> None:
+        self.clock.setText(time.strftime("%H:%M:%S"))
+        if self._starting_since is None:
+            return
+        if not self.busy:
+            self._starting_since = None
+            return
+        # A first start loads the backbone and fits the line: minutes on a slow PC. Show that it moves.
+        waited = time.monotonic() - self._starting_since
+        self.operator.banner.show_idle(f"starting line {self.handle.line}: loading the model and fitting the "
+                                       f"line's samples · {waited:.0f} s")
 
     def _task_done(self, text: str) -> None:
         self._set_busy(False)
@@ -286,6 +349,8 @@ class MainWindow(QMainWindow):
         st = snap.stats
         if snap.error:
             self.station_light.set_state("fault", "ERROR", snap.error)
+        elif not snap.running and not self.busy and self.operator.blocked:
+            self.station_light.set_state("fault", "NOT RUNNING", self.operator.blocked)
         elif self.busy:
             self.station_light.set_state("warn", "BUSY", "starting, stopping or changing over")
         elif not snap.running or st is None:

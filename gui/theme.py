@@ -66,11 +66,13 @@ QPushButton#start:disabled, QPushButton#stop:disabled {{ background: {PANEL_HI};
 QPushButton#danger {{ background: #5a2323; border-color: {NG}; }}
 QPushButton#primary {{ background: {INFO}; border-color: {INFO}; color: white; font-weight: bold; }}
 QPushButton#nav {{ background: transparent; border: none; border-bottom: 4px solid transparent; border-radius: 0;
-                   font-size: 14pt; font-weight: bold; padding: 10px 16px; color: {MUTED}; }}
+                   font-size: 13pt; font-weight: bold; padding: 8px 10px; color: {MUTED}; }}
 QPushButton#nav:checked {{ color: {TEXT}; border-bottom: 4px solid {INFO}; background: transparent; }}
 QComboBox, QLineEdit, QPlainTextEdit, QSpinBox, QDoubleSpinBox, QDateTimeEdit {{
     background: {PANEL_HI}; border: 1px solid {BORDER}; border-radius: 6px; padding: 6px 8px; }}
-QComboBox#line {{ font-size: 15pt; font-weight: bold; min-width: 220px; }}
+QComboBox, QLineEdit, QSpinBox, QDoubleSpinBox, QDateTimeEdit {{ min-height: 40px; padding-top: 0; padding-bottom: 0; }}
+QCheckBox {{ min-height: 40px; }}
+QComboBox#line {{ font-size: 14pt; font-weight: bold; }}
 QComboBox QAbstractItemView {{ background: {PANEL_HI}; selection-background-color: {INFO}; }}
 QTableView, QTableWidget, QListWidget {{ background: {PANEL}; border: 1px solid {BORDER}; border-radius: 6px;
     gridline-color: {BORDER}; selection-background-color: {INFO}; alternate-background-color: #232a32; }}

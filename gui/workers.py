@@ -191,6 +191,7 @@ class DisplayItem:
 
     part: StationResult
     thumb: np.ndarray | None = None  # RGB uint8, set for NG parts
+    region_threshold: float = float("nan")  # the engine's map level where a defect region starts
     _heat: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -200,9 +201,10 @@ class DisplayItem:
 
     @property
     def heat(self) -> np.ndarray | None:
-        """RGBA heat layer over the ROI, made on first use (only parts that are painted pay for it)."""
+        """RGBA heat layer over the ROI at the engine's region threshold, made on first use (only parts that
+        are painted pay for it)."""
         if self._heat is None and self.anomaly_map is not None:
-            self._heat = heat_rgba(self.anomaly_map, self.threshold)
+            self._heat = heat_rgba(self.anomaly_map, self.region_threshold)
         return self._heat
 
     # Read-through to the part: what the operator and engineer views paint.
@@ -269,27 +271,40 @@ class DisplayItem:
         return list(r.regions) if (r := self.part.result) is not None else []
 
 
-def heat_rgba(anomaly_map: np.ndarray, threshold: float) -> np.ndarray:
-    """Anomaly map -> RGBA (jet), transparent well below the threshold, opaque at and above it."""
+def heat_scale(level: float) -> tuple[float, float]:
+    """The fixed colour range around the region threshold ``level``: blue at level - d, red at level + d."""
+    d = max(abs(level), 1e-3)
+    return level - d, level + d
+
+
+def heat_rgba(anomaly_map: np.ndarray, level: float) -> np.ndarray:
+    """Anomaly map -> RGBA (jet) in fixed units around ``level`` (the region threshold, where a region starts).
+
+    Colours mean the same on every part (not stretched to each map's own range), and values well below the
+    level are transparent: an OK part is not washed in colour that reads like a defect. Without a level
+    (nan) the map's own range is used and only its lower half is hidden.
+    """
     amap = np.asarray(anomaly_map, np.float32)
-    low = float(np.nanmin(amap))
-    high = float(np.nanmax(amap))  # without a threshold: the map's own range
-    if np.isfinite(threshold):
-        high = max(high, threshold * 2 - low)
+    if np.isfinite(level):
+        low, high = heat_scale(level)
+        ref = level
+    else:
+        low, high = float(np.nanmin(amap)), float(np.nanmax(amap))
+        ref = high
     rgb = colorize(amap, low, high)
-    ref = threshold if np.isfinite(threshold) and threshold > low else high
-    alpha = np.clip((amap - low) / max(ref - low, 1e-9), 0.0, 1.0) ** 2 * 200 + 30
+    start = low + 0.5 * (ref - low)  # transparent up to halfway to the level, opaque at it
+    alpha = np.clip((amap - start) / max(ref - start, 1e-9), 0.0, 1.0) * 210
     return np.dstack([rgb, alpha.astype(np.uint8)])
 
 
-def make_display_item(sr: StationResult, thumb_px: int = 160) -> DisplayItem:
+def make_display_item(sr: StationResult, thumb_px: int = 160, region_threshold: float = float("nan")) -> DisplayItem:
     """Cheap: a reference to the part, a thumbnail for NG parts; the heat layer is made when painted."""
     thumb = None
     if (sr.fault or not sr.ok) and sr.frame is not None:
         h, w = sr.frame.shape[:2]
         s = thumb_px / max(h, w)
         thumb = cv2.resize(sr.frame, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-    return DisplayItem(sr, thumb)
+    return DisplayItem(sr, thumb, region_threshold=region_threshold)
 
 
 class DisplayFeed(QObject):
@@ -310,6 +325,8 @@ class DisplayFeed(QObject):
         self.pushed = 0
         self.shown = 0
         self.errors = 0
+        # The engine's region threshold for the heat colours (read on the observer thread: an attribute read).
+        self.region_level: Callable[[], float] = lambda: float("nan")
 
     @property
     def dropped(self) -> int:
@@ -318,7 +335,7 @@ class DisplayFeed(QObject):
 
     def push(self, sr: StationResult) -> None:
         try:
-            item = make_display_item(sr)
+            item = make_display_item(sr, region_threshold=self.region_level())
         except Exception:  # a bad frame must not stop the feed
             self.errors += 1
             _logger.exception("display item for part %s failed", sr.part_id)

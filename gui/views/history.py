@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from gui import theme
+from gui.widgets.feedback import FeedbackBar, FeedbackPart
 from gui.widgets.frame_view import FrameView
 from gui.workers import TaskWorker, heat_rgba, run_task
 from inspector.audit.browse import PAGE_ROWS, Browser, Page, Ranked, embedding_of, full_records, matches, to_query
@@ -141,6 +142,8 @@ class HistoryView(QWidget):
         self._loaded = False
         self._worker: TaskWorker | None = None
         self.search_result = None
+        self.search_label = ""
+        self.shown_id: int | None = None
 
         now = QDateTime.currentDateTime()
         self.start = QDateTimeEdit(now.addDays(-7))
@@ -211,8 +214,10 @@ class HistoryView(QWidget):
         self.detail.setTextFormat(Qt.TextFormat.RichText)
         right = QGroupBox("RECORD")
         r_lay = QVBoxLayout(right)
+        self.feedback = FeedbackBar()  # the operator's word on a logged part (issue #17 item 8)
         r_lay.addWidget(self.view, 3)
         r_lay.addWidget(self.detail, 1)
+        r_lay.addWidget(self.feedback)
         split = QSplitter()
         split.addWidget(left)
         split.addWidget(right)
@@ -299,7 +304,15 @@ class HistoryView(QWidget):
             self.model.set_rows(page.rows, more=lambda after: browser.more(flt, after))
             ok, ng, n, total = page.counts["OK"], page.counts["NG"], sum(page.counts.values()), page.total
         self.summary.setText(f"{n} of {total} records · {ok} OK · {ng} NG · {n - ok - ng} not inspected"
-                             + (" · ranked by CLIP similarity" if self.search_result is not None else ""))
+                             + (f" · ranked by CLIP similarity to {self.search_label}"
+                                if self.search_result is not None else ""))
+        shown = self.shown_id
+        if shown is not None and shown not in {int(r.record["id"]) for r in self.model.rows}:
+            # The filter removed the record on the right: do not keep showing it as if it matched.
+            self.shown_id = None
+            self.feedback.set_part(None)
+            self.detail.setText("")
+            self.view.set_placeholder("select a record")
 
     def shown_rows(self) -> list[HistoryRow]:
         """The rows loaded into the table so far (a page at a time as it scrolls)."""
@@ -316,6 +329,9 @@ class HistoryView(QWidget):
             self.view.set_placeholder(f"cannot read the record: {exc}")
             return
         rec = row.record
+        self.shown_id = int(rec["id"])
+        self.feedback.set_part(FeedbackPart(image, str(rec["part_id"]), row.verdict_class, rec.get("defect") or None,
+                                            int(rec["seq"])))
         if image is None:
             self.view.set_placeholder("no image stored for this record (log.thumbnail_px / save_full_frames)")
         else:
@@ -376,6 +392,7 @@ class HistoryView(QWidget):
         if vec is None:
             self.notify("this record has no embedding (the part was not inspected)", "warn")
             return
+        self.query.clear()  # the ranking is by this part now, not by the words in the box
         self._search(lambda: vec, f"parts like {row.record['part_id']}", model=row.record.get("model"))
 
     def search_file_dialog(self) -> None:
@@ -389,6 +406,7 @@ class HistoryView(QWidget):
         if inspector is None:
             self.notify("start the line once to search by image", "warn")
             return
+        self.query.clear()  # the ranking is by this image now, not by the words in the box
         self._search(lambda: query_embedding(inspector, load_image(path)), f"parts like {path.name}")
 
     def _search(self, query_fn: Callable[[], np.ndarray], label: str, model: str | None = None) -> None:
@@ -407,12 +425,14 @@ class HistoryView(QWidget):
             self._worker = None
             assert isinstance(result, Ranked)
             self.search_result = result
+            self.search_label = label
             self.apply_filters()
             self.notify(f"search {label}: {len(self.model.rows)} match(es) shown", "ok")
             self.searched.emit(result)
 
         def failed(error: str) -> None:
             self._worker = None
+            self.summary.setText(f"search {label} failed: {error}")
             self.notify(f"search failed: {error}", "error")
 
         self.summary.setText(f"searching {label} ...")

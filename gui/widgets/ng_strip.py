@@ -34,9 +34,9 @@ class NgStrip(QListWidget):
         self.setViewMode(QListWidget.ViewMode.IconMode)
         self.setFlow(QListWidget.Flow.LeftToRight)
         self.setWrapping(False)
-        self.setIconSize(QSize(112, 112))
+        self.setIconSize(QSize(80, 80))
         self.setSpacing(6)
-        self.setFixedHeight(170)
+        self.setFixedHeight(124)  # fits a 768 px panel with the feedback bar
         self.setMovement(QListWidget.Movement.Static)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self._items: dict[int, DisplayItem] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtWidgets import (
     QDialog,
     QGridLayout,
@@ -90,7 +90,8 @@ class LoginDialog(QDialog):
         lay.addWidget(title)
         lay.addWidget(self.name)
         lay.addWidget(self.pin)
-        lay.addWidget(_Keypad(lambda: self.pin), 0, Qt.AlignmentFlag.AlignHCenter)
+        self.keypad = _Keypad(lambda: self.pin)
+        lay.addWidget(self.keypad, 0, Qt.AlignmentFlag.AlignHCenter)
         lay.addWidget(self.message)
         lay.addLayout(buttons)
 
@@ -132,6 +133,11 @@ class SetPinDialog(QDialog):
         self.pin = _pin_edit()
         self.again = _pin_edit()
         self.again.setPlaceholderText("PIN again")
+        # The keypad types into the PIN field last touched: a touch-only panel can be commissioned.
+        self._target = self.pin
+        for edit in (self.pin, self.again):
+            edit.installEventFilter(self)
+        self.keypad = _Keypad(lambda: self._target)
         self.message = QLabel("")
         ok = QPushButton("Set PIN")
         ok.setObjectName("primary")
@@ -143,9 +149,16 @@ class SetPinDialog(QDialog):
         row.addStretch(1)
         row.addWidget(ok)
         lay = QVBoxLayout(self)
-        for w in (info, self.name, self.pin, self.again, self.message):
+        for w in (info, self.name, self.pin, self.again):
             lay.addWidget(w)
+        lay.addWidget(self.keypad, 0, Qt.AlignmentFlag.AlignHCenter)
+        lay.addWidget(self.message)
         lay.addLayout(row)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() in (QEvent.Type.FocusIn, QEvent.Type.MouseButtonPress) and watched in (self.pin, self.again):
+            self._target = watched  # type: ignore[assignment]
+        return super().eventFilter(watched, event)
 
     def try_set(self) -> bool:
         name, pin = self.name.text().strip(), self.pin.text()

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QColor, QPainter
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout, QWidget
 
 from gui import theme
+from gui.widgets.elided import ElidedLabel
 
 
 class _Lamp(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.colour = QColor(theme.IDLE)
-        self.setFixedSize(QSize(24, 24))
+        self.setFixedSize(QSize(20, 20))
 
     def paintEvent(self, event: object) -> None:
         p = QPainter(self)
@@ -22,29 +23,33 @@ class _Lamp(QWidget):
         glow = QColor(self.colour)
         glow.setAlpha(70)
         p.setBrush(glow)
-        p.drawEllipse(0, 0, 24, 24)
+        p.drawEllipse(0, 0, 20, 20)
         p.setBrush(self.colour)
-        p.drawEllipse(4, 4, 16, 16)
+        p.drawEllipse(3, 3, 14, 14)
 
 
 class StatusLight(QWidget):
     """``set_state("ok" | "warn" | "fault" | "off", "Connected", "detail ...")``."""
 
+    # A fixed width: a long state or model version is elided (whole in the tooltip), never widening the header.
+    WIDTH = 128
+
     def __init__(self, name: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = "off"
+        self.setFixedWidth(self.WIDTH)
         self._lamp = _Lamp()
-        self._name = QLabel(name.upper())
+        self._name = ElidedLabel(name.upper())
         self._name.setObjectName("caption")
-        self._value = QLabel("-")
-        self._value.setFont(theme.font(12, bold=True))
+        self._value = ElidedLabel("-")
+        self._value.setFont(theme.font(10, bold=True))
         text = QVBoxLayout()
         text.setSpacing(0)
         text.addWidget(self._name)
         text.addWidget(self._value)
         row = QHBoxLayout(self)
-        row.setContentsMargins(6, 2, 6, 2)
-        row.setSpacing(8)
+        row.setContentsMargins(2, 0, 2, 0)
+        row.setSpacing(6)
         row.addWidget(self._lamp)
         row.addLayout(text)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPen
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from gui import theme
+from gui.widgets.elided import ElidedLabel
 
 
 class ScoreGauge(QWidget):
@@ -44,6 +45,37 @@ class ScoreGauge(QWidget):
         p.drawLine(int(x), 0, int(x), h)
 
 
+class _FitWord(QLabel):
+    """The verdict word, as large as its room allows (110 pt on a big panel, smaller on a 1280 x 800 one)."""
+
+    MAX_PT = 110
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.setMinimumHeight(60)
+        self.setFont(theme.font(self.MAX_PT, bold=True))
+
+    def setText(self, text: str) -> None:
+        super().setText(text)
+        self._fit()
+
+    def resizeEvent(self, event: object) -> None:
+        super().resizeEvent(event)  # type: ignore[arg-type]
+        self._fit()
+
+    def _fit(self) -> None:
+        f = self.font()
+        f.setPointSize(self.MAX_PT)
+        fm = QFontMetrics(f)
+        w, h = max(fm.horizontalAdvance(self.text() or "OK"), 1), max(fm.height(), 1)
+        scale = min(1.0, 0.95 * self.width() / w, 0.95 * self.height() / h)
+        pt = max(12, int(self.MAX_PT * scale))
+        if pt != self.font().pointSize():
+            f.setPointSize(pt)
+            self.setFont(f)
+
+
 class VerdictBanner(QFrame):
     """Background in the verdict's colour; the verdict word fills most of it."""
 
@@ -51,18 +83,18 @@ class VerdictBanner(QFrame):
         super().__init__(parent)
         self.setObjectName("verdict")
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        self.setMinimumHeight(300)
+        self.setMinimumHeight(170)
         self.verdict = ""
-        self.word = QLabel("—")
+        self.word = _FitWord()
+        self.word.setText("—")
         self.word.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.word.setFont(theme.font(110, bold=True))
         self.defect = QLabel("")
         self.defect.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.defect.setFont(theme.font(26, bold=True))
-        self.part = QLabel("waiting for the first part")
-        self.part.setFont(theme.font(15, bold=True))
-        self.score = QLabel("")
-        self.score.setFont(theme.font(15))
+        self.defect.setFont(theme.font(22, bold=True))
+        self.part = ElidedLabel("waiting for the first part", min_chars=10)
+        self.part.setFont(theme.font(13, bold=True))
+        self.score = ElidedLabel("", min_chars=10)
+        self.score.setFont(theme.font(13))
         self.score.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.gauge = ScoreGauge()
         bottom = QHBoxLayout()
@@ -70,7 +102,7 @@ class VerdictBanner(QFrame):
         bottom.addStretch(1)
         bottom.addWidget(self.score)
         lay = QVBoxLayout(self)
-        lay.setContentsMargins(24, 12, 24, 18)
+        lay.setContentsMargins(18, 8, 18, 12)
         lay.setSpacing(6)
         lay.addWidget(self.word, 1)
         lay.addWidget(self.defect)
@@ -107,6 +139,17 @@ class VerdictBanner(QFrame):
         else:
             self.score.setText(fault or "")
         self.gauge.set_values(score, threshold)
+
+    def show_blocked(self, word: str, text: str) -> None:
+        """The station is not inspecting because something refused it: amber, so nobody reads it as healthy."""
+        self.verdict = ""
+        self._paint("FAULT")
+        self.word.setText(word)
+        self.defect.setText("")
+        self.part.setText(text)
+        self.setToolTip(text)
+        self.score.setText("")
+        self.gauge.set_values(math.nan, math.nan)
 
     def show_idle(self, text: str) -> None:
         self.verdict = ""

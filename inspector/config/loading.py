@@ -134,12 +134,20 @@ def update_line_in_file(path: Path, line_name: str, updates: dict[str, Any]) -> 
 
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError as RuamelError
+    from ruamel.yaml.util import load_yaml_guess_indent
 
     rt = YAML()
     rt.preserve_quotes = True
+    rt.width = 4096  # never re-wrap a long line the engineer wrote on one
+    # Written as the file spells it: `null` stays `null` (not blank), lists keep their indentation.
+    rt.representer.add_representer(type(None), lambda r, _d: r.represent_scalar("tag:yaml.org,2002:null", "null"))
     path = Path(path)
     try:
-        doc = rt.load(path.read_text(encoding="utf-8"))
+        original = path.read_text(encoding="utf-8")
+        _doc, seq_width, dash_offset = load_yaml_guess_indent(original)  # "  - name": 4 and 2
+        seq_width, dash_offset = seq_width or 2, dash_offset or 0
+        rt.indent(mapping=max(seq_width - dash_offset, 2), sequence=seq_width, offset=dash_offset)
+        doc = rt.load(original)
     except FileNotFoundError:
         raise ConfigError(str(path), [("(file)", "no such file; nothing was written")]) from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -163,12 +171,13 @@ def update_line_in_file(path: Path, line_name: str, updates: dict[str, Any]) -> 
             if not isinstance(node, dict):
                 where = _key_path(("lines", index, *parents[: depth + 1]))
                 raise ConfigError(str(path), [(where, f"is {type(node).__name__}, not a mapping; cannot set {dotted}")])
-        node[leaf] = value
+        _assign(node, leaf, value)
     buf = StringIO()
     rt.dump(doc, buf)
     text = buf.getvalue()
     config = parse_station_config(_parse_yaml(text, path), path)
-    atomic_write_text(path, text)
+    if text != original:
+        atomic_write_text(path, text)
     return config
 
 
@@ -210,3 +219,32 @@ def update_station_in_file(path: Path, updates: dict[str, Any]) -> StationConfig
     config = parse_station_config(_parse_yaml(text, path), path)
     atomic_write_text(path, text)
     return config
+
+
+def _assign(node: Any, key: str, value: Any) -> None:
+    """Set ``node[key]`` changing as little of the file's text as possible: equal values are left alone,
+    mappings are merged key by key, a list keeps its flow style (``[a, b]``), a string its quotes."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
+
+    old = node.get(key)
+    if key in node and old == value:
+        return
+    if isinstance(old, CommentedMap) and isinstance(value, dict):
+        for k in [k for k in old if k not in value]:
+            del old[k]
+        for k, v in value.items():
+            _assign(old, k, v)
+        return
+    if isinstance(old, CommentedSeq) and isinstance(value, (list, tuple)):
+        quoted = next((type(x) for x in old if isinstance(x, (DoubleQuotedScalarString, SingleQuotedScalarString))),
+                      None)
+        seq = CommentedSeq([quoted(v) if quoted is not None and isinstance(v, str) else v for v in value])
+        if old.fa.flow_style():
+            seq.fa.set_flow_style()
+        node[key] = seq
+        return
+    if isinstance(old, (DoubleQuotedScalarString, SingleQuotedScalarString)) and isinstance(value, str):
+        node[key] = type(old)(value)
+        return
+    node[key] = value

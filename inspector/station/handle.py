@@ -89,7 +89,9 @@ class StationHandle:
         self._observers: list[tuple[Observer, str, int]] = []
         self._loop: StationLoop | None = None
         self._last_stats: LoopStats | None = None
-        self._carry = ShiftCounts()
+        # (finished runs' counts, a loop being stopped): one attribute, so a reader never sees the stopping loop
+        # counted twice or not at all (the counters used to flash to 0 on STOP).
+        self._carry: tuple[ShiftCounts, StationLoop | None] = (ShiftCounts(), None)
         self._ops = threading.RLock()  # one lifecycle operation at a time
         # The live threshold per line (station/threshold.py): the same file the running loop keeps.
         self.thresholds = ThresholdBook(self.log_dir) if self.log_enabled else None
@@ -133,8 +135,9 @@ class StationHandle:
 
     def counts(self) -> ShiftCounts:
         """Shift counters: finished runs + the current one."""
-        loop = self._loop
-        return self._carry + (_counts(loop.stats()) if loop is not None else ShiftCounts())
+        carry, stopping = self._carry
+        loop = self._loop or stopping
+        return carry + (_counts(loop.stats()) if loop is not None else ShiftCounts())
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -157,10 +160,11 @@ class StationHandle:
             loop = self._loop
             if loop is None:
                 return
+            self._carry = (self._carry[0], loop)
             self._loop = None
             loop.stop()
             self._last_stats = loop.stats()
-            self._carry = self._carry + _counts(self._last_stats)
+            self._carry = (self._carry[0] + _counts(self._last_stats), None)
 
     def shutdown(self) -> None:
         """Stop the loop and the PLC link (application exit)."""

@@ -202,6 +202,9 @@ class StationLoop:
         writer = AuditWriter(self.log_folder, spec, station=self.station.station,
                              embedding_dim=embedding_dim(inspector), software=f"inspector {__version__}")
         self._seq = writer.last_seq
+        resume = getattr(self.camera.source, "resume_after", None)  # test doubles may not be FrameSources
+        if resume is not None:
+            resume(writer.last_seq)
         self._outputs.open_log(writer, spec, inbox_folder=self.log_folder)
         for path in writer.recovered:
             self.log_event("log_recovered", "station", f"{path.name} was left open by a crashed run; sealed")

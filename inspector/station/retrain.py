@@ -92,7 +92,7 @@ class RegistryBook:
     def can_rollback(self) -> bool:
         return len(self.registry.deployment().get("stack", [])) >= 2
 
-    def approve(self, handle: StationHandle, version: str, who: str, force: bool = False) -> None:
+    def approve(self, handle: StationHandle, version: str, who: str, force: bool = False, reason: str = "") -> None:
         info = self.registry.get(version)
         gate = info.metrics.get("gate") or {}
         forced = not gate.get("passed", True)
@@ -100,12 +100,13 @@ class RegistryBook:
             msg = f"the promotion gate refused {version}: {'; '.join(gate.get('reasons', []))}"
             raise ValueError(msg)
         old = self.registry.promote(version, who=who, forced=forced,
-                                    reason="approved in the station GUI" if forced else "", gate=gate or None,
-                                    audit=handle.log_event)
+                                    reason=reason or ("approved in the station GUI" if forced else ""),
+                                    gate=gate or None, audit=handle.log_event)
         handle.deploy_threshold(self.registry, version, who, f"model {old} -> {version} approved")
 
-    def rollback(self, handle: StationHandle, who: str) -> str:
-        old, new = self.registry.rollback(who=who, reason="rolled back in the station GUI", audit=handle.log_event)
+    def rollback(self, handle: StationHandle, who: str, reason: str = "") -> str:
+        old, new = self.registry.rollback(who=who, reason=reason or "rolled back in the station GUI",
+                                          audit=handle.log_event)
         handle.deploy_threshold(self.registry, new, who, f"model {old} rolled back to {new}")
         return new
 

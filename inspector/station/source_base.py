@@ -94,3 +94,6 @@ class FrameSource(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the device; must not raise."""
+
+    def resume_after(self, last_seq: int) -> None:  # noqa: B027 - optional hook
+        """The log holds parts up to ``last_seq``: a source that numbers its own parts continues after them."""

@@ -54,6 +54,10 @@ class SyntheticSource(FrameSource):
         self._gen = PartGenerator(spec.size, spec.seed, spec.defect_rate, stream=spec.stream)
         self.label = f"synthetic(seed={spec.seed})"
 
+    def resume_after(self, last_seq: int) -> None:
+        # Part ids are the generator's numbers: a restart must not hand out P000001 again (duplicate ids in the log).
+        self._gen.count = max(self._gen.count, int(last_seq))
+
     def read(self, timeout_s: float) -> RawFrame:
         part = self._gen.next()
         return RawFrame(part.image, part.part_id, part.defect or "good", part.part_id)

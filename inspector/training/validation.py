@@ -45,7 +45,10 @@ def cat_outputs(parts: Sequence[HeadOutput]) -> HeadOutput:
     score = torch.cat([p.score.float() for p in parts])
     maps = None if any(p.map is None for p in parts) else torch.cat([p.map.float() for p in parts])  # type: ignore[union-attr]
     probs = None
-    if all(p.class_probs is not None for p in parts):
+    # Folds fitted on different class sets (a one-sample class is missing from some folds' training set) give
+    # class columns that do not line up: leave them out; validation judges scores and maps only.
+    widths = {None if p.class_probs is None else tuple(p.class_probs.shape[1:]) for p in parts}
+    if None not in widths and len(widths) == 1:
         probs = torch.cat([p.class_probs for p in parts])  # type: ignore[misc]
     return HeadOutput(score, maps, probs)
 

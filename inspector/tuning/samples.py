@@ -20,6 +20,9 @@ import numpy as np
 from inspector.engine.fewshot import DEFECT, GOOD, walk_fewshot
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+# Operator feedback waits here (same layout: good/, defect/<class>/) until the engineer accepts it into the set;
+# hidden, so a fit never reads a part nobody with the PIN has looked at.
+CANDIDATES = ".candidates"
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,21 @@ class SampleStore:
             fh.write(buf.tobytes())
         os.replace(tmp, path)
         return path
+
+    def candidates(self) -> SampleStore:
+        """The operators' proposals for this folder (``.candidates/``), as a store of their own."""
+        return SampleStore(self.folder / CANDIDATES)
+
+    def accept(self, candidate: Path) -> Path:
+        """Move a candidate (a file of :meth:`candidates`) into the set, same label; returns its new path."""
+        candidate = Path(candidate).resolve()
+        rel = candidate.relative_to((self.folder / CANDIDATES).resolve())
+        target = self.folder / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            target = target.with_name(f"{target.stem}_{time.strftime('%Y%m%d-%H%M%S')}{target.suffix}")
+        shutil.move(str(candidate), target)
+        return target
 
     def delete(self, path: Path) -> Path:
         """Move a sample to ``.deleted/`` (keeping its relative path); returns where it went."""

@@ -108,3 +108,30 @@ def test_shipped_station_configs_are_valid(repo_root: Path) -> None:
     assert files, "station_configs/ must hold at least the demo line"
     for path in files:
         load_station_config(path)
+
+
+def test_update_changes_only_the_changed_values(tmp_path: Path) -> None:
+    """Issue #17 item 6: a prompt Apply rewrote the whole demo YAML (null -> blank, flow -> block lists)."""
+    import difflib
+
+    demo = Path(__file__).resolve().parents[2] / "station_configs" / "demo.yaml"
+    path = tmp_path / "station.yaml"
+    original = demo.read_text(encoding="utf-8")
+    path.write_text(original, encoding="utf-8")
+    line = load_station_config(path).line()
+    defects = dict(line.prompts.defects)
+    defects["dent"] = "a deep dent in the metal surface"
+    update_line_in_file(path, line.name, {"object_name": line.object_name,
+                                          "prompts.normal_states": list(line.prompts.normal_states),
+                                          "prompts.defects": defects})
+    changed = [d for d in difflib.unified_diff(original.splitlines(), path.read_text().splitlines(), lineterm="", n=0)
+               if d[:1] in "+-" and not d.startswith(("+++", "---"))]
+    assert changed == ['-        dent: "a dent in the metal surface"',
+                       '+        dent: "a deep dent in the metal surface"']
+    update_line_in_file(path, line.name, {"decision.threshold": 1.25,
+                                          "prompts.normal_states": ["flawless {}", "clean {}"]})
+    text = path.read_text()
+    assert "      threshold: 1.25              # null = calibrated at start from the few-shot set" in text
+    assert '      normal_states: ["flawless {}", "clean {}"]' in text
+    assert "\n    roi: null  " in text and "\n  - name: demo-ring\n" in text
+    assert load_station_config(path).line().decision.threshold == 1.25

@@ -8,6 +8,7 @@ import pytest
 import yaml
 from PySide6.QtCore import Qt
 
+from gui import theme
 from gui.pin import PinStore
 from inspector.training.registry import ModelRegistry
 from tests.conftest import audit_events
@@ -100,6 +101,13 @@ def test_threshold_slider_estimates_and_apply(window, qtbot):
     assert panel.false_reject.value.text() == "0.0 %"
     panel.slider.setValue(panel.slider.maximum() // 2)
     proposal = round(panel.proposal(), 6)
+    asked: list[list] = []
+    panel.ask_reason = lambda _t, rows, _n: asked.append(rows)  # cancelled: nothing changes
+    qtbot.mouseClick(panel.apply_button, Qt.MouseButton.LeftButton)
+    assert window.handle.inspector.threshold == live
+    assert asked[0][0] == ("threshold", f"{live:.4f}", f"{proposal:.4f}")  # live vs proposed, side by side
+    assert [r[0] for r in asked[0][1:]] == ["false reject (good → NG)", "escape (defect → OK)"]
+    panel.ask_reason = lambda *_a: "tighter for the new supplier"
     with qtbot.waitSignal(panel.applied, timeout=30_000):
         qtbot.mouseClick(panel.apply_button, Qt.MouseButton.LeftButton)
     assert window.handle.inspector.threshold == proposal  # live on the line
@@ -113,6 +121,7 @@ def test_threshold_slider_estimates_and_apply(window, qtbot):
     # One path (issue #12): a GUI apply is a `threshold_change` event with who, old -> new.
     events = [e for e in audit_events(window.handle.log_dir) if e["kind"] == "threshold_change"]
     assert events and events[-1]["who"] == "Dana" and json.loads(events[-1]["new"])["value"] == proposal
+    assert "tighter for the new supplier" in events[-1]["what"]
 
 
 def test_capture_adds_a_sample_file(window, qtbot):
@@ -148,6 +157,9 @@ def test_retrain_runs_to_completion_then_approve_and_rollback(window, qtbot):
     login(window)
     panel = window.engineer.retrain
     panel.confirm_force = False  # a gate refusal on 5 random-weight samples is forced (and logged as such)
+    asked: list[tuple[str, list]] = []
+    answers = iter([None, "better escape on the new scratches", "line reported false rejects"])
+    panel.ask_reason = lambda title, rows, _note: asked.append((title, rows)) or next(answers)
     window.engineer.tabs.setCurrentWidget(panel)
     assert [r.version for r in panel.rows if r.status == "active"] == ["base"]
     parts_before = window.handle.counts().parts
@@ -164,6 +176,14 @@ def test_retrain_runs_to_completion_then_approve_and_rollback(window, qtbot):
     assert (window.handle.registry_dir / "ring" / version).is_dir()
     assert window.handle.counts().parts > parts_before  # the line kept inspecting meanwhile
 
+    # Issue #17 item 9: approving shows active vs candidate and needs a reason; cancelled, nothing changes.
+    panel.versions.selectRow([r.version for r in panel.rows].index(version))
+    qtbot.mouseClick(panel.approve_button, Qt.MouseButton.LeftButton)
+    assert window.handle.inspector.model_version == "base"
+    title, rows = asked[0]
+    assert title == f"Approve model {version}" and rows[0] == ("version", "base", version)
+    assert [r[0] for r in rows[1:]] == ["AUROC", "threshold", "false reject %", "escape %"]
+    assert rows[2][2] != "-"  # the candidate's threshold: what will be live
     with qtbot.waitSignal(panel.version_changed, timeout=60_000):
         panel.versions.selectRow([r.version for r in panel.rows].index(version))
         qtbot.mouseClick(panel.approve_button, Qt.MouseButton.LeftButton)
@@ -176,9 +196,13 @@ def test_retrain_runs_to_completion_then_approve_and_rollback(window, qtbot):
     assert window.handle.inspector.model_version == "base"
     assert [r.status for r in panel.rows if r.version == version] == ["rejected"]
     window.shutdown()
-    kinds = [e["kind"] for e in audit_events(window.handle.log_dir) if e["who"] == "Dana"]
+    events = [e for e in audit_events(window.handle.log_dir) if e["who"] == "Dana"]
+    kinds = [e["kind"] for e in events]
     assert "retrain_start" in kinds and "retrain_done" in kinds and "model_rollback" in kinds
     assert "model_promote" in kinds or "model_promote_forced" in kinds
+    promote = next(e for e in events if e["kind"].startswith("model_promote"))
+    assert "better escape on the new scratches" in promote["what"]
+    assert "line reported false rejects" in next(e for e in events if e["kind"] == "model_rollback")["what"]
 
 
 @pytest.mark.slow  # trains a line once per session (tests.training's ``trained``) and fits it twice
@@ -200,6 +224,7 @@ def test_threshold_sequence_through_the_widgets(trained, qtbot, tmp_path, pins):
         assert f"model {version}: {value:.4f}" in text and source in text, text
 
     window.engineer.tabs.setCurrentWidget(panel)
+    panel.ask_reason = lambda *_a: "threshold sequence test"
     fitted = window.handle.inspector.threshold
     panel.slider.setValue(panel.slider.maximum() // 3)
     applied = round(panel.proposal(), 6)
@@ -207,6 +232,7 @@ def test_threshold_sequence_through_the_widgets(trained, qtbot, tmp_path, pins):
         qtbot.mouseClick(panel.apply_button, Qt.MouseButton.LeftButton)
     live(applied, "base", "set by hand, by Dana")
     retrain.confirm_force = False
+    retrain.ask_reason = lambda *_a: "threshold sequence test"
     window.engineer.tabs.setCurrentWidget(retrain)
     with qtbot.waitSignal(retrain.version_changed, timeout=60_000):
         retrain.versions.selectRow([r.version for r in retrain.rows].index("v1"))
@@ -275,3 +301,58 @@ def test_production_proposal_shown_applied_and_dismissed(window, qtbot):
     window.shutdown()
     kinds = [e["kind"] for e in audit_events(handle.log_dir) if e["kind"].startswith("threshold")]
     assert kinds[-2:] == ["threshold_change", "threshold_proposal_dismissed"]
+
+
+@pytest.mark.slow
+def test_retrain_with_a_new_one_sample_defect_class(station_config, pins, qtbot):
+    """Issue #17 item 2: type a new class, add one sample as DEFECT, retrain - it used to crash at 88 % (the
+    probe of a fold without the new class has one class column fewer)."""
+    data = yaml.safe_load(station_config.read_text())
+    for line in data["lines"]:
+        line["heads"]["probe"] = 1.0
+    station_config.write_text(yaml.safe_dump(data, sort_keys=False))
+    window = make_window(qtbot, station_config, pins)
+    try:
+        _retrain_one_sample_class(window, qtbot)
+    finally:
+        window.shutdown()
+
+
+def _retrain_one_sample_class(window, qtbot) -> None:
+    wait_running(qtbot, window)
+    wait_parts(qtbot, window, 1)
+    qtbot.waitUntil(lambda: window.operator.last_item is not None, timeout=10_000)  # painted: capture takes it
+    login(window)
+    samples = window.engineer.samples
+    window.engineer.tabs.setCurrentWidget(samples)
+    samples.refresh_frame()
+    for name in ("dent", "crack"):  # three classes with scratch: a fold without one has fewer class columns
+        samples.defect_class.setCurrentText(name)
+        qtbot.mouseClick(samples.defect_button, Qt.MouseButton.LeftButton)
+    crack = window.handle.config.resolve("fewshot") / "defect" / "crack"
+    assert len(list(crack.glob("*.png"))) == 1, window.footer.text()
+    panel = window.engineer.retrain
+    panel.confirm_force = False
+    window.engineer.tabs.setCurrentWidget(panel)
+    with qtbot.waitSignal(panel.finished_run, timeout=240_000) as done:
+        qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    assert done.args[0] is not None, panel.stage.text()
+    assert panel.progress.value() == 100 and "failed" not in panel.stage.text()
+
+
+def test_cancelled_retrain_is_not_a_failure(window, qtbot):
+    """Issue #17 item 5: a cancelled retrain showed red "TrainingCancelledError", a full bar and "retrain failed"."""
+    wait_running(qtbot, window)
+    login(window)
+    panel = window.engineer.retrain
+    window.engineer.tabs.setCurrentWidget(panel)
+    panel.progressed.connect(lambda _e: panel.cancel())  # cancel at the first report
+    with qtbot.waitSignal(panel.finished_run, timeout=120_000) as done:
+        qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    assert done.args[0] is None
+    assert panel.stage.text().startswith("cancelled") and theme.NG not in panel.stage.styleSheet()
+    assert panel.progress.value() == 0 and "failed" not in window.footer.text()
+    assert [r.version for r in panel.rows if r.status == "active"] == ["base"]
+    window.shutdown()
+    kinds = [e["kind"] for e in audit_events(window.handle.log_dir) if e["who"] == "Dana"]
+    assert "retrain_cancelled" in kinds and "retrain_failed" not in kinds

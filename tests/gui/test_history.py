@@ -44,6 +44,14 @@ def test_history_filters_export_and_clip_search(idle_window, qtbot, tmp_path):
     # Detail: image and heatmap of the selected record.
     view.table.selectRow(2)
     assert view.view.has_frame() and "P0000" in view.detail.text()
+    # Operator feedback on a logged part (issue #17 item 8): P0000 was judged NG, the operator says it is good.
+    assert view.feedback.good_button.isEnabled()
+    view.feedback.good_button.click()
+    (_proposed,) = (win.engineer.ctx.sample_folder() / ".candidates" / "good").glob("*P0000*.png")
+    assert "P0000 marked not a defect" in win.footer.text()
+    view.verdict.setCurrentText("OK")  # P0000 is NG: the record pane must not keep a record the filter removed
+    assert view.detail.text() == "" and not view.view.has_frame()
+    view.verdict.setCurrentText(ALL)
 
     # Export writes what is shown.
     out = tmp_path / "export.csv"
@@ -58,8 +66,10 @@ def test_history_filters_export_and_clip_search(idle_window, qtbot, tmp_path):
     view.verdict.setCurrentText("NG")
     view.table.selectRow(1)
     picked = view.model.row_at(1).record["part_id"]
+    view.query.setText("scratch")
     with qtbot.waitSignal(view.searched, timeout=30_000):
         view.like_button.click()
+    assert view.query.text() == "" and f"similarity to parts like {picked}" in view.summary.text()
     shown = view.shown_rows()
     assert shown[0].record["part_id"] == picked and view.model.data(view.model.index(0, 8)) == "1.000"
     assert {r.verdict_class for r in shown} == {"NG"}
@@ -77,6 +87,10 @@ def test_history_filters_export_and_clip_search(idle_window, qtbot, tmp_path):
     assert view.shown_rows()[0].record["part_id"] == f"P{best:04d}"
     view.clear_button.click()
     assert view.model.data(view.model.index(0, 8)) == ""
+    # A failed search says so where it said "searching ...".
+    view.search_image_file(tmp_path / "no-such-image.png")
+    qtbot.waitUntil(lambda: view._worker is None and "failed" in view.summary.text(), timeout=30_000)
+    assert "no-such-image.png" in view.summary.text()
 
 
 def test_history_pages_through_the_index(idle_window, qtbot):

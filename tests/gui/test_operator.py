@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from PySide6.QtCore import Qt
 
+from inspector.audit.h5log import log_files
+from inspector.audit.reader import AuditReader
 from inspector.station.handle import StationHandle
 from tests.conftest import audit_events
-from tests.gui.conftest import wait_parts, wait_running
+from tests.gui.conftest import make_window, wait_parts, wait_running
 
 
 def test_verdicts_appear_and_counters_add_up(window, qtbot):
@@ -92,3 +95,83 @@ def test_plc_status_light_follows_the_link(qtbot, station_config, pins):
     finally:
         win.shutdown()
     assert handle.link is None  # stopped with the window
+
+
+@pytest.mark.slow
+def test_part_ids_continue_after_a_restart_of_the_app(station_config, pins, qtbot):
+    """Issue #17 item 3: the demo camera numbered parts from P000001 again after each restart (duplicate ids)."""
+    for _run in range(2):
+        win = make_window(qtbot, station_config, pins)
+        try:
+            wait_running(qtbot, win)
+            wait_parts(qtbot, win, 3)
+        finally:
+            win.shutdown()
+    ids: list[str] = []
+    for path in log_files(station_config.parent / "logs"):
+        with AuditReader(path) as reader:
+            ids += [r["part_id"] for r in reader.records()]
+    assert len(ids) >= 6 and len(set(ids)) == len(ids), sorted(ids)
+
+
+def test_stop_keeps_the_counters_and_shows_no_verdict(window, qtbot):
+    """Issue #17 item 5: STOP flashed the counters to 0 and left the last part's big OK on screen."""
+    import threading
+
+    wait_running(qtbot, window)
+    wait_parts(qtbot, window, 3)
+    seen: list[int] = []
+    done = threading.Event()
+
+    def sample() -> None:  # what the poller would read, as often as it can, while the station stops
+        while not done.is_set():
+            seen.append(window.handle.counts().parts)
+
+    sampler = threading.Thread(target=sample, name="count-sampler")
+    sampler.start()
+    try:
+        qtbot.mouseClick(window.operator.stop_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: not window.handle.running and not window.busy, timeout=30_000)
+    finally:
+        done.set()
+        sampler.join()
+    assert seen and min(seen) >= 3 and seen == sorted(seen)
+    window.poller.poke()
+    qtbot.waitUntil(lambda: window.last_snapshot is not None and not window.last_snapshot.running, timeout=5_000)
+    banner = window.operator.banner
+    assert banner.verdict == "" and banner.word.text() == "—"
+    assert banner.part.text().startswith("station stopped · last part ")
+    assert window.operator.counters.total.value.text() == f"{window.handle.counts().parts:,}"
+
+
+@pytest.mark.slow
+def test_a_second_gui_on_the_same_log_folder_is_visibly_refused(window, station_config, pins, qtbot):
+    """Issue #17 item 4: the second window looked healthy (green START); the refusal was a status-bar line
+    advising --standby, which `inspector gui` does not accept."""
+    wait_running(qtbot, window)
+    second = make_window(qtbot, station_config, pins)
+    try:
+        qtbot.waitUntil(lambda: not second.busy and bool(second.operator.blocked), timeout=60_000)
+        second.poller.poke()
+        qtbot.waitUntil(lambda: second.station_light.state == "fault", timeout=5_000)
+        assert second.station_light.text == "NOT RUNNING"
+        banner = second.operator.banner
+        assert banner.word.text() == "NOT RUNNING" and "Another station is already running" in banner.part.text()
+        assert "--standby" not in second.operator.blocked and "--log-dir" in second.operator.blocked
+        assert not second.handle.running and window.handle.running  # the first station is untouched
+    finally:
+        second.shutdown()
+
+
+def test_a_start_shows_that_it_moves(idle_window, qtbot):
+    """Issue #17 item 7: a first start showed nothing moving for minutes."""
+    import re
+
+    win = idle_window
+    banner = win.operator.banner
+    win.start_station()
+    texts: set[str] = set()
+    qtbot.waitUntil(lambda: texts.add(banner.part.text()) or (win.handle.running and not win.busy), timeout=60_000)
+    starting = [t for t in texts if t.startswith("starting line ring")]
+    assert starting and all(re.search(r"fitting the line's samples · \d+ s$", t) for t in starting), texts
+    assert win.clock.isVisible() and win.stack.currentIndex() == 0

@@ -34,3 +34,16 @@ def test_capture_list_and_delete_agree_with_the_fit(tmp_path):
     assert {s.label for s in store.samples()} == {GOOD}
     fit = FewShotSet.from_folder(tmp_path)  # the fit reads what the store lists
     assert sorted(fit.good_paths) == sorted([good, again]) and not fit.defects
+
+
+def test_operator_proposals_wait_outside_the_set_until_accepted(tmp_path):
+    store = SampleStore(tmp_path / "fewshot")
+    frame = np.zeros((16, 16, 3), np.uint8)
+    proposed = store.candidates().add(frame, "crack", "P000042")
+    assert store.samples() == []  # a fit never reads a proposal
+    assert [s.label for s in store.candidates().samples()] == ["crack"]
+    accepted = store.accept(proposed)
+    assert accepted == tmp_path / "fewshot" / "defect" / "crack" / proposed.name and not proposed.exists()
+    assert [s.label for s in store.samples()] == ["crack"] and store.candidates().samples() == []
+    good = store.accept(store.candidates().add(frame, GOOD, "P000043"))
+    assert good.parent == tmp_path / "fewshot" / GOOD

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from gui import theme
+from gui.plain import plain_errors
 from gui.views.engineer.context import EngineerContext
 from gui.widgets.frame_view import FrameView
 from gui.workers import TaskWorker, heat_rgba, run_task
@@ -106,7 +107,9 @@ class PromptPanel(QWidget):
         self.view = FrameView("the current frame appears here while the line runs")
         self.frame_score = QLabel("-")
         self.frame_score.setFont(theme.font(20, bold=True))
+        self.frame_score.setWordWrap(True)  # wraps on a 1280 px panel instead of widening the window
         self.separation = QLabel("")
+        self.separation.setWordWrap(True)
         self.status = QLabel("")
         self.status.setObjectName("hint")
         self.table = QTableWidget(0, 5)
@@ -198,8 +201,7 @@ class PromptPanel(QWidget):
         try:
             draft.apply(self.ctx.handle.line_config())
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-            self.error.setText(problems.replace("Value error, ", ""))
+            self.error.setText("\n".join(plain_errors(exc)))
             return None
         self.error.setText("")
         return draft

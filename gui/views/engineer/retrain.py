@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from gui import theme
 from gui.views.engineer.context import EngineerContext
+from gui.widgets.approval import ApprovalDialog
 from gui.workers import TaskWorker, run_task
 from inspector.station.retrain import PipelineTrainer, RegistryBook, TrainEvent, VersionRow
 
@@ -43,6 +44,8 @@ class RetrainPanel(QWidget):
         super().__init__(parent)
         self.ctx = ctx
         self.confirm_force = True
+        # Approve and roll back show active vs new and need a reason (issue #17 item 9); tests replace this.
+        self.ask_reason: Callable[[str, list[tuple[str, str, str]], str], str | None] = self._reason_dialog
         self.trainer = PipelineTrainer()
         self.book: RegistryBook | None = None
         self.rows: list[VersionRow] = []
@@ -145,6 +148,7 @@ class RetrainPanel(QWidget):
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self._last_event = time.monotonic()
+        self._cancel_requested = False
         self._heartbeat.start()
         handle, who = self.ctx.handle, self.ctx.who
         handle.log_event("retrain_start", who, f"retrain of line {handle.line} started ({self.trainer.name}, "
@@ -158,6 +162,7 @@ class RetrainPanel(QWidget):
 
     def cancel(self) -> None:
         if self._worker is not None:
+            self._cancel_requested = True
             self._worker.cancel.set()
             self.stage.setText("cancelling at the next step ...")
 
@@ -200,6 +205,16 @@ class RetrainPanel(QWidget):
 
     def _on_error(self, error: str) -> None:
         self._end()
+        if getattr(self, "_cancel_requested", False) and "Cancel" in error:
+            # Asked for: not a failure. No red, no full bar; the active model and the samples are unchanged.
+            self.progress.setValue(0)
+            self.stage.setText("cancelled: no candidate was made; the running model is unchanged")
+            self.stage.setStyleSheet(f"color: {theme.MUTED};")
+            self.ctx.handle.log_event("retrain_cancelled", self.ctx.who,
+                                      f"retrain of line {self.ctx.handle.line} cancelled")
+            self.ctx.notify("retrain cancelled; the running model is unchanged", "info")
+            self.finished_run.emit(None)
+            return
         self.stage.setText(f"not finished: {error}")
         self.stage.setStyleSheet(f"color: {theme.NG};")
         self.ctx.handle.log_event("retrain_failed", self.ctx.who, f"retrain of line {self.ctx.handle.line}: {error}")
@@ -250,15 +265,47 @@ class RetrainPanel(QWidget):
                     != QMessageBox.StandardButton.Yes:
                 return
             force = True
+        reason = self.ask_reason(f"Approve model {row.version}", self.compare(self.active_row(), row),
+                                 "The new version goes live on the line at once; the threshold becomes its own.")
+        if reason is None:
+            return
         book, handle, who = self.book, self.ctx.handle, self.ctx.who
-        self._swap(lambda: book.approve(handle, row.version, who, force), f"model {row.version} approved and running")
+        self._swap(lambda: book.approve(handle, row.version, who, force, reason),
+                   f"model {row.version} approved and running")
 
     def rollback(self) -> None:
         if self.book is None or not self.book.can_rollback():
             self.ctx.notify("no earlier version to roll back to", "warn")
             return
+        previous = next((r for r in self.rows if r.status == "retired"), None)
+        reason = self.ask_reason("Roll back the model", self.compare(self.active_row(), previous),
+                                 "The version deployed before the active one goes live again.")
+        if reason is None:
+            return
         book, handle, who = self.book, self.ctx.handle, self.ctx.who
-        self._swap(lambda: book.rollback(handle, who), "rolled back")
+        self._swap(lambda: book.rollback(handle, who, reason), "rolled back")
+
+    def active_row(self) -> VersionRow | None:
+        return next((r for r in self.rows if r.status == "active"), None)
+
+    @staticmethod
+    def compare(now: VersionRow | None, after: VersionRow | None) -> list[tuple[str, str, str]]:
+        """Side-by-side rows: version and its held-out figures at its operating threshold."""
+        def cell(row: VersionRow | None, key: str) -> str:
+            if row is None:
+                return "-"
+            value = row.metrics.get(key)
+            return "-" if value is None else f"{value:.3g}"
+
+        rows = [("version", now.version if now else "-", after.version if after else "-")]
+        rows += [(key, cell(now, key), cell(after, key)) for key in METRIC_COLUMNS]
+        return rows
+
+    def _reason_dialog(self, title: str, rows: list[tuple[str, str, str]], note: str) -> str | None:
+        dialog = ApprovalDialog(title, rows, note, parent=self)
+        if dialog.exec() != ApprovalDialog.DialogCode.Accepted:
+            return None
+        return dialog.reason_text()
 
     def _swap(self, action: Callable[[], object], text: str) -> None:
         self.approve_button.setEnabled(False)

@@ -29,6 +29,9 @@ from inspector.tuning.samples import GOOD, Sample
 THUMB = 120
 
 
+PROPOSED = "proposed by operators"
+
+
 class SamplePanel(QWidget):
     """Captures write PNGs into the line's few-shot folder; they count after the next retrain."""
 
@@ -74,6 +77,11 @@ class SamplePanel(QWidget):
         self.list.setMovement(QListWidget.Movement.Static)
         self.list.setSpacing(8)
         self.list.setSelectionMode(QListWidget.SelectionMode.ExtendedSelection)
+        self.accept_button = QPushButton("Accept into the set")
+        self.accept_button.setObjectName("primary")
+        self.accept_button.setToolTip("Move the selected operator proposals into the samples "
+                                      "(the next retrain uses them)")
+        self.accept_button.clicked.connect(self.accept_selected)
         self.delete_button = QPushButton("Delete selected")
         self.delete_button.setObjectName("danger")
         self.delete_button.clicked.connect(self.delete_selected)
@@ -86,6 +94,7 @@ class SamplePanel(QWidget):
         self.folder_label = QLabel("")
         self.folder_label.setObjectName("hint")
         bottom.addWidget(self.folder_label, 1)
+        bottom.addWidget(self.accept_button)
         bottom.addWidget(self.delete_button)
         browse = QGroupBox("SAMPLES OF THIS LINE · used by the next retrain")
         b_lay = QVBoxLayout(browse)
@@ -97,6 +106,7 @@ class SamplePanel(QWidget):
         lay.addWidget(cap_box, 2)
         lay.addWidget(browse, 3)
         self.samples: list[Sample] = []
+        self.proposals: list[Sample] = []
         self._frame = None
 
     def refresh(self) -> None:
@@ -104,6 +114,7 @@ class SamplePanel(QWidget):
         classes = list(self.ctx.handle.line_config().prompts.defects)
         store = self.ctx.samples()
         self.samples = store.samples()
+        self.proposals = store.candidates().samples()
         classes += sorted({s.label for s in self.samples if s.label != GOOD} - set(classes))
         current = self.defect_class.currentText()
         self.defect_class.clear()
@@ -113,7 +124,7 @@ class SamplePanel(QWidget):
         shown = self.filter.currentText()
         self.filter.blockSignals(True)
         self.filter.clear()
-        self.filter.addItems(["all", GOOD, *classes])
+        self.filter.addItems(["all", GOOD, *classes, PROPOSED])
         self.filter.setCurrentText(shown or "all")
         self.filter.blockSignals(False)
         self.folder_label.setText(str(store.folder))
@@ -134,7 +145,9 @@ class SamplePanel(QWidget):
     def _fill(self) -> None:
         wanted = self.filter.currentText() or "all"
         self.list.clear()
-        shown = [s for s in self.samples if wanted in ("all", s.label)]
+        proposals = wanted == PROPOSED
+        self.accept_button.setEnabled(proposals and bool(self.proposals))
+        shown = self.proposals if proposals else [s for s in self.samples if wanted in ("all", s.label)]
         for s in shown:
             try:
                 image = load_image(s.path)
@@ -148,7 +161,8 @@ class SamplePanel(QWidget):
             item.setForeground(theme.qcolor(theme.OK if s.label == GOOD else theme.NG))
             self.list.addItem(item)
         n_good = sum(s.label == GOOD for s in self.samples)
-        self.count_label.setText(f"{n_good} good · {len(self.samples) - n_good} defect")
+        self.count_label.setText(f"{n_good} good · {len(self.samples) - n_good} defect"
+                                 + (f" · {len(self.proposals)} proposed by operators" if self.proposals else ""))
 
     def capture(self, label: str) -> Path | None:
         """Save the frame shown on the left as a sample of ``label``; returns the new file."""
@@ -178,6 +192,23 @@ class SamplePanel(QWidget):
         self.refresh()
         self.samples_changed.emit()
         return path
+
+    def accept_selected(self) -> int:
+        """Move the selected operator proposals into the line's samples (audited with the engineer's name)."""
+        if self.filter.currentText() != PROPOSED:
+            return 0
+        paths = [Path(i.data(Qt.ItemDataRole.UserRole)) for i in self.list.selectedItems()]
+        store = self.ctx.samples()
+        for path in paths:
+            target = store.accept(path)
+            self.ctx.handle.log_event("sample_accept", self.ctx.who, f"operator proposal accepted into line "
+                                      f"{self.ctx.handle.line}: {target.name}", {"file": str(path)},
+                                      {"file": str(target)})
+        if paths:
+            self.ctx.notify(f"{len(paths)} proposal(s) accepted; retrain to use them", "ok")
+            self.refresh()
+            self.samples_changed.emit()
+        return len(paths)
 
     def delete_selected(self) -> int:
         paths = [Path(i.data(Qt.ItemDataRole.UserRole)) for i in self.list.selectedItems()]

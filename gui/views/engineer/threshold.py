@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
@@ -21,6 +22,7 @@ from PySide6.QtWidgets import (
 from gui import theme
 from gui.views.engineer.context import EngineerContext
 from gui.views.engineer.proposal import ProposalBox
+from gui.widgets.approval import ApprovalDialog
 from gui.workers import run_task
 from inspector.tuning.threshold import ThresholdEstimate, slider_range, threshold_estimate
 
@@ -36,7 +38,7 @@ class ScoreStrip(QWidget):
         self.defect = np.empty(0)
         self.lo, self.hi = 0.0, 1.0
         self.threshold = 0.5
-        self.setMinimumHeight(220)
+        self.setMinimumHeight(150)
 
     def set_data(self, good: np.ndarray, defect: np.ndarray, lo: float, hi: float, threshold: float) -> None:
         self.good, self.defect, self.lo, self.hi, self.threshold = good, defect, lo, hi, threshold
@@ -103,6 +105,8 @@ class ThresholdPanel(QWidget):
     def __init__(self, ctx: EngineerContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
+        # Apply shows live vs proposed and needs a reason (issue #17 item 9); tests replace this.
+        self.ask_reason: Callable[[str, list[tuple[str, str, str]], str], str | None] = self._reason_dialog
         self.good = np.empty(0)
         self.defect = np.empty(0)
         self.lo, self.hi = 0.0, 1.0
@@ -126,6 +130,7 @@ class ThresholdPanel(QWidget):
         actions = QHBoxLayout()
         self.live_label = QLabel("")
         self.live_label.setObjectName("hint")
+        self.live_label.setWordWrap(True)  # a long provenance must not widen the window past a 1280 px panel
         actions.addWidget(self.live_label, 1)
         actions.addWidget(self.revert_button)
         actions.addWidget(self.apply_button)
@@ -218,12 +223,36 @@ class ThresholdPanel(QWidget):
             return
         new = round(self.proposal(), 6)
         est = self.estimate
+        reason = self.ask_reason("Apply the threshold", self.compare(new), "The new threshold is live on the line at "
+                                 "once and written to the line's threshold record.")
+        if reason is None:
+            return
         why = "applied in the station GUI" + (f" (estimated false reject {100 * est.false_reject:.1f} %)"
                                               if est is not None and est.false_reject is not None else "")
+        why = f"{reason}; {why}" if reason else why
         # The one path (station/threshold.py): engine, the line's threshold book, the audit event.
         run_task(self.ctx.handle.set_threshold, new, self.ctx.who, why, name="threshold-apply",
                  on_done=lambda _r: self._applied(new),
                  on_error=lambda e: self.ctx.notify(f"threshold not applied: {e}", "error"))
+
+    def compare(self, new: float) -> list[tuple[str, str, str]]:
+        """Live vs proposed: the threshold and its held-out false reject / escape on the stored samples."""
+        def pct(v: float | None, n: int) -> str:
+            return "-" if v is None else f"{100 * v:.1f} % ({round(v * n)} of {n})"
+
+        now = threshold_estimate(self.good, self.defect, self.live) if math.isfinite(self.live) else None
+        after = threshold_estimate(self.good, self.defect, new)
+        return [("threshold", f"{self.live:.4f}" if math.isfinite(self.live) else "-", f"{new:.4f}"),
+                ("false reject (good → NG)", pct(now.false_reject, now.n_good) if now else "-",
+                 pct(after.false_reject, after.n_good)),
+                ("escape (defect → OK)", pct(now.escape, now.n_defect) if now else "-",
+                 pct(after.escape, after.n_defect))]
+
+    def _reason_dialog(self, title: str, rows: list[tuple[str, str, str]], note: str) -> str | None:
+        dialog = ApprovalDialog(title, rows, note, parent=self)
+        if dialog.exec() != ApprovalDialog.DialogCode.Accepted:
+            return None
+        return dialog.reason_text()
 
     def _applied(self, value: float) -> None:
         self.live = value
