@@ -22,6 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", type=parse_layer, nargs="+", default=[0.5, 0.75],
                    help="patch-memory blocks: fractions of the depth, negative from the end, or 0-based blocks")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--mutual-buffer", type=int, default=0,
+                   help="time the mutual head against a buffer of N parts (e.g. 64; 0 = off)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
     p.set_defaults(func=run)
 
@@ -35,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     cfg = BenchConfig(model=args.model, pretrained=args.pretrained, image_size=args.image_size, shots=args.shots,
                       device=args.device, frames=args.frames, warmup=args.warmup, batch=args.batch,
-                      precision=args.precision, feature_layers=tuple(args.layers), threads=args.threads)
+                      precision=args.precision, feature_layers=tuple(args.layers), threads=args.threads,
+                      mutual_buffer=args.mutual_buffer)
     result = run_bench(cfg, progress=lambda msg: console.log(msg))
     table = Table(title=f"{result.model} @{result.image_size}, {result.shots}-shot, batch {result.batch}, "
                         f"{result.device}, {result.precision}")
@@ -51,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
     parts = [f"ratio (end-to-end p50 / encode_image p50): [bold]{result.ratio_p50:.3f}[/]"]
     if search is not None:
         parts.append(f"memory search {100 * search:.1f}% of backbone ({result.memory_bank_tokens} tokens)")
+    mutual = result.extra.get("mutual_fraction_of_backbone")
+    if mutual is not None:
+        parts.append(f"mutual scoring {100 * mutual:.1f}% of backbone (buffer {result.extra['mutual_buffer']})")
     parts += [f"startup {result.startup_s:.2f} s (cold {result.startup_cold_s:.1f} s)",
               f"changeover {result.changeover_s:.2f} s (cold {result.changeover_cold_s:.1f} s)",
               f"peak RSS {result.peak_rss_mb:.0f} MB"]
