@@ -42,6 +42,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="mutual scoring (MuSc): each test image against the other test images; no labels used")
     p.add_argument("--buffer", type=int, default=None,
                    help="with --mutual: each image against the N images before it in a seeded order (a line's buffer)")
+    p.add_argument("--neighbourhood", type=int, choices=(1, 3, 5), default=None,
+                   help="reference head: aggregate patch tokens over an n x n neighbourhood (fewshot.neighbourhood)")
+    p.add_argument("--image-score", choices=("max", "top1"), default=None,
+                   help="reference head image score: map peak or mean of its top 1 %% (fewshot.image_score)")
     p.add_argument("--zero-shot", action=argparse.BooleanOptionalAction, default=None,
                    help="fuse the zero-shot head (default: on, off with --mutual)")
     p.set_defaults(func=run)
@@ -78,6 +82,9 @@ def build_line(args: argparse.Namespace):
                           fewshot=fewshot)
         if mutual:  # every patch token of every image (MuSc), not the station's per-part coreset
             line = line.model_copy(update={"mutual": line.mutual.model_copy(update={"tokens_per_part": 4096})})
+    options = {k: v for k in ("neighbourhood", "image_score") if (v := getattr(args, k, None)) is not None}
+    if options:
+        line = line.model_copy(update={"fewshot": line.fewshot.model_copy(update=options)})
     zero_shot = getattr(args, "zero_shot", None)
     heads = {}
     if mutual:
@@ -162,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
             "feature_layers": list(inspector.extractor.layers), "object_name": line.object_name,
             "untrained_backbone": inspector.backbone.identity.untrained,
             "heads": {h: getattr(line.heads, h) for h in ("zero_shot", "references", "probe", "mutual")},
-            "mutual": args.mutual, "mutual_buffer": args.buffer}
+            "mutual": args.mutual, "mutual_buffer": args.buffer,
+            "neighbourhood": line.fewshot.neighbourhood, "image_score": line.fewshot.image_score}
     metrics = run_evaluation(args.root, args.category, args.shots, args.seed, predictor, args.out,
                              dataset=args.dataset, save_maps=args.save_maps, max_images=args.max_images, meta=meta)
     from rich.console import Console

@@ -109,6 +109,11 @@ class FewShotSpec(StrictModel):
     # Patch memory per layer is subsampled to at most this many tokens (greedy k-center coreset).
     coreset_size: int = Field(default=4096, ge=16)
     seed: int = 0
+    # Reference head: patch tokens averaged over their n x n grid neighbourhood before the search
+    # (PatchCore 3x3, MuSc r in {1, 3, 5}); 1 = the tokens as they are.
+    neighbourhood: Literal[1, 3, 5] = 1
+    # Reference head image score: the map's peak ("max", PatchCore) or the mean of its top 1 % ("top1").
+    image_score: Literal["max", "top1"] = "max"
 
 
 class HeadWeights(StrictModel):

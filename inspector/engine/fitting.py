@@ -154,7 +154,7 @@ def fit_state(engine: Inspector, good: Sequence[np.ndarray],
     if good_feats is not None:
         good_out["zero_shot"] = zero_shot(good_feats.index(stat_rows))
         if engine.extractor.is_vit and line.heads.references > 0 and loo_groups.unique().numel() >= 2:
-            references = ReferenceHead()
+            references = ReferenceHead(spec.neighbourhood, spec.image_score)
             references.setup(good_feats, spec.coreset_size, spec.seed, shots=len(good))
             if views_as_parts and one_shot == "elsewhere":
                 coords = _view_coords(good_feats.grid, spec.augment)

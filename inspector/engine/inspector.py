@@ -64,7 +64,7 @@ class Inspector:
         self.extractor.eval().to(self.device)
         self.preprocess = Preprocessor(self.extractor.image_size, backbone.mean, backbone.std, self.device)
         self.zero_shot = ZeroShotHead()
-        self.references = ReferenceHead()
+        self.references = ReferenceHead(line.fewshot.neighbourhood, line.fewshot.image_score)
         self.probe = LinearProbeHead()
         self.mutual = MutualHead(line.mutual.interval, line.mutual.top)
         # Held-out statistics of the mutual head over its bank: (score mean, std), (map mean, std).
@@ -207,7 +207,7 @@ class Inspector:
 
     def apply_fitted(self, state: FittedState) -> None:
         """Run on ``state`` from the next frame on: base heads (any adapter is removed), its threshold."""
-        references = ReferenceHead()
+        references = ReferenceHead(self.line.fewshot.neighbourhood, self.line.fewshot.image_score)
         if state.memory:
             references.load_memory(state.memory, state.shots)
         probe = LinearProbeHead()

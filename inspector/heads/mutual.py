@@ -21,7 +21,7 @@ from torch import Tensor
 
 from inspector.backbone.dense import Features
 from inspector.heads.base import FittedModule, HeadOutput
-from inspector.heads.references import greedy_coreset
+from inspector.heads.references import greedy_coreset, top_mean
 
 #: MuSc's interval: the mean over the closest 0-30 % of the other parts.
 DEFAULT_INTERVAL = 0.3
@@ -40,12 +40,6 @@ def interval_mean(distances: Tensor, interval: float = DEFAULT_INTERVAL) -> Tens
     """[..., P] distances to P parts -> [...]: mean of the ``interval`` fraction of smallest ones."""
     k = interval_count(distances.shape[-1], interval)
     return distances.topk(k, dim=-1, largest=False).values.mean(dim=-1)
-
-
-def top_mean(maps: Tensor, top: float = DEFAULT_TOP) -> Tensor:
-    """[B, N] patch map -> [B]: mean of its top ``top`` fraction (at least one patch)."""
-    k = max(1, math.ceil(top * maps.shape[-1] - 1e-9))
-    return maps.topk(k, dim=-1).values.mean(dim=-1)
 
 
 def part_distances(queries: Tensor, parts: Tensor, chunk: int = 16) -> Tensor:

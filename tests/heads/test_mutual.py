@@ -90,3 +90,9 @@ def test_part_coreset_is_float16_and_bounded() -> None:
     core = part_coreset(tokens, 12)
     assert core.shape == (12, 8) and core.dtype == torch.float16
     assert part_coreset(tokens[:5], 12).shape == (5, 8)
+
+
+def test_mutual_module_reexports_top_mean() -> None:
+    from inspector.heads import references
+
+    assert top_mean is references.top_mean
