@@ -35,6 +35,9 @@ MODES: dict[str, list[str]] = {
     "1-shot": ["--shots", "1", "--no-zero-shot"],
     "4-shot": ["--shots", "4", "--no-zero-shot"],
     "4-shot+mutual": ["--shots", "4", "--mutual"],
+    "mutual-r3": ["--shots", "0", "--mutual", "--neighbourhood", "3"],
+    "1-shot-r3": ["--shots", "1", "--no-zero-shot", "--neighbourhood", "3"],
+    "1-shot-top1": ["--shots", "1", "--no-zero-shot", "--image-score", "top1"],
 }
 
 

@@ -43,7 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--buffer", type=int, default=None,
                    help="with --mutual: each image against the N images before it in a seeded order (a line's buffer)")
     p.add_argument("--neighbourhood", type=int, choices=(1, 3, 5), default=None,
-                   help="reference head: aggregate patch tokens over an n x n neighbourhood (fewshot.neighbourhood)")
+                   help="reference and mutual heads: aggregate patch tokens over an n x n neighbourhood "
+                        "(fewshot.neighbourhood, mutual.neighbourhood)")
     p.add_argument("--image-score", choices=("max", "top1"), default=None,
                    help="reference head image score: map peak or mean of its top 1 %% (fewshot.image_score)")
     p.add_argument("--zero-shot", action=argparse.BooleanOptionalAction, default=None,
@@ -85,6 +86,9 @@ def build_line(args: argparse.Namespace):
     options = {k: v for k in ("neighbourhood", "image_score") if (v := getattr(args, k, None)) is not None}
     if options:
         line = line.model_copy(update={"fewshot": line.fewshot.model_copy(update=options)})
+    if "neighbourhood" in options:  # the mutual head aggregates alike
+        mutual_spec = line.mutual.model_copy(update={"neighbourhood": options["neighbourhood"]})
+        line = line.model_copy(update={"mutual": mutual_spec})
     zero_shot = getattr(args, "zero_shot", None)
     heads = {}
     if mutual:

@@ -141,6 +141,8 @@ class MutualSpec(StrictModel):
     interval: float = Field(default=0.3, gt=0, le=1)
     # Image score: mean of this top fraction of the patch map.
     top: float = Field(default=0.01, gt=0, le=1)
+    # Patch tokens averaged over their n x n grid neighbourhood before scoring (MuSc's r); 1 = as they are.
+    neighbourhood: Literal[1, 3, 5] = 1
 
     @model_validator(mode="after")
     def _min_parts_fit(self) -> MutualSpec:

@@ -34,6 +34,7 @@ from inspector.frames.imaging import validate_frame
 from inspector.frames.preprocess import Preprocessor, crop_roi
 from inspector.heads import Fusion, HeadOutput, LinearProbeHead, ReferenceHead, ZeroShotHead
 from inspector.heads.mutual import Bank, MutualHead, held_out_stats, part_coreset
+from inspector.heads.references import aggregate_patches
 from inspector.text.embeddings import TextEmbeddingCache
 from inspector.text.prompts import build_prompt_set
 
@@ -66,7 +67,7 @@ class Inspector:
         self.zero_shot = ZeroShotHead()
         self.references = ReferenceHead(line.fewshot.neighbourhood, line.fewshot.image_score)
         self.probe = LinearProbeHead()
-        self.mutual = MutualHead(line.mutual.interval, line.mutual.top)
+        self.mutual = MutualHead(line.mutual.interval, line.mutual.top, line.mutual.neighbourhood)
         # Held-out statistics of the mutual head over its bank: (score mean, std), (map mean, std).
         self._mutual_stats: tuple[tuple[float, float], tuple[float, float]] | None = None
         self._adapter_stats: tuple[Stats, Stats] | None = None  # the installed adapter's, kept for re-fusions
@@ -278,8 +279,9 @@ class Inspector:
 
     def mutual_tokens(self, feats: Features) -> list[dict[int, np.ndarray]]:
         """Each part's kept patch tokens (float16 coreset per layer) for the station's mutual buffer."""
-        size = self.line.mutual.tokens_per_part
-        return [{layer: part_coreset(t[i].cpu(), size, seed=layer).numpy() for layer, t in feats.patches.items()}
+        size, hood = self.line.mutual.tokens_per_part, self.line.mutual.neighbourhood
+        patches = {k: aggregate_patches(v, feats.grid, hood) for k, v in feats.patches.items()}
+        return [{layer: part_coreset(t[i].cpu(), size, seed=layer).numpy() for layer, t in patches.items()}
                 for i in range(feats.batch_size)]
 
     def calibrate(self, method: str | None = None) -> Calibration:

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from inspector.backbone.dense import Features
 from inspector.heads.base import FittedModule, HeadOutput
-from inspector.heads.references import greedy_coreset, top_mean
+from inspector.heads.references import aggregate_patches, greedy_coreset, top_mean
 
 #: MuSc's interval: the mean over the closest 0-30 % of the other parts.
 DEFAULT_INTERVAL = 0.3
@@ -111,8 +111,12 @@ def held_out_stats(bank: Bank, interval: float = DEFAULT_INTERVAL, top: float = 
 class MutualHead(FittedModule):
     """Scores parts against a bank of other parts of the line (installed with :meth:`set_bank`)."""
 
-    def __init__(self, interval: float = DEFAULT_INTERVAL, top: float = DEFAULT_TOP) -> None:
+    def __init__(self, interval: float = DEFAULT_INTERVAL, top: float = DEFAULT_TOP, neighbourhood: int = 1) -> None:
         super().__init__()
+        if neighbourhood < 1 or neighbourhood % 2 == 0:
+            msg = f"neighbourhood must be an odd grid size (1, 3, 5); got {neighbourhood}"
+            raise ValueError(msg)
+        self.neighbourhood = neighbourhood
         if not 0.0 < interval <= 1.0 or not 0.0 < top <= 1.0:
             msg = f"interval ({interval}) and top ({top}) are fractions in (0, 1]"
             raise ValueError(msg)
@@ -143,7 +147,8 @@ class MutualHead(FittedModule):
         if missing:
             msg = f"the mutual bank has layers {sorted(missing)} the features lack ({sorted(features.patches)})"
             raise ValueError(msg)
-        maps = mutual_map(features.patches, self.bank, self.interval, select)
+        patches = {k: aggregate_patches(v, features.grid, self.neighbourhood) for k, v in features.patches.items()}
+        maps = mutual_map(patches, self.bank, self.interval, select)
         return HeadOutput(top_mean(maps, self.top), maps.reshape(-1, *features.grid))
 
     def forward(self, features: Features) -> HeadOutput:

@@ -96,3 +96,15 @@ def test_mutual_module_reexports_top_mean() -> None:
     from inspector.heads import references
 
     assert top_mean is references.top_mean
+
+
+def test_head_aggregates_query_patches_over_the_neighbourhood() -> None:
+    from inspector.heads.references import aggregate_patches
+
+    patches = _unit(1, 16, 8, seed=12)
+    bank = {0: _unit(4, 16, 8, seed=13)}
+    head = MutualHead(neighbourhood=3)
+    head.set_bank(bank)
+    out = head(Features(torch.zeros(1, 4), None, {0: patches}, (4, 4)))
+    want = mutual_map({0: aggregate_patches(patches, (4, 4), 3)}, bank, 0.3)
+    torch.testing.assert_close(out.map.reshape(1, -1), want)
