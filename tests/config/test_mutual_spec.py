@@ -19,7 +19,7 @@ def test_mutual_is_off_on_existing_lines() -> None:
 def test_bad_mutual_options_are_named() -> None:
     with pytest.raises(ValidationError, match="never warm up"):
         LineConfig(**tiny_line(mutual={"buffer": 8, "min_parts": 9}))
-    with pytest.raises(ValidationError, match="mutual.buffr"):
+    with pytest.raises(ValidationError, match=r"mutual\.buffr"):
         LineConfig(**tiny_line(mutual={"buffr": 8}))
     with pytest.raises(ValidationError, match="neighbourhood"):
         LineConfig(**tiny_line(fewshot={"neighbourhood": 2}))
