@@ -138,7 +138,9 @@ class MutualHead(FittedModule):
         if len(sizes) > 1:
             msg = f"every layer of a mutual bank holds the same parts; got part counts {sorted(sizes)}"
             raise ValueError(msg)
-        self.bank = dict(bank)
+        # Stored float16 by the station; searched in float32 (half products are slow on CPUs),
+        # converted once here rather than on every frame.
+        self.bank = {k: v.float() if v.device.type == "cpu" else v for k, v in bank.items()}
 
     def score(self, features: Features, select: Tensor | None = None) -> HeadOutput:
         """Mutual map and top-mean image score of a batch (``select``: see :func:`mutual_map`)."""

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors.numpy import load_file
 
 from inspector.config import parse_station_config
 from inspector.decision.result import InspectionResult
@@ -96,8 +97,8 @@ def test_restart_and_changeover_keep_each_lines_buffer(engines, tmp_path: Path) 
     restarted = MutualBuffers(tmp_path, station.line, lambda n: None, Events())
     assert restarted.install(ring).parts == 4 and "mutual" in ring.heads
     assert restarted.install(other).parts == 1
-    saved = np.stack([ring.mutual.bank[1][i].numpy() for i in range(4)])
-    assert saved.dtype == np.float16
+    saved = load_file(str(tmp_path / ".mutual-ring.safetensors"))
+    assert len(saved) == 4 * 2 and all(v.dtype == np.float16 and v.shape == (16, 64) for v in saved.values())
     (tmp_path / ".mutual-other.safetensors").write_bytes(b"garbage")  # damaged: a warm-up, never a failed start
     assert MutualBuffers(tmp_path, station.line, lambda n: None, Events()).install(other).parts == 0
 
