@@ -277,10 +277,17 @@ class Inspector:
                 self._mutual_stats = held_out_stats(self.mutual.bank, self.mutual.interval, self.mutual.top)
             self._setup_fusion(set(self.heads))
 
-    def mutual_tokens(self, feats: Features) -> list[dict[int, np.ndarray]]:
-        """Each part's kept patch tokens (float16 coreset per layer) for the station's mutual buffer."""
+    def mutual_tokens(self, feats: Features, coreset: bool = True) -> list[dict[int, np.ndarray]]:
+        """Each part's patch tokens for a mutual bank, float16 per layer (aggregated as the head searches).
+
+        With ``coreset`` the part's greedy k-center coreset of ``mutual.tokens_per_part`` tokens; the
+        hot path leaves that to the station's buffer thread, which takes it for OK parts only.
+        """
         size, hood = self.line.mutual.tokens_per_part, self.line.mutual.neighbourhood
         patches = {k: aggregate_patches(v, feats.grid, hood) for k, v in feats.patches.items()}
+        if not coreset:
+            return [{layer: t[i].to(torch.float16).cpu().numpy() for layer, t in patches.items()}
+                    for i in range(feats.batch_size)]
         return [{layer: part_coreset(t[i].cpu(), size, seed=layer).numpy() for layer, t in patches.items()}
                 for i in range(feats.batch_size)]
 
@@ -334,7 +341,7 @@ class Inspector:
             results.append(self._decide(i, frame, float(score[i]), maps[i], outputs, feats))
         lap("decision")
         if self.line.heads.mutual > 0 and feats.patches:
-            for r, tokens in zip(results, self.mutual_tokens(feats), strict=True):
+            for r, tokens in zip(results, self.mutual_tokens(feats, coreset=False), strict=True):
                 r.part_tokens = tokens
             lap("mutual_tokens")
         for r in results:

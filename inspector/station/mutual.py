@@ -1,7 +1,8 @@
 """The mutual head's rolling buffer: each line's last OK parts, which judge the next ones (heads/mutual.py).
 
-A sink of published parts: a part judged OK (never NG, never FAULT) puts its kept patch tokens
-(float16 coreset per layer, ``InspectionResult.part_tokens``) into its line's buffer of the last
+A sink of published parts: a part judged OK (never NG, never FAULT) puts a float16 coreset of its
+patch tokens (per layer, from ``InspectionResult.part_tokens``; taken here, off the inspect
+thread) into its line's buffer of the last
 ``mutual.buffer`` OK parts, and the line's engine scores from the next frame on against the new
 bank. Until the buffer holds ``mutual.min_parts`` parts the head is off (cold start): the
 status says so, and an audit event records when it switches on.
@@ -29,6 +30,7 @@ from safetensors.numpy import save_file
 
 from inspector.config import LineConfig
 from inspector.engine import Inspector
+from inspector.heads.mutual import part_coreset
 from inspector.station.results import StationResult
 from inspector.station.sinks import Sink
 
@@ -182,7 +184,9 @@ class MutualBuffers(Sink):
         if buf.parts and set(buf.parts[0]) != set(tokens):
             buf.parts.clear()  # other feature layers: another model, another space
         before = self._status(line, buf)
-        buf.parts.append({k: np.asarray(v, dtype=np.float16) for k, v in tokens.items()})
+        size = self._line_config(line).mutual.tokens_per_part
+        buf.parts.append({k: part_coreset(torch.from_numpy(np.asarray(v)), size, seed=k).numpy()
+                          for k, v in tokens.items()})
         buf.unsaved += 1
         buf.since_stats += 1
         after = self._status(line, buf)

@@ -20,7 +20,7 @@ from inspector.text.embeddings import TextEmbeddingCache
 from tests.conftest import audit_events
 from tests.station.conftest import SIZE, tiny_station_dict
 
-MUTUAL = {"heads": {"mutual": 1.0}, "mutual": {"buffer": 5, "min_parts": 3, "tokens_per_part": 16}}
+MUTUAL = {"heads": {"mutual": 1.0}, "mutual": {"buffer": 5, "min_parts": 3, "tokens_per_part": 8}}
 
 
 def _station(tmp_path: Path, cache: Path, lines=("ring", "other")):
@@ -63,7 +63,8 @@ def test_ok_parts_only_warm_up_then_on_with_an_event(engines, tmp_path: Path) ->
     assert buffers.install(ring).text == "mutual head warming up: 0/3 OK parts buffered"
     assert "mutual" not in ring.heads
     first = _part(ring, 1)
-    assert first.result.part_tokens[1].dtype == np.float16 and first.result.part_tokens[1].shape == (16, 64)
+    tokens = first.result.part_tokens[1]  # every patch token: the buffer thread takes the coreset
+    assert tokens.dtype == np.float16 and tokens.shape == (ring.extractor.grid[0] * ring.extractor.grid[1], 64)
     buffers.handle(first)
     buffers.handle(_part(ring, 2, verdict="NG"))  # NG: never buffered
     buffers.handle(_part(ring, 3, fault=True))  # FAULT: never buffered
@@ -98,7 +99,7 @@ def test_restart_and_changeover_keep_each_lines_buffer(engines, tmp_path: Path) 
     assert restarted.install(ring).parts == 4 and "mutual" in ring.heads
     assert restarted.install(other).parts == 1
     saved = load_file(str(tmp_path / ".mutual-ring.safetensors"))
-    assert len(saved) == 4 * 2 and all(v.dtype == np.float16 and v.shape == (16, 64) for v in saved.values())
+    assert len(saved) == 4 * 2 and all(v.dtype == np.float16 and v.shape == (8, 64) for v in saved.values())
     (tmp_path / ".mutual-other.safetensors").write_bytes(b"garbage")  # damaged: a warm-up, never a failed start
     assert MutualBuffers(tmp_path, station.line, lambda n: None, Events()).install(other).parts == 0
 
