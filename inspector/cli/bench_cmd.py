@@ -25,6 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="model.backend of the core (default torch; with --station the line's own); torch's bare "
                         "encode_image is timed in the same run")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--mutual-buffer", type=int, default=0,
+                   help="time the mutual head against a buffer of N parts (e.g. 64; 0 = off)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
     st = p.add_argument_group("--station: the backbone inside the full station (synthetic camera, log on, free run)")
     st.add_argument("--station", action="store_true",
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = BenchConfig(model=args.model, pretrained=args.pretrained, image_size=args.image_size, shots=args.shots,
                       device=args.device, frames=args.frames, warmup=args.warmup, batch=args.batch,
                       precision=args.precision, feature_layers=tuple(args.layers), threads=args.threads,
-                      backend=args.backend or "torch")
+                      backend=args.backend or "torch", mutual_buffer=args.mutual_buffer)
     result = run_bench(cfg, progress=lambda msg: console.log(msg))
     table = Table(title=f"{result.model} @{result.image_size}, {result.shots}-shot, batch {result.batch}, "
                         f"{result.device}, {result.precision}, {result.backend}")
@@ -97,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
                      f"max score diff {result.max_score_diff:.2e}")
     if search is not None:
         parts.append(f"memory search {100 * search:.1f}% of backbone ({result.memory_bank_tokens} tokens)")
+    mutual = result.extra.get("mutual_fraction_of_backbone")
+    if mutual is not None:
+        parts.append(f"mutual scoring {100 * mutual:.1f}% of backbone (buffer {result.extra['mutual_buffer']})")
     parts += [f"startup {result.startup_s:.2f} s (cold {result.startup_cold_s:.1f} s)",
               f"changeover {result.changeover_s:.2f} s (cold {result.changeover_cold_s:.1f} s)",
               f"peak RSS {result.peak_rss_mb:.0f} MB"]

@@ -38,6 +38,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-maps", action="store_true", help="write maps.h5 (one map per test image)")
     p.add_argument("--max-images", type=int, default=None,
                    help="smoke test: N evenly spaced test images (both classes needed)")
+    p.add_argument("--mutual", action="store_true",
+                   help="mutual scoring (MuSc): each test image against the other test images; no labels used")
+    p.add_argument("--buffer", type=int, default=None,
+                   help="with --mutual: each image against the N images before it in a seeded order (a line's buffer)")
+    p.add_argument("--neighbourhood", type=int, choices=(1, 3, 5), default=None,
+                   help="reference and mutual heads: aggregate patch tokens over an n x n neighbourhood "
+                        "(fewshot.neighbourhood, mutual.neighbourhood)")
+    p.add_argument("--image-score", choices=("max", "top1"), default=None,
+                   help="reference head image score: map peak or mean of its top 1 %% (fewshot.image_score)")
+    p.add_argument("--zero-shot", action=argparse.BooleanOptionalAction, default=None,
+                   help="fuse the zero-shot head (default: on, off with --mutual)")
     p.set_defaults(func=run)
 
 
@@ -46,6 +57,13 @@ def build_line(args: argparse.Namespace):
     from inspector.config import FewShotSpec, LineConfig, ModelSpec, load_station_config
     from inspector.config.line import MAX_SHOTS
 
+    mutual = getattr(args, "mutual", False)
+    if getattr(args, "buffer", None) is not None and not mutual:
+        msg = "--buffer needs --mutual"
+        raise ValueError(msg)
+    if mutual and args.buffer is not None and args.buffer < 1:
+        msg = f"--buffer {args.buffer}: the buffer holds at least one image"
+        raise ValueError(msg)
     if args.shots > MAX_SHOTS:
         msg = f"--shots {args.shots}: a line holds at most {MAX_SHOTS} few-shot images (fewshot.max_shots)"
         raise ValueError(msg)
@@ -57,11 +75,33 @@ def build_line(args: argparse.Namespace):
     if args.config:
         base = load_station_config(args.config).line(args.line)
         fewshot = base.fewshot.model_copy(update={"max_shots": max(base.fewshot.max_shots, args.shots)})
-        return base.model_copy(update={"object_name": object_name, "roi": None, "fewshot": fewshot,
+        line = base.model_copy(update={"object_name": object_name, "roi": None, "fewshot": fewshot,
                                        "model": ModelSpec(**{**base.model.model_dump(), **model})})
-    fewshot = FewShotSpec(max_shots=max(FewShotSpec().max_shots, args.shots))
-    return LineConfig(name=f"eval-{args.category}", object_name=object_name, model=ModelSpec(**model),
-                      fewshot=fewshot)
+    else:
+        fewshot = FewShotSpec(max_shots=max(FewShotSpec().max_shots, args.shots))
+        line = LineConfig(name=f"eval-{args.category}", object_name=object_name, model=ModelSpec(**model),
+                          fewshot=fewshot)
+        if mutual:  # every patch token of every image (MuSc), not the station's per-part coreset
+            line = line.model_copy(update={"mutual": line.mutual.model_copy(update={"tokens_per_part": 4096})})
+    options = {k: v for k in ("neighbourhood", "image_score") if (v := getattr(args, k, None)) is not None}
+    if options:
+        line = line.model_copy(update={"fewshot": line.fewshot.model_copy(update=options)})
+    if "neighbourhood" in options:  # the mutual head aggregates alike
+        mutual_spec = line.mutual.model_copy(update={"neighbourhood": options["neighbourhood"]})
+        line = line.model_copy(update={"mutual": mutual_spec})
+    zero_shot = getattr(args, "zero_shot", None)
+    heads = {}
+    if mutual:
+        heads["mutual"] = line.heads.mutual or 1.0
+        # The head is on from the first image: its window is the bank (min_parts 1).
+        line = line.model_copy(update={"mutual": line.mutual.model_copy(update={"min_parts": 1, "buffer": 1024})})
+    if zero_shot is False or (zero_shot is None and mutual):
+        heads["zero_shot"] = 0.0
+    elif zero_shot:
+        heads["zero_shot"] = line.heads.zero_shot or 1.0
+    if heads:
+        line = line.model_copy(update={"heads": line.heads.model_copy(update=heads)})
+    return line
 
 
 class EnginePredictor:
@@ -84,6 +124,38 @@ class EnginePredictor:
         return result.score, result.anomaly_map
 
 
+class MutualPredictor(EnginePredictor):
+    """The MuSc protocol on the engine: observe every test image, then score each against its window."""
+
+    def __init__(self, inspector, seed: int, buffer: int | None) -> None:
+        super().__init__(inspector)
+        self.seed, self.buffer = seed, buffer
+        self._tokens: list[dict] = []
+        self._bank: dict | None = None
+        self._windows: list | None = None
+
+    def observe(self, index: int, image) -> None:
+        if index != len(self._tokens):
+            msg = f"test images must be observed in order; got {index} after {len(self._tokens)}"
+            raise ValueError(msg)
+        self._tokens.append(self.inspector.mutual_tokens(self.inspector.encode([image]))[0])
+
+    def predict_index(self, index: int, image):
+        import numpy as np
+        import torch
+
+        from inspector.evaluation.mutual import mutual_windows
+
+        if self._bank is None:
+            self._bank = {layer: torch.from_numpy(np.stack([t[layer] for t in self._tokens]))
+                          for layer in self._tokens[0]}
+            self._windows = mutual_windows(len(self._tokens), self.seed, self.buffer)
+            self.inspector.set_mutual_bank(self._bank, stats=True)  # fusion statistics from the whole set
+        window = torch.from_numpy(self._windows[index])
+        self.inspector.set_mutual_bank({k: v[window] for k, v in self._bank.items()}, stats=False)
+        return self.predict(image)
+
+
 def run(args: argparse.Namespace) -> int:
     from inspector.backbone.loading import load_backbone
     from inspector.engine import Inspector
@@ -95,16 +167,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     inspector = Inspector(line, load_backbone(line.model, args.model_dir))
+    predictor = MutualPredictor(inspector, args.seed, args.buffer) if args.mutual else EnginePredictor(inspector)
     meta = {"model": line.model.name, "pretrained": line.model.pretrained,
             "backbone": inspector.backbone.identity.label(), "image_size": inspector.extractor.image_size[0],
             "feature_layers": list(inspector.extractor.layers), "object_name": line.object_name,
-            "untrained_backbone": inspector.backbone.identity.untrained}
-    metrics = run_evaluation(args.root, args.category, args.shots, args.seed, EnginePredictor(inspector), args.out,
+            "untrained_backbone": inspector.backbone.identity.untrained,
+            "heads": {h: getattr(line.heads, h) for h in ("zero_shot", "references", "probe", "mutual")},
+            "mutual": args.mutual, "mutual_buffer": args.buffer,
+            "neighbourhood": line.fewshot.neighbourhood, "image_score": line.fewshot.image_score}
+    metrics = run_evaluation(args.root, args.category, args.shots, args.seed, predictor, args.out,
                              dataset=args.dataset, save_maps=args.save_maps, max_images=args.max_images, meta=meta)
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{args.category}, {args.shots}-shot, seed {args.seed}")
+    mode = (" + mutual" + (f" (buffer {args.buffer})" if args.buffer else "")) if args.mutual else ""
+    table = Table(title=f"{args.category}, {args.shots}-shot{mode}, seed {args.seed}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in ("image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_aupro"):

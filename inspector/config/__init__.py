@@ -15,6 +15,7 @@ from inspector.config.line import (
     HeadWeights,
     LineConfig,
     ModelSpec,
+    MutualSpec,
     PromptSpec,
     config_hash,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "LineConfig",
     "LogSpec",
     "ModelSpec",
+    "MutualSpec",
     "PlcSpec",
     "PromptSpec",
     "StationConfig",

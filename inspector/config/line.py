@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, StrictFloat, StrictInt, field_validator
+from pydantic import Field, StrictFloat, StrictInt, field_validator, model_validator
 
 from inspector.config.base import StrictModel
 from inspector.config.training import TrainingSpec
@@ -113,6 +113,11 @@ class FewShotSpec(StrictModel):
     # Patch memory per layer is subsampled to at most this many tokens (greedy k-center coreset).
     coreset_size: int = Field(default=4096, ge=16)
     seed: int = 0
+    # Reference head: patch tokens averaged over their n x n grid neighbourhood before the search
+    # (PatchCore 3x3, MuSc r in {1, 3, 5}); 1 = the tokens as they are.
+    neighbourhood: Literal[1, 3, 5] = 1
+    # Reference head image score: the map's peak ("max", PatchCore) or the mean of its top 1 % ("top1").
+    image_score: Literal["max", "top1"] = "max"
 
 
 class HeadWeights(StrictModel):
@@ -123,6 +128,33 @@ class HeadWeights(StrictModel):
     probe: float = Field(default=1.0, ge=0)
     # A trained adapter (inspector train) once one is promoted for the line.
     adapter: float = Field(default=1.0, ge=0)
+    # Mutual scoring against the line's own recent OK parts (see ``mutual``); off unless set.
+    mutual: float = Field(default=0.0, ge=0)
+
+
+class MutualSpec(StrictModel):
+    """The mutual head's rolling buffer of the line's recent OK parts (MuSc-style, no labels needed)."""
+
+    # Parts kept (the last N judged OK; NG and FAULT parts never enter).
+    buffer: int = Field(default=64, ge=2, le=1024)
+    # The head stays off (cold start) until the buffer holds this many parts.
+    min_parts: int = Field(default=16, ge=1)
+    # Patch tokens kept per part and layer (greedy k-center coreset, float16): bounds memory and time.
+    # 128 keeps the search at buffer 64 within ~12 % of a ViT-B-16's backbone time on CPU (issue #13).
+    tokens_per_part: int = Field(default=128, ge=8, le=4096)
+    # Interval mean over this fraction of the nearest buffered parts (MuSc: 0.3).
+    interval: float = Field(default=0.3, gt=0, le=1)
+    # Image score: mean of this top fraction of the patch map.
+    top: float = Field(default=0.01, gt=0, le=1)
+    # Patch tokens averaged over their n x n grid neighbourhood before scoring (MuSc's r); 1 = as they are.
+    neighbourhood: Literal[1, 3, 5] = 1
+
+    @model_validator(mode="after")
+    def _min_parts_fit(self) -> MutualSpec:
+        if self.min_parts > self.buffer:
+            msg = f"mutual.min_parts ({self.min_parts}) exceeds mutual.buffer ({self.buffer}): it would never warm up"
+            raise ValueError(msg)
+        return self
 
 
 class CalibrationSpec(StrictModel):
@@ -171,6 +203,7 @@ class LineConfig(StrictModel):
     prompts: PromptSpec = PromptSpec()
     fewshot: FewShotSpec = FewShotSpec()
     heads: HeadWeights = HeadWeights()
+    mutual: MutualSpec = MutualSpec()
     decision: DecisionSpec = DecisionSpec()
     training: TrainingSpec = TrainingSpec()
 

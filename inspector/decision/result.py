@@ -58,6 +58,9 @@ class InspectionResult:
     model: str = ""  # backbone identity label
     model_version: str = "base"  # adapter version from the registry, "base" = no adapter
     config_hash: str = ""
+    # Per layer, the part's patch tokens (float16 [N, D]) when the line runs the mutual head: the
+    # station's buffer keeps a coreset of them from parts judged OK (inspector/station/mutual.py).
+    part_tokens: dict[int, np.ndarray] | None = None
     untrained_backbone: bool = False
     embedding: np.ndarray | None = None  # float32 [D] global CLIP image embedding
 

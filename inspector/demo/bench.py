@@ -48,6 +48,8 @@ class BenchConfig:
     backend: str = "torch"  # model.backend: torch | openvino | auto
     # False: one cold start only (no warm start, no changeover) - for sweeps that only need per-frame figures.
     measure_startup: bool = True
+    # > 0: the mutual head on, its buffer filled with this many synthetic OK parts (issue #13).
+    mutual_buffer: int = 0
 
 
 @dataclass
@@ -107,7 +109,11 @@ def _p(values: list[float], q: float) -> float:
 
 def _line(cfg: BenchConfig, name: str = "bench", object_name: str = "metal ring",
           backend: str | None = None) -> LineConfig:
+    mutual = {}
+    if cfg.mutual_buffer > 0:
+        mutual = {"heads": {"mutual": 1.0}, "mutual": {"buffer": cfg.mutual_buffer, "min_parts": 1}}
     return LineConfig(
+        **mutual,
         name=name,
         object_name=object_name,
         model=ModelSpec(name=cfg.model, pretrained=cfg.pretrained, device=cfg.device, image_size=cfg.image_size,
@@ -180,6 +186,13 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
         with torch.inference_mode(), inspector.precision_context():
             inspector.runner(batch_input)
 
+    if cfg.mutual_buffer > 0:
+        say(f"mutual buffer: {cfg.mutual_buffer} synthetic OK parts")
+        buffer_gen = PartGenerator(FRAME_SIZE, seed=2, defect_rate=0.0)
+        parts = [inspector.mutual_tokens(inspector.encode([buffer_gen.next().image]))[0]
+                 for _ in range(cfg.mutual_buffer)]
+        inspector.set_mutual_bank({k: torch.from_numpy(np.stack([p[k] for p in parts])) for k in parts[0]})
+
     say(f"warm-up ({cfg.warmup} frames)")
     for i in range(cfg.warmup):
         bare()
@@ -248,7 +261,10 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
         backend=backend, torch_backbone_p50_ms=torch50, speedup_vs_torch_p50=torch50 / e50,
         max_score_diff=max_score_diff,
         extra={"untrained_backbone": backbone.identity.untrained, "frame_size": list(FRAME_SIZE),
-               "feature_layers": list(inspector.extractor.layers)},  # resolved 0-based blocks
+               "feature_layers": list(inspector.extractor.layers),  # resolved 0-based blocks
+               "mutual_buffer": cfg.mutual_buffer,
+               "mutual_fraction_of_backbone": (_p(stages["mutual"], 50) / max(b50, 1e-9)
+                                               if "mutual" in stages else None)},
     )
 
 

@@ -61,8 +61,12 @@ ONE_SHOT_MODES = ("elsewhere", "views", "legacy")
 ELSEWHERE_RADIUS = 0.25
 
 
-def active_heads(line: LineConfig, references_fitted: bool, probe_fitted: bool, adapter: bool) -> tuple[str, ...]:
-    """The heads an engine runs: fitted ones with a positive weight in the line config."""
+def active_heads(line: LineConfig, references_fitted: bool, probe_fitted: bool, adapter: bool,
+                 mutual_parts: int = 0) -> tuple[str, ...]:
+    """The heads an engine runs: fitted ones with a positive weight in the line config.
+
+    The mutual head runs once its bank holds ``mutual.min_parts`` parts (cold start before).
+    """
     active = ["zero_shot"] if line.heads.zero_shot > 0 else []
     if references_fitted and line.heads.references > 0:
         active.append("references")
@@ -70,6 +74,8 @@ def active_heads(line: LineConfig, references_fitted: bool, probe_fitted: bool, 
         active.append("probe")
     if adapter and line.heads.adapter > 0:
         active.append("adapter")
+    if line.heads.mutual > 0 and mutual_parts >= line.mutual.min_parts:
+        active.append("mutual")
     return tuple(active)
 
 
@@ -148,7 +154,7 @@ def fit_state(engine: Inspector, good: Sequence[np.ndarray],
     if good_feats is not None:
         good_out["zero_shot"] = zero_shot(good_feats.index(stat_rows))
         if engine.extractor.is_vit and line.heads.references > 0 and loo_groups.unique().numel() >= 2:
-            references = ReferenceHead()
+            references = ReferenceHead(spec.neighbourhood, spec.image_score)
             references.setup(good_feats, spec.coreset_size, spec.seed, shots=len(good))
             if views_as_parts and one_shot == "elsewhere":
                 coords = _view_coords(good_feats.grid, spec.augment)

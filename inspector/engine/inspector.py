@@ -34,6 +34,8 @@ from inspector.engine.fitting import active_heads, calibrate_scores, configure_f
 from inspector.frames.imaging import validate_frame
 from inspector.frames.preprocess import Preprocessor, crop_roi
 from inspector.heads import Fusion, HeadOutput, LinearProbeHead, ReferenceHead, ZeroShotHead
+from inspector.heads.mutual import Bank, MutualHead, held_out_stats, part_coreset
+from inspector.heads.references import aggregate_patches
 from inspector.text.embeddings import TextEmbeddingCache
 from inspector.text.prompts import build_prompt_set
 
@@ -68,8 +70,12 @@ class Inspector:
                                   cache_dir=text_cache.folder if text_cache is not None else None)
         self.preprocess = Preprocessor(self.extractor.image_size, backbone.mean, backbone.std, self.device)
         self.zero_shot = ZeroShotHead()
-        self.references = ReferenceHead()
+        self.references = ReferenceHead(line.fewshot.neighbourhood, line.fewshot.image_score)
         self.probe = LinearProbeHead()
+        self.mutual = MutualHead(line.mutual.interval, line.mutual.top, line.mutual.neighbourhood)
+        # Held-out statistics of the mutual head over its bank: (score mean, std), (map mean, std).
+        self._mutual_stats: tuple[tuple[float, float], tuple[float, float]] | None = None
+        self._adapter_stats: tuple[Stats, Stats] | None = None  # the installed adapter's, kept for re-fusions
         self.fusion = Fusion()
         self.text_cache = text_cache or TextEmbeddingCache(None)
         self.prompts = build_prompt_set(line.object_name, line.prompts)
@@ -117,7 +123,8 @@ class Inspector:
 
     @property
     def heads(self) -> tuple[str, ...]:
-        return active_heads(self.line, self.references.fitted, self.probe.fitted, self.adapter is not None)
+        return active_heads(self.line, self.references.fitted, self.probe.fitted, self.adapter is not None,
+                            self.mutual.n_parts)
 
     @property
     def defect_names(self) -> tuple[str, ...]:
@@ -206,7 +213,7 @@ class Inspector:
 
     def apply_fitted(self, state: FittedState) -> None:
         """Run on ``state`` from the next frame on: base heads (any adapter is removed), its threshold."""
-        references = ReferenceHead()
+        references = ReferenceHead(self.line.fewshot.neighbourhood, self.line.fewshot.image_score)
         if state.memory:
             references.load_memory(state.memory, state.shots)
         probe = LinearProbeHead()
@@ -226,6 +233,13 @@ class Inspector:
 
     def _setup_fusion(self, active: set[str], extra: Stats | None = None, extra_map: Stats | None = None) -> None:
         fitted = self._fitted
+        active = {h for h in active if h != "mutual"} | ({"mutual"} if "mutual" in self.heads else set())
+        if self._mutual_stats is not None:
+            extra = {**(extra or {}), "mutual": self._mutual_stats[0]}
+            extra_map = {**(extra_map or {}), "mutual": self._mutual_stats[1]}
+        if self.adapter is not None and self._adapter_stats is not None:
+            extra = {**self._adapter_stats[0], **(extra or {})}
+            extra_map = {**self._adapter_stats[1], **(extra_map or {})}
         configure_fusion(self.fusion, self.line, active, fitted.score_stats if fitted else None,
                          fitted.map_stats if fitted else None, extra, extra_map)
 
@@ -240,7 +254,8 @@ class Inspector:
         with self._lock:
             active = {h for h in self.heads if h != "adapter"} | {"adapter"}
             self.adapter = adapter
-            self._setup_fusion(active, {"adapter": score_stats}, {"adapter": map_stats} if map_stats else None)
+            self._adapter_stats = ({"adapter": score_stats}, {"adapter": map_stats} if map_stats else {})
+            self._setup_fusion(active)
             self.model_version = version
             if threshold is not None:
                 self.set_threshold(threshold)
@@ -253,6 +268,33 @@ class Inspector:
             self.model_version = "base"
             if threshold is not None:
                 self.set_threshold(threshold)
+
+    # ---------------------------------------------------------------- mutual head
+    def set_mutual_bank(self, bank: Bank, stats: bool = True) -> None:
+        """Score against these buffered parts (layer -> [P, M, D]) from the next frame on; {} turns it off.
+
+        With ``stats`` the fusion standardises the head with held-out scores of the bank's own parts
+        (each against the others); without, the previous statistics are kept (cheap updates).
+        """
+        with self._lock:
+            self.mutual.set_bank({k: v.to(self.device) for k, v in bank.items()})
+            if stats and self.mutual.n_parts >= 2:
+                self._mutual_stats = held_out_stats(self.mutual.bank, self.mutual.interval, self.mutual.top)
+            self._setup_fusion(set(self.heads))
+
+    def mutual_tokens(self, feats: Features, coreset: bool = True) -> list[dict[int, np.ndarray]]:
+        """Each part's patch tokens for a mutual bank, float16 per layer (aggregated as the head searches).
+
+        With ``coreset`` the part's greedy k-center coreset of ``mutual.tokens_per_part`` tokens; the
+        hot path leaves that to the station's buffer thread, which takes it for OK parts only.
+        """
+        size, hood = self.line.mutual.tokens_per_part, self.line.mutual.neighbourhood
+        patches = {k: aggregate_patches(v, feats.grid, hood) for k, v in feats.patches.items()}
+        if not coreset:
+            return [{layer: t[i].to(torch.float16).cpu().numpy() for layer, t in patches.items()}
+                    for i in range(feats.batch_size)]
+        return [{layer: part_coreset(t[i].cpu(), size, seed=layer).numpy() for layer, t in patches.items()}
+                for i in range(feats.batch_size)]
 
     def calibrate(self, method: str | None = None) -> Calibration:
         """Threshold from the fitting data's held-out fused scores with the line's (or given) method."""
@@ -303,6 +345,10 @@ class Inspector:
         for i, frame in enumerate(frames):
             results.append(self._decide(i, frame, float(score[i]), maps[i], outputs, feats))
         lap("decision")
+        if self.line.heads.mutual > 0 and feats.patches:
+            for r, tokens in zip(results, self.mutual_tokens(feats, coreset=False), strict=True):
+                r.part_tokens = tokens
+            lap("mutual_tokens")
         for r in results:
             r.timings_ms = dict(timings)
             r.timings_ms["total"] = sum(timings.values())

@@ -49,6 +49,18 @@ class Predictor(Protocol):
         ...
 
 
+class TestAwarePredictor(Predictor, Protocol):
+    """A predictor that sees every (unlabelled) test image first: mutual scoring (docs/EVALUATION.md).
+
+    The runner calls ``observe(i, image)`` for each test image in the sorted test order, then
+    ``predict_index(i, image)`` instead of ``predict``.
+    """
+
+    def observe(self, index: int, image: np.ndarray) -> None: ...
+
+    def predict_index(self, index: int, image: np.ndarray) -> tuple[float, np.ndarray]: ...
+
+
 def _subset(test: list[Sample], max_images: int | None) -> list[Sample]:
     """Evenly spaced subset of the sorted test list (smoke runs), keeping its order."""
     if max_images is None:
@@ -148,6 +160,10 @@ def run_evaluation(root: str | Path, category: str, shots: int, seed: int, predi
 
     _logger.info("fitting on %d shot(s) (seed %s)", len(shot_samples), seed)
     predictor.fit([ds.load_image(s) for s in shot_samples])
+    test_aware = callable(getattr(predictor, "observe", None))
+    if test_aware:
+        for i, sample in enumerate(tqdm(test, desc="observing the test set", unit="img", disable=not progress)):
+            predictor.observe(i, ds.load_image(sample))  # type: ignore[attr-defined]
 
     acc = PixelAccumulator()
     labels: list[int] = []
@@ -165,7 +181,8 @@ def run_evaluation(root: str | Path, category: str, shots: int, seed: int, predi
                                         disable=not progress, dynamic_ncols=True)):
             image = ds.load_image(sample)
             mask = ds.load_mask(sample, image.shape)
-            score, amap = _check_prediction(sample, predictor.predict(image))
+            out = predictor.predict_index(i, image) if test_aware else predictor.predict(image)  # type: ignore[attr-defined]
+            score, amap = _check_prediction(sample, out)
             amap = _resize_map(amap, mask.shape)
             acc.add(mask, amap, name=sample.path)
             labels.append(sample.label)

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from inspector.heads.base import FittedModule, HeadOutput
 
-HEAD_NAMES: tuple[str, ...] = ("zero_shot", "references", "probe", "adapter")
+HEAD_NAMES: tuple[str, ...] = ("zero_shot", "references", "probe", "adapter", "mutual")
 # Heads whose outputs are log-odds (probabilities only through the sigmoid).
 LOGIT_HEADS: frozenset[str] = frozenset({"zero_shot"})
 # Scores live in [0, ~2]; a floor keeps a head that is constant on good parts from exploding.

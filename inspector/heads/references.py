@@ -8,6 +8,8 @@ memory so search cost stays flat as shots grow; search is one matrix product per
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -49,13 +51,56 @@ def nearest_similarity(queries: Tensor, memory: Tensor, chunk: int = 8192) -> Te
     return best
 
 
+def top_mean(maps: Tensor, top: float = 0.01) -> Tensor:
+    """[B, N] patch map -> [B]: mean of its top ``top`` fraction (at least one patch)."""
+    k = max(1, math.ceil(top * maps.shape[-1] - 1e-9))
+    return maps.topk(k, dim=-1).values.mean(dim=-1)
+
+
+def aggregate_patches(patches: Tensor, grid: tuple[int, int], size: int) -> Tensor:
+    """[B, N, D] unit tokens -> the mean over each token's ``size`` x ``size`` grid neighbourhood, unit length.
+
+    PatchCore's local aggregation (MuSc's r): a patch is described with its surroundings, so a
+    small defect changes several neighbouring descriptors and texture noise averages out.
+    Border tokens average over the neighbours that exist (no zero padding).
+    """
+    if size == 1:
+        return patches
+    b, n, d = patches.shape
+    x = patches.float().transpose(1, 2).reshape(b, d, *grid)
+    x = F.avg_pool2d(x, size, stride=1, padding=size // 2, count_include_pad=False)
+    return F.normalize(x.reshape(b, d, n).transpose(1, 2), dim=-1).to(patches.dtype)
+
+
+#: Image scores of the reference head: the map's peak (PatchCore) or the mean of its top 1 %.
+IMAGE_SCORES = ("max", "top1")
+
+
 class ReferenceHead(FittedModule):
     """Nearest-neighbour patch distance to a memory of good parts, per layer, averaged."""
 
-    def __init__(self) -> None:
+    def __init__(self, neighbourhood: int = 1, image_score: str = "max") -> None:
         super().__init__()
+        if neighbourhood < 1 or neighbourhood % 2 == 0:
+            msg = f"neighbourhood must be an odd grid size (1, 3, 5); got {neighbourhood}"
+            raise ValueError(msg)
+        if image_score not in IMAGE_SCORES:
+            msg = f"image_score must be one of {IMAGE_SCORES}; got {image_score!r}"
+            raise ValueError(msg)
+        self.neighbourhood = neighbourhood
+        self.image_score = image_score
         self.layers: tuple[int, ...] = ()
         self.register_buffer("shots", torch.tensor(0))
+
+    def _view(self, features: Features) -> Features:
+        """The features the memory holds and searches: patch tokens aggregated over the neighbourhood."""
+        if self.neighbourhood == 1:
+            return features
+        patches = {k: aggregate_patches(v, features.grid, self.neighbourhood) for k, v in features.patches.items()}
+        return Features(features.global_emb, features.dense, patches, features.grid)
+
+    def _score(self, maps: Tensor) -> Tensor:
+        return maps.amax(dim=1) if self.image_score == "max" else top_mean(maps, 0.01)
 
     @property
     def fitted(self) -> bool:
@@ -73,6 +118,7 @@ class ReferenceHead(FittedModule):
         accepted for callers that pass it; the memory does not need it.
         """
         del groups
+        features = self._view(features)
         if not features.patches:
             msg = "the few-shot reference head needs patch tokens; this backbone gives image-level features only"
             raise ValueError(msg)
@@ -95,6 +141,7 @@ class ReferenceHead(FittedModule):
     def distance_map(self, features: Features, memories: dict[int, Tensor] | None = None) -> Tensor:
         """[B, N] mean over layers of 1 - max cosine similarity to the memory."""
         self._require(self.fitted, "no reference images")
+        features = self._view(features)
         total = None
         for layer in self.layers:
             mem = (memories or {}).get(layer, self.memory(layer))
@@ -105,7 +152,7 @@ class ReferenceHead(FittedModule):
 
     def forward(self, features: Features) -> HeadOutput:
         dist = self.distance_map(features)
-        return HeadOutput(dist.amax(dim=1), dist.reshape(-1, *features.grid))
+        return HeadOutput(self._score(dist), dist.reshape(-1, *features.grid))
 
     @torch.inference_mode()
     def leave_one_out(self, features: Features, groups: Tensor, queries: Tensor | None = None,
@@ -126,6 +173,7 @@ class ReferenceHead(FittedModule):
         Groups must be independent parts for that; the 1-shot path (views as groups) turns it off.
         """
         self._require(self.fitted, "leave_one_out needs a fitted memory")
+        features = self._view(features)
         queries = torch.arange(features.batch_size) if queries is None else queries
         unique, member = groups.unique(return_inverse=True)
         k = len(unique)
@@ -151,7 +199,7 @@ class ReferenceHead(FittedModule):
         if use_two:
             two = dist_two / len(self.layers)
             maps = maps - (k - 2) / (k - 1) * (two - maps)
-        return HeadOutput(maps.amax(dim=1), maps.reshape(-1, *features.grid))
+        return HeadOutput(self._score(maps), maps.reshape(-1, *features.grid))
 
     @torch.inference_mode()
     def held_out_elsewhere(self, features: Features, coords: Tensor, radius: float) -> HeadOutput:
@@ -164,6 +212,7 @@ class ReferenceHead(FittedModule):
         would; a unique feature (a keyway) does not, which errs towards a higher threshold.
         """
         self._require(self.fitted, "held_out_elsewhere needs a fitted memory")
+        features = self._view(features)
         views, n_tokens = coords.shape[:2]
         place = coords.reshape(-1, 2).float()
         near = torch.cdist(place, place) <= radius  # [V*N, V*N] same-place pairs
@@ -173,7 +222,7 @@ class ReferenceHead(FittedModule):
             sims = (tokens @ tokens.T).masked_fill(near, -2.0)
             total += 1.0 - sims.amax(dim=-1)
         maps = (total / len(self.layers)).reshape(views, n_tokens)
-        return HeadOutput(maps.amax(dim=1), maps.reshape(-1, *features.grid))
+        return HeadOutput(self._score(maps), maps.reshape(-1, *features.grid))
 
 
 def _group_max_similarity(patches: Tensor, member: Tensor, k: int, queries: Tensor, chunk: int = 4096) -> Tensor:

@@ -50,6 +50,7 @@ from inspector.station.capture import Capture
 from inspector.station.engines import EngineCache, embedding_dim
 from inspector.station.flow import PartFlow
 from inspector.station.follow import ModelFollower
+from inspector.station.mutual import MutualBuffers
 from inspector.station.outputs import Outputs
 from inspector.station.phase import LIVE, LoopPhase, Phase
 from inspector.station.recalibration import ProductionSampler
@@ -142,6 +143,9 @@ class StationLoop:
         # Threshold proposals from the parts it judges (decision.recalibration), beside the line memory too.
         self.production = (ProductionSampler(self.log_folder, lambda name: self.station.line(name), self.log_event)
                            if self.log_enabled else None)
+        # Each line's buffer of recent OK parts for the mutual head (station/mutual.py), beside the line memory.
+        self.mutual = MutualBuffers(self.log_folder if self.log_enabled else None, station.line,
+                                    self._engine_for, self.log_event)
         self._follower = ModelFollower(self.model_dir, self.log_event, enabled=follow_models, book=self.thresholds,
                                        line_config=station.line)
         # The log folder's station lock (one station per folder; a warm standby waits on it). Taken at
@@ -181,6 +185,8 @@ class StationLoop:
             if self.production is not None and self._outputs.logging:
                 # A sink, not an observer: sinks stop before the log closes, so its last proposal is logged.
                 self.add_sink(self.production, name="production", queue_size=1024)
+            if any(x.heads.mutual > 0 for x in self.station.lines):
+                self.add_sink(self.mutual, name="mutual", queue_size=64)
             if not self.camera.connect():
                 _logger.warning("camera not available at start: %s (retrying)", self.camera.last_error)
             self._outputs.start()
@@ -379,9 +385,17 @@ class StationLoop:
                        {"line": line, "config_hash": inspector.config_hash, "model": ident.label()})
 
     def _install(self, inspector: Inspector, line: str) -> None:
+        if inspector.line.heads.mutual > 0:
+            self.mutual.install(inspector)  # its buffer (kept over changeovers, read back after a restart)
         with self._engine_lock:
             self._inspector = inspector
             self._results.install(inspector, line)
+
+    def _engine_for(self, line: str) -> Inspector | None:
+        """The running engine when it is ``line``'s (the mutual buffer feeds it), else None."""
+        with self._engine_lock:
+            engine = self._inspector
+        return engine if engine is not None and engine.line.name == line else None
 
     def _state(self) -> tuple[StationState, str]:
         return self._phase.state(self.camera, self._outputs.audit, self.station.log.required)
@@ -452,8 +466,11 @@ class StationLoop:
     # ================================================================== figures
     def stats(self) -> LoopStats:
         state, detail = self._state()
-        return loop_stats(state=state, detail=detail, station=self.station.station, line=self.line,
-                          model=ModelStamp.of(self._inspector), trigger_mode=self.trigger_mode,
-                          uptime_s=time.monotonic() - self._t_start, tally=self.tally,
-                          camera=camera_stats(self.camera), log=log_stats(self._outputs.audit, self.log_folder),
-                          sinks=self._outputs.sink_stats())
+        stats = loop_stats(state=state, detail=detail, station=self.station.station, line=self.line,
+                           model=ModelStamp.of(self._inspector), trigger_mode=self.trigger_mode,
+                           uptime_s=time.monotonic() - self._t_start, tally=self.tally,
+                           camera=camera_stats(self.camera), log=log_stats(self._outputs.audit, self.log_folder),
+                           sinks=self._outputs.sink_stats())
+        mutual = self.mutual.status(self.line)
+        stats.mutual = mutual.text if mutual.enabled else ""
+        return stats

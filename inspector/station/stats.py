@@ -75,6 +75,7 @@ class LoopStats(VerdictCounts):
     camera: CameraStats
     log: LogStats
     sinks: list[SinkStats]
+    mutual: str = ""  # the mutual head's buffer on this line (warming up / on), "" when the line has none
 
 
 class Tally:
