@@ -289,7 +289,7 @@ class StationHandle:
                 msg = (f"the proposal was made for model {proposal.version} but the line runs "
                        f"{inspector.model_version}: wait for a proposal of the running model")
                 raise LookupError(msg)
-            reason = why or f"production proposal: {proposal.describe()}"
+            reason = f"{why + '; ' if why else ''}production proposal: {proposal.describe()}"
             record = self.set_threshold(proposal.proposed, who, reason, method="production", target=proposal.target,
                                         interval=proposal.interval)
             ProposalBook(self.log_dir).decide(self.line, "applied", who, why)

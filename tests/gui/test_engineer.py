@@ -288,9 +288,16 @@ def test_production_proposal_shown_applied_and_dismissed(window, qtbot):
     assert f"PROPOSED: {proposal.proposed:.4f}" in box.after.text() and "1.0 %" in box.after.text()
     qtbot.mouseClick(box.preview_button, Qt.MouseButton.LeftButton)
     assert panel.proposal() == pytest.approx(proposal.proposed, abs=(panel.hi - panel.lo) / 1000)
+    asked = []
+    box.ask_reason = lambda _t, rows, _n: asked.append(rows)  # cancelled: nothing changes
+    qtbot.mouseClick(box.apply_button, Qt.MouseButton.LeftButton)
+    assert asked and asked[0][0] == ("threshold", f"{proposal.live:.4f}", f"{proposal.proposed:.4f}")
+    assert box.proposal.actionable and handle.inspector.threshold == proposal.live
+    box.ask_reason = lambda *_a: "shift's rejects checked"
     with qtbot.waitSignal(box.applied, timeout=30_000):
         qtbot.mouseClick(box.apply_button, Qt.MouseButton.LeftButton)
     assert handle.inspector.threshold == proposal.proposed and handle.threshold_record().method == "production"
+    assert "shift's rejects checked" in handle.threshold_record().why
     assert "APPLIED by Dana" in box.summary.text() and not box.apply_button.isEnabled()
     assert "recalibrated from production parts" in panel.live_label.text()
     book.update(handle.line, proposal={**proposal.to_json(), "live": proposal.proposed, "proposed": 1.5})

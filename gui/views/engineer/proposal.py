@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QInputDialog, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from gui.views.engineer.context import EngineerContext
+from gui.widgets.approval import ApprovalDialog
 from gui.workers import run_task
 from inspector.station.recalibration import ThresholdProposal
 
@@ -23,6 +26,8 @@ class ProposalBox(QGroupBox):
     def __init__(self, ctx: EngineerContext, parent: QWidget | None = None) -> None:
         super().__init__("FROM PRODUCTION · PARTS JUDGED OK WITH MARGIN", parent)
         self.ctx = ctx
+        # Apply shows now vs proposed and needs a reason, like every threshold change (tests replace this).
+        self.ask_reason: Callable[[str, list[tuple[str, str, str]], str], str | None] = self._reason_dialog
         self.proposal: ThresholdProposal | None = None
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
@@ -77,13 +82,34 @@ class ProposalBox(QGroupBox):
         self.after.setText(f"PROPOSED: {p.proposed:.4f}\ntarget {_pct(p.target)} "
                            f"({_pct(p.interval[0])}-{_pct(p.interval[1])})")
 
+    def compare(self) -> list[tuple[str, str, str]]:
+        """Live vs proposed, as the production parts estimate them."""
+        p = self.proposal
+        assert p is not None
+        return [("threshold", f"{p.live:.4f}", f"{p.proposed:.4f}"),
+                ("false reject (good → NG), estimated",
+                 f"{_pct(p.live_false_reject)} ({_pct(p.live_interval[0])}-{_pct(p.live_interval[1])})",
+                 f"{_pct(p.target)} ({_pct(p.interval[0])}-{_pct(p.interval[1])})"),
+                ("from", f"{p.used} parts judged OK with margin", f"model {p.version}")]
+
     def apply(self) -> None:
         p = self.proposal
         if p is None or not p.actionable:
             return
-        run_task(self.ctx.handle.apply_threshold_proposal, self.ctx.who, "applied in the station GUI",
+        reason = self.ask_reason("Apply the production proposal", self.compare(),
+                                 "The proposed threshold is live on the line at once and written to its record.")
+        if reason is None:
+            return
+        why = f"{reason}; applied in the station GUI" if reason else "applied in the station GUI"
+        run_task(self.ctx.handle.apply_threshold_proposal, self.ctx.who, why,
                  name="proposal-apply", on_done=lambda _r: self._applied(p.proposed),
                  on_error=lambda e: self.ctx.notify(f"proposal not applied: {e}", "error"))
+
+    def _reason_dialog(self, title: str, rows: list[tuple[str, str, str]], note: str) -> str | None:
+        dialog = ApprovalDialog(title, rows, note, parent=self)
+        if dialog.exec() != ApprovalDialog.DialogCode.Accepted:
+            return None
+        return dialog.reason_text()
 
     def _applied(self, value: float) -> None:
         self.ctx.notify(f"threshold {value:.4f} from production applied and logged", "ok")
