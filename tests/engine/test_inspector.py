@@ -49,9 +49,7 @@ def test_set() -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
 
 @pytest.fixture(scope="module")
 def fitted(tiny_backbone, goods) -> Inspector:
-    # A 5 % target: from 8 good parts a 1 % threshold sits above these planted defects (the tail fit allows for
-    # heavy tails, benchmarks/calibration.py), and the NG path (defect class, regions) is what is checked here.
-    insp = make_inspector(tiny_backbone, decision={"calibration": {"target_false_reject": 0.05}})
+    insp = make_inspector(tiny_backbone)
     insp.fit(goods)
     return insp
 
