@@ -65,6 +65,8 @@ QPushButton#start:disabled, QPushButton#stop:disabled {{ background: {PANEL_HI};
     color: #59636e; }}
 QPushButton#danger {{ background: #5a2323; border-color: {NG}; }}
 QPushButton#primary {{ background: {INFO}; border-color: {INFO}; color: white; font-weight: bold; }}
+QPushButton#primary:disabled, QPushButton#danger:disabled {{ background: {PANEL_HI}; border-color: {BORDER};
+    color: #59636e; }}
 QPushButton#nav {{ background: transparent; border: none; border-bottom: 4px solid transparent; border-radius: 0;
                    font-size: 13pt; font-weight: bold; padding: 8px 10px; color: {MUTED}; }}
 QPushButton#nav:checked {{ color: {TEXT}; border-bottom: 4px solid {INFO}; background: transparent; }}
