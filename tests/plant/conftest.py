@@ -15,26 +15,10 @@ from typing import Any
 
 import pytest
 
+from tests.ports import free_port
 from tests.station.conftest import text_cache_dir  # noqa: F401 - the station tests' fixture, for runs here
 
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-
-
-def free_port() -> int:
-    """A free loopback port below Linux's ephemeral range (32768-60999), so no client connection of
-    this machine is handed the same number between this check and the server's (re)bind."""
-    import random
-
-    for _ in range(200):
-        port = random.randint(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    msg = "no free port in 20000-32000"
-    raise RuntimeError(msg)
 
 
 class Broker:

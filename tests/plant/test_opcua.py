@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,25 +18,9 @@ from inspector.config.plant import OpcUaSpec
 from inspector.plant.messages import ResultFacts
 from inspector.plant.opcua import OpcUaError, OpcUaServer, hash_password, load_users
 from inspector.plc.simstation import SimulatedStation
+from tests.ports import free_port
 
 NS = "urn:clip-inspector:station"
-
-
-def free_port() -> int:
-    """A free loopback port below Linux's ephemeral range (32768-60999), so no client connection of
-    this machine is handed the same number between this check and the server's (re)bind."""
-    import random
-
-    for _ in range(200):
-        port = random.randint(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    msg = "no free port in 20000-32000"
-    raise RuntimeError(msg)
 
 
 @pytest.fixture(scope="module")

@@ -65,7 +65,9 @@ def test_run_serves_opcua_from_the_config(tmp_path: Path, text_cache_dir: Path) 
 
     from asyncua import Client
 
-    from .test_opcua import NS, free_port
+    from tests.ports import free_port
+
+    from .test_opcua import NS
 
     users = tmp_path / "users.txt"
     users.write_text("anna:pw:engineer\n")

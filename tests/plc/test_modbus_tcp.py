@@ -19,28 +19,12 @@ from inspector.plc.factory import create_plc_link
 from inspector.plc.modbus_tcp import ModbusTcpServer
 from inspector.plc.sim import ModbusPlcSimulator
 from inspector.plc.simstation import SimulatedStation
+from tests.ports import free_port
 
 from .conftest import fast_spec, wait_until
 from .test_modbus import block, trigger
 
 UNIT = 3
-
-
-def free_port() -> int:
-    """A free loopback port below Linux's ephemeral range (32768-60999), so no client connection of
-    this machine is handed the same number between this check and the server's (re)bind."""
-    import random
-
-    for _ in range(200):
-        port = random.randint(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    msg = "no free port in 20000-32000"
-    raise RuntimeError(msg)
 
 
 @pytest.fixture
