@@ -19,13 +19,16 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from inspector.backbone.dense import DenseFeatureExtractor, Features
+from inspector.backbone.quantize import check_int8_supported, int8_key, quantize_model
 from inspector.errors import InspectorError
 
 logger = logging.getLogger(__name__)
@@ -176,28 +179,38 @@ def write_model(model: Any, folder: Path, manifest: dict[str, Any]) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_or_convert(extractor: DenseFeatureExtractor, model_name: str, precision: str,
-                    cache_dir: Path | None) -> tuple[Any, str]:
-    """The OpenVINO model of ``extractor``, from the cache when a valid entry exists; -> (model, how)."""
-    key = cache_key(extractor, model_name, precision)
+def cached_model(key: dict[str, Any], cache_dir: Path | None, build: Callable[[], Any], what: str) -> tuple[Any, str]:
+    """The model of ``key``: a valid cache entry, else ``build()`` (then cached); -> (model, how)."""
     folder = None if cache_dir is None else cache_dir / "openvino" / _key_digest(key)
     if folder is not None:
         model = read_entry(folder, key)
         if model is not None:
             return model, "cache"
     t0 = time.perf_counter()
-    model = convert_openvino(extractor)
-    logger.info("converted %s to OpenVINO in %.1f s", model_name, time.perf_counter() - t0)
+    model = build()
+    logger.info("%s %s in %.1f s", what, key["model"], time.perf_counter() - t0)
     if folder is not None:
         try:
             write_model(model, folder, {"key": key})
         except OSError as exc:  # a read-only or full cache disk costs the next start a conversion, nothing more
             logger.warning("could not cache the OpenVINO model in %s (%s): the next start converts again", folder, exc)
-    return model, "converted"
+    return model, what
+
+
+def load_or_convert(extractor: DenseFeatureExtractor, model_name: str, precision: str,
+                    cache_dir: Path | None) -> tuple[Any, str]:
+    """The OpenVINO model of ``extractor``, from the cache when a valid entry exists; -> (model, how)."""
+    key = cache_key(extractor, model_name, precision)
+    return cached_model(key, cache_dir, lambda: convert_openvino(extractor), "converted")
 
 
 class OpenVINORunner:
-    """Runs the extractor's pass through a compiled OpenVINO model; called like the extractor itself."""
+    """Runs the extractor's pass through a compiled OpenVINO model; called like the extractor itself.
+
+    With ``precision="int8"`` it starts on the fp32 model; :meth:`quantize` builds (or reads from the
+    cache) the int8 model calibrated on the line's good parts, and :meth:`use` switches between the two:
+    the engine runs int8 only after it has checked that int8 agrees with fp32 (engine/int8.py).
+    """
 
     backend: Backend = "openvino"
 
@@ -206,18 +219,55 @@ class OpenVINORunner:
         import openvino as ov
 
         self.extractor = extractor
-        self.model, self.source = load_or_convert(extractor, model_name, precision, cache_dir)
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": _OV_PRECISION[precision],
-                                  "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads())}
-        self.compiled = ov.Core().compile_model(self.model, "CPU", config)
-        self._request = self.compiled.create_infer_request()
-        self._lock = threading.Lock()  # one infer request: one pass at a time
+        self.precision = precision
+        self._cache_dir = cache_dir
+        self.int8_units = check_int8_supported() if precision == "int8" else ()
+        base = "fp32" if precision == "int8" else precision
+        self._key = cache_key(extractor, model_name, base)
+        self.model, self.source = cached_model(self._key, cache_dir, lambda: convert_openvino(extractor), "converted")
+        self._config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY",
+                                        "INFERENCE_PRECISION_HINT": _OV_PRECISION[base],
+                                        "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads())}
+        self._core = ov.Core()
+        self.compiled = self._core.compile_model(self.model, "CPU", self._config)
+        self._compiled = {"fp32": self.compiled}
+        self._request = {"fp32": self.compiled.create_infer_request()}
+        self._calibration = ""
+        self.mode = "fp32"
+        self._lock = threading.Lock()  # one infer request per model: one pass at a time
+
+    def quantize(self, calibration: np.ndarray) -> str:
+        """Build or load the int8 model calibrated on ``calibration`` ([N, 3, H, W]); -> "cache" / "quantized"."""
+        if self.precision != "int8":
+            msg = f"the backbone runs {self.precision}, not int8: set model.precision to int8 to quantize it"
+            raise InspectorError(msg)
+        key = int8_key(self._key, calibration)
+        if key["calibration_sha256"] == self._calibration and "int8" in self._compiled:
+            return "memory"
+        model, how = cached_model(key, self._cache_dir, lambda: quantize_model(self.model, calibration), "quantized")
+        compiled = self._core.compile_model(model, "CPU", self._config)
+        with self._lock:
+            self._compiled["int8"] = compiled
+            self._request["int8"] = compiled.create_infer_request()
+            self._calibration = key["calibration_sha256"]
+            if self.mode == "int8":  # a new calibration replaces the model that runs only through use()
+                self.mode = "fp32"
+        return how
+
+    def use(self, mode: str) -> None:
+        """Run ``fp32`` or (after :meth:`quantize`) ``int8`` from the next pass on."""
+        if mode not in self._compiled:
+            msg = f"no {mode} model to run: quantize first (the fp32 and quantized int8 models are the choices)"
+            raise InspectorError(msg)
+        with self._lock:
+            self.mode = mode
 
     def __call__(self, images: Tensor) -> Features:
         data = images.detach().float().cpu().contiguous().numpy()
         with self._lock:
-            result = self._request.infer({0: data}, share_inputs=True)
-            outputs = [torch.from_numpy(result[out].copy()) for out in self.compiled.outputs]
+            compiled, request = self._compiled[self.mode], self._request[self.mode]
+            result = request.infer({0: data}, share_inputs=True)
+            outputs = [torch.from_numpy(result[out].copy()) for out in compiled.outputs]
         return unflatten(self.extractor, outputs)
 
 
@@ -239,6 +289,10 @@ def make_runner(extractor: DenseFeatureExtractor, spec: str, *, model_name: str,
     """The runner ``model.backend`` asks for (``auto`` resolved against the extractor's device)."""
     device = next(extractor.parameters()).device
     if resolve_backend(spec, device) == "torch":
+        if precision == "int8":
+            msg = ("model.precision int8 runs on the OpenVINO backend on the CPU, and this line's backend resolved to "
+                   f"torch (device {device.type}): set model.precision to fp32 (or bf16/fp16 on a GPU)")
+            raise InspectorError(msg)
         return TorchRunner(extractor)
     return OpenVINORunner(extractor, model_name, precision, cache_dir)
 

@@ -18,7 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=30)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "int8"),
+                   help="model.precision (int8: OpenVINO backend, NNCF-quantized on the few-shot good parts)")
     p.add_argument("--layers", type=parse_layer, nargs="+", default=[0.5, 0.75],
                    help="patch-memory blocks: fractions of the depth, negative from the end, or 0-based blocks")
     p.add_argument("--backend", default=None, choices=("torch", "openvino", "auto"),
@@ -107,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
               f"peak RSS {result.peak_rss_mb:.0f} MB"]
     if result.peak_gpu_mb:
         parts.append(f"peak GPU {result.peak_gpu_mb:.0f} MB")
+    int8 = result.extra.get("int8_check")
+    if isinstance(int8, dict):
+        parts.append(f"int8 {'ACCEPTED' if int8['accepted'] else 'REFUSED'}: {int8['reason']}")
     Console().print(" | ".join(parts))
     if args.json:
         write_json(result, args.json)

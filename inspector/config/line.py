@@ -36,7 +36,13 @@ class ModelSpec(StrictModel):
     # integer counts from the end (-1 = last block); a non-negative integer is an absolute 0-based block.
     # Resolved against the backbone's depth when it is loaded (backbone/dense.py: resolve_layers).
     feature_layers: tuple[StrictInt | StrictFloat, ...] = (0.5, 0.75)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # fp32; bf16 / fp16 (torch autocast, a GPU path; OpenVINO's hint on the CPU); int8 = the OpenVINO backend
+    # quantized with NNCF on the line's good parts, only on a CPU with int8 units (AVX-512 VNNI, AVX-VNNI,
+    # AMX) and only while it agrees with fp32 on the few-shot set (int8_tolerance; docs/speed.md).
+    precision: Literal["fp32", "bf16", "fp16", "int8"] = "fp32"
+    # int8 is used only when, on every few-shot part, its verdict equals fp32's and its fused score (threshold
+    # units) is within this of fp32's; otherwise the line runs fp32 and says why.
+    int8_tolerance: float = Field(default=0.1, gt=0, le=10)
     # Where the backbone pass runs (docs/speed.md): torch; openvino (CPU only, needs the [openvino] extra,
     # compiled once per weights/input size/layers/precision into the station's cache); auto = OpenVINO on
     # the CPU when installed, torch otherwise (and always on CUDA).
@@ -51,6 +57,14 @@ class ModelSpec(StrictModel):
                        "absolute 0-based block (or a negative one to count from the last block)")
                 raise ValueError(msg)
         return value
+
+    @model_validator(mode="after")
+    def _int8_on_openvino(self) -> ModelSpec:
+        if self.precision == "int8" and self.backend == "torch":
+            msg = ("model.precision int8 runs on the OpenVINO backend (quantized with NNCF): set model.backend to "
+                   "openvino (or auto), or model.precision to fp32")
+            raise ValueError(msg)
+        return self
 
 
 class PromptSpec(StrictModel):

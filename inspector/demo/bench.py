@@ -117,7 +117,10 @@ def _line(cfg: BenchConfig, name: str = "bench", object_name: str = "metal ring"
         name=name,
         object_name=object_name,
         model=ModelSpec(name=cfg.model, pretrained=cfg.pretrained, device=cfg.device, image_size=cfg.image_size,
-                        feature_layers=cfg.feature_layers, precision=cfg.precision, backend=backend or cfg.backend),
+                        feature_layers=cfg.feature_layers,
+                        # the torch reference of an int8 run is fp32 (int8 is the OpenVINO model's own)
+                        precision="fp32" if cfg.precision == "int8" and backend == "torch" else cfg.precision,
+                        backend=backend or cfg.backend),
         prompts=PromptSpec(defects={"scratch": "a scratch on the surface", "dent": "a dent in the metal"}),
     )
 
@@ -263,6 +266,8 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
         extra={"untrained_backbone": backbone.identity.untrained, "frame_size": list(FRAME_SIZE),
                "feature_layers": list(inspector.extractor.layers),  # resolved 0-based blocks
                "mutual_buffer": cfg.mutual_buffer,
+               # model.precision int8: the agreement check's finding (int8 runs only when accepted)
+               "int8_check": inspector.int8_check.as_dict() if inspector.int8_check else None,
                "mutual_fraction_of_backbone": (_p(stages["mutual"], 50) / max(b50, 1e-9)
                                                if "mutual" in stages else None)},
     )

@@ -31,6 +31,7 @@ from inspector.decision.result import InspectionResult
 from inspector.engine.fewshot import FewShotSet
 from inspector.engine.fitted import FitReport, FittedState, Stats, cache_path, fitted_key, read_cached, write_cached
 from inspector.engine.fitting import active_heads, calibrate_scores, configure_fusion, fit_state
+from inspector.engine.int8 import Int8Check, settle_int8
 from inspector.frames.imaging import validate_frame
 from inspector.frames.preprocess import Preprocessor, crop_roi
 from inspector.heads import Fusion, HeadOutput, LinearProbeHead, ReferenceHead, ZeroShotHead
@@ -92,6 +93,8 @@ class Inspector:
         self.adapter: torch.nn.Module | None = None
         self.model_version = "base"
         self._fitted: FittedState | None = None
+        # model.precision int8: what the agreement check found after the last fit (None: not int8 / not fitted).
+        self.int8_check: Int8Check | None = None
         # Held by inspect_batch, fits and model swaps, so a change lands between two frames.
         self._lock = threading.RLock()
 
@@ -145,7 +148,7 @@ class Inspector:
     def precision_context(self) -> Iterator[None]:
         """Autocast to the line's precision (``model.precision``); a no-op for fp32."""
         precision = self.line.model.precision
-        if precision == "fp32":
+        if precision in ("fp32", "int8"):  # int8 is the OpenVINO model's own; torch stays fp32 around it
             yield
             return
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -182,7 +185,37 @@ class Inspector:
 
     # ---------------------------------------------------------------- fitting
     def fit_folder(self, folder: Path, cache_dir: Path | None = None) -> FitReport:
-        """Fit from a few-shot folder; with ``cache_dir``, reuse a fitted state whose inputs are unchanged."""
+        """Fit from a few-shot folder; with ``cache_dir``, reuse a fitted state whose inputs are unchanged.
+
+        With ``model.precision: int8`` the fit runs on fp32 features and the int8 backbone is then
+        calibrated on the good parts and kept only if it agrees with fp32 (``int8_check``)."""
+        self._use_fp32()
+        report = self._fit_folder(folder, cache_dir)
+        if self._wants_int8():
+            data = FewShotSet.from_folder(folder, self.line.fewshot.max_shots)
+            self._settle_int8(data.good, data.defects)
+        return report
+
+    def backend_record(self) -> dict[str, str]:
+        """How the backbone pass runs, for the audit log: backend, the precision that runs, the int8 check."""
+        running = self.runner.mode if self._wants_int8() else self.line.model.precision
+        record = {"backend": self.runner.backend, "precision": running}
+        if self.int8_check is not None:
+            record["int8_check"] = self.int8_check.reason
+        return record
+
+    def _wants_int8(self) -> bool:
+        return self.line.model.precision == "int8" and getattr(self.runner, "precision", "") == "int8"
+
+    def _use_fp32(self) -> None:
+        if self._wants_int8():
+            self.runner.use("fp32")  # fits and statistics always come from fp32 features
+
+    def _settle_int8(self, good: Sequence[np.ndarray], defects: dict[str, Sequence[np.ndarray]] | None) -> None:
+        with self._lock:
+            self.int8_check = settle_int8(self, good, [f for fs in (defects or {}).values() for f in fs])
+
+    def _fit_folder(self, folder: Path, cache_dir: Path | None) -> FitReport:
         path = None
         key = ""
         if cache_dir is not None and folder.is_dir():
@@ -206,9 +239,12 @@ class Inspector:
 
     def fit(self, good: Sequence[np.ndarray], defects: dict[str, Sequence[np.ndarray]] | None = None) -> FitReport:
         """Fit references, probe, temperature, fusion statistics and (if not fixed) the threshold, and apply them."""
+        self._use_fp32()
         with self._lock:
             state = fit_state(self, good, defects)
             self.apply_fitted(state)
+        if self._wants_int8():
+            self._settle_int8(good, defects)
         return state.report
 
     def apply_fitted(self, state: FittedState) -> None:

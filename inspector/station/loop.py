@@ -218,7 +218,7 @@ class StationLoop:
         self.log_event("station_start", "station", f"station {self.station.station} started", "",
                        {"line": self.line, "config": str(self.station.source or ""), "model": ident.label(),
                         "weights_sha256": ident.sha256 or "", "config_hash": inspector.config_hash,
-                        "trigger": self.trigger_mode, "camera": self.camera.label})
+                        "trigger": self.trigger_mode, "camera": self.camera.label, **inspector.backend_record()})
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop cleanly: answer or inspect every queued part, drain every sink, close the log."""
@@ -382,7 +382,8 @@ class StationLoop:
         ident = inspector.backbone.identity
         self.log_event("changeover", who, f"line {old.line.name if old else '-'} -> {line}",
                        {"line": old.line.name, "config_hash": old.config_hash} if old else "",
-                       {"line": line, "config_hash": inspector.config_hash, "model": ident.label()})
+                       {"line": line, "config_hash": inspector.config_hash, "model": ident.label(),
+                        **inspector.backend_record()})
 
     def _install(self, inspector: Inspector, line: str) -> None:
         if inspector.line.heads.mutual > 0:
