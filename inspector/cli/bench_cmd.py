@@ -51,10 +51,12 @@ def run_station(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     console = Console(stderr=True)
+    precision = args.precision if args.precision != "fp32" else None  # None: the line's own
     result = run_station_bench(args.config, args.line, parts=args.parts, warmup=max(1, args.warmup),
-                               rate_hz=args.rate, backend=args.backend, say=lambda msg: console.log(msg))
+                               rate_hz=args.rate, backend=args.backend, precision=precision,
+                               say=lambda msg: console.log(msg))
     Console().print(
-        f"{result['model']} @{result['image_size']}, {result['backend']}: station backbone p50 "
+        f"{result['model']} @{result['image_size']}, {result['backend']} {result['precision']}: station backbone p50 "
         f"{result['station_backbone_p50_ms']:.1f} ms / bare {result['backbone_p50_ms']:.1f} ms = "
         f"[bold]{result['station_backbone_ratio']:.3f}[/] | {result['parts_per_s']:.2f} parts/s | "
         f"drops {sum(result['drops'].values())}, faults {result['faults']} | load {result['load_avg'][0]:.1f}")

@@ -48,7 +48,7 @@ def bare_backbone_ms(inspector: Any, frame: np.ndarray, n: int) -> list[float]:
 
 
 def run_station_bench(config: Path, line: str | None, *, parts: int = 20, warmup: int = 2, rate_hz: float = 20.0,
-                      backend: str | None = None, bare_frames: int = 10,
+                      backend: str | None = None, precision: str | None = None, bare_frames: int = 10,
                       say: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """Time the bare backbone, run the station for ``warmup + parts`` parts, time the bare backbone again."""
     import torch
@@ -60,8 +60,11 @@ def run_station_bench(config: Path, line: str | None, *, parts: int = 20, warmup
 
     station = load_station_config(config)
     name = line or station.default_line or station.lines[0].name
-    if backend is not None:
-        lines = [ln.model_copy(update={"model": ln.model.model_copy(update={"backend": backend})})
+    update = {k: v for k, v in (("backend", backend), ("precision", precision)) if v is not None}
+    if update:
+        from inspector.config import ModelSpec
+
+        lines = [ln.model_copy(update={"model": ModelSpec.model_validate({**ln.model.model_dump(), **update})})
                  if ln.name == name else ln for ln in station.lines]
         station = station.model_copy(update={"lines": lines})
     camera = station.camera if station.camera.kind == "synthetic" else CameraSpec(kind="synthetic")
@@ -100,7 +103,7 @@ def run_station_bench(config: Path, line: str | None, *, parts: int = 20, warmup
     bare += bare_backbone_ms(inspector, frame, bare_frames)
     b50, s50 = _p50(bare), _p50(stage)
     return {
-        "mode": "station", "config": str(config), "line": name, "backend": inspector.runner.backend,
+        "mode": "station", "config": str(config), "line": name, **inspector.backend_record(),
         "model": inspector.line.model.name, "image_size": inspector.extractor.image_size[0],
         "parts": len(stage), "warmup_parts": warmup, "free_run_hz": rate_hz,
         "backbone_p50_ms": b50, "station_backbone_p50_ms": s50, "station_backbone_ratio": s50 / b50,
