@@ -314,8 +314,13 @@ class MainWindow(QMainWindow):
             return
         # A first start loads the backbone and fits the line: minutes on a slow PC. Show that it moves.
         waited = time.monotonic() - self._starting_since
-        self.operator.banner.show_idle(f"starting line {self.handle.line}: loading the model and fitting the "
-                                       f"line's samples · {waited:.0f} s")
+        step = self.handle.engines.progress.snapshot()
+        if step is None:  # the engine is built (or cached): the loop opens the log and starts its threads
+            self.operator.banner.show_idle(f"starting line {self.handle.line}: opening the log · {waited:.0f} s")
+            return
+        index, steps, what, in_step = step
+        self.operator.banner.show_idle(f"starting line {self.handle.line} · step {index} of {steps}: {what} · "
+                                       f"{in_step:.0f} s ({waited:.0f} s in all)")
 
     def _task_done(self, text: str) -> None:
         self._set_busy(False)

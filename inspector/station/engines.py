@@ -41,6 +41,38 @@ def embedding_dim(inspector: Inspector) -> int:
     return int(inspector.text.normal.shape[-1])
 
 
+class StartupProgress:
+    """Which step of building a line's engine is running, for a GUI that shows start-up as it moves.
+
+    Steps of a first start: load the backbone, prepare the engine (compile the backbone pass, encode
+    the prompts), fit the few-shot set; a cached step is skipped. Thread-safe: the building thread
+    writes, the GUI's timer reads :meth:`snapshot`.
+    """
+
+    STEPS = 3
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._step: tuple[int, str, float] | None = None
+
+    def begin(self, index: int, what: str) -> None:
+        with self._lock:
+            self._step = (index, what, time.monotonic())
+        _logger.info("start-up step %d/%d: %s", index, self.STEPS, what)
+
+    def done(self) -> None:
+        with self._lock:
+            self._step = None
+
+    def snapshot(self) -> tuple[int, int, str, float] | None:
+        """(step, of steps, what it does, seconds in it), or None when no engine is being built."""
+        with self._lock:
+            if self._step is None:
+                return None
+            index, what, since = self._step
+        return index, self.STEPS, what, time.monotonic() - since
+
+
 class EngineCache:
     """Builds and keeps one fitted :class:`Inspector` per line; thread-safe."""
 
@@ -52,6 +84,7 @@ class EngineCache:
         self._inspectors: dict[str, Inspector] = {}
         self._lock = threading.RLock()
         self.backbone_loads = 0
+        self.progress = StartupProgress()
 
     def line_names(self) -> tuple[str, ...]:
         return tuple(line.name for line in self.station.lines)
@@ -81,11 +114,19 @@ class EngineCache:
                 return cached
             t0 = time.perf_counter()
             line = self.station.line(line_name)
-            backbone = self.backbone(line.model)
-            cache_dir = self.station.resolve(self.station.cache_dir)
-            inspector = Inspector(line, backbone, TextEmbeddingCache(cache_dir))
-            if self.fit and line.fewshot.folder is not None:
-                inspector.fit_folder(self.station.resolve(line.fewshot.folder), cache_dir)
+            model = line.model
+            try:
+                self.progress.begin(1, f"loading the backbone {model.name} ({model.pretrained})")
+                backbone = self.backbone(model)
+                self.progress.begin(2, f"preparing the engine: the backbone pass ({model.backend}), the prompts")
+                cache_dir = self.station.resolve(self.station.cache_dir)
+                inspector = Inspector(line, backbone, TextEmbeddingCache(cache_dir))
+                if self.fit and line.fewshot.folder is not None:
+                    int8 = " and checking int8 against fp32" if model.precision == "int8" else ""
+                    self.progress.begin(3, f"fitting the line's few-shot samples{int8}")
+                    inspector.fit_folder(self.station.resolve(line.fewshot.folder), cache_dir)
+            finally:
+                self.progress.done()
             self._inspectors[line_name] = inspector
             _logger.info("line %s ready in %.1f s", line_name, time.perf_counter() - t0)
             return inspector

@@ -215,3 +215,4 @@ def test_threshold_sequence_leaves_one_live_threshold(trained, tmp_path: Path) -
              for e in changes]
     assert steps == [(pytest.approx(fitted), applied, "Dana"), (applied, pytest.approx(v1_threshold), "Erik"),
                      (pytest.approx(v1_threshold), applied, "Erik")]
+
