@@ -272,20 +272,33 @@ class OpenVINORunner:
 
 
 class TorchRunner:
-    """The torch extractor as it is."""
+    """The torch extractor, as it is or through ``torch.compile`` (``model.compile``)."""
 
     backend: Backend = "torch"
     source = "torch"
 
-    def __init__(self, extractor: DenseFeatureExtractor) -> None:
+    def __init__(self, extractor: DenseFeatureExtractor, compile_mode: str = "off") -> None:
         self.extractor = extractor
+        self.compile_mode = compile_mode
+        self._fn: Callable[[Tensor], Features] = extractor
+        if compile_mode != "off":
+            # Fixed input size: one static graph per batch size (the engine's batches are 1..ENCODE_BATCH).
+            self._fn = torch.compile(extractor, mode=compile_mode, dynamic=False)
+        # CUDA graphs replay into the same output buffers: copy them out before the next frame overwrites them.
+        self._graphs = compile_mode in ("reduce-overhead", "max-autotune") and next(
+            extractor.parameters()).device.type == "cuda"
 
     def __call__(self, images: Tensor) -> Features:
-        return self.extractor(images)
+        if not self._graphs:
+            return self._fn(images)
+        torch.compiler.cudagraph_mark_step_begin()
+        f = self._fn(images)
+        return Features(f.global_emb.clone(), None if f.dense is None else f.dense.clone(),
+                        {k: v.clone() for k, v in f.patches.items()}, f.grid)
 
 
 def make_runner(extractor: DenseFeatureExtractor, spec: str, *, model_name: str, precision: str,
-                cache_dir: Path | None) -> TorchRunner | OpenVINORunner:
+                cache_dir: Path | None, compile_mode: str = "off") -> TorchRunner | OpenVINORunner:
     """The runner ``model.backend`` asks for (``auto`` resolved against the extractor's device)."""
     device = next(extractor.parameters()).device
     if resolve_backend(spec, device) == "torch":
@@ -293,6 +306,6 @@ def make_runner(extractor: DenseFeatureExtractor, spec: str, *, model_name: str,
             msg = ("model.precision int8 runs on the OpenVINO backend on the CPU, and this line's backend resolved to "
                    f"torch (device {device.type}): set model.precision to fp32 (or bf16/fp16 on a GPU)")
             raise InspectorError(msg)
-        return TorchRunner(extractor)
+        return TorchRunner(extractor, compile_mode)
     return OpenVINORunner(extractor, model_name, precision, cache_dir)
 

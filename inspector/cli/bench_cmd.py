@@ -25,6 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default=None, choices=("torch", "openvino", "auto"),
                    help="model.backend of the core (default torch; with --station the line's own); torch's bare "
                         "encode_image is timed in the same run")
+    p.add_argument("--compile", default="off", choices=("off", "default", "reduce-overhead", "max-autotune"),
+                   help="model.compile: torch.compile the backbone pass (torch backend; reduce-overhead = CUDA graphs)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--mutual-buffer", type=int, default=0,
                    help="time the mutual head against a buffer of N parts (e.g. 64; 0 = off)")
@@ -78,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = BenchConfig(model=args.model, pretrained=args.pretrained, image_size=args.image_size, shots=args.shots,
                       device=args.device, frames=args.frames, warmup=args.warmup, batch=args.batch,
                       precision=args.precision, feature_layers=tuple(args.layers), threads=args.threads,
-                      backend=args.backend or "torch", mutual_buffer=args.mutual_buffer)
+                      backend=args.backend or "torch", mutual_buffer=args.mutual_buffer,
+                      compile=args.compile)
     result = run_bench(cfg, progress=lambda msg: console.log(msg))
     table = Table(title=f"{result.model} @{result.image_size}, {result.shots}-shot, batch {result.batch}, "
                         f"{result.device}, {result.precision}, {result.backend}")

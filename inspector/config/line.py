@@ -47,6 +47,10 @@ class ModelSpec(StrictModel):
     # compiled once per weights/input size/layers/precision into the station's cache); auto = OpenVINO on
     # the CPU when installed, torch otherwise (and always on CUDA).
     backend: Literal["torch", "openvino", "auto"] = "torch"
+    # torch.compile of the fixed-shape backbone pass when torch runs it (a GPU path, docs/speed.md): off;
+    # default (inductor kernels); reduce-overhead (+ CUDA graphs: the launch overhead of batch-1 frames
+    # gone); max-autotune. Compiled at line start (tens of seconds), once per batch size seen.
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"
 
     @field_validator("feature_layers")
     @classmethod
@@ -60,6 +64,10 @@ class ModelSpec(StrictModel):
 
     @model_validator(mode="after")
     def _int8_on_openvino(self) -> ModelSpec:
+        if self.compile != "off" and self.backend == "openvino":
+            msg = ("model.compile is torch.compile, for the torch backend; the openvino backend is compiled by "
+                   "OpenVINO already: set model.compile to off, or model.backend to torch")
+            raise ValueError(msg)
         if self.precision == "int8" and self.backend == "torch":
             msg = ("model.precision int8 runs on the OpenVINO backend (quantized with NNCF): set model.backend to "
                    "openvino (or auto), or model.precision to fp32")

@@ -46,6 +46,7 @@ class BenchConfig:
     feature_layers: tuple[int | float, ...] = (0.5, 0.75)  # model.feature_layers (fractions of the depth)
     threads: int | None = None
     backend: str = "torch"  # model.backend: torch | openvino | auto
+    compile: str = "off"  # model.compile: off | default | reduce-overhead | max-autotune (torch backend)
     # False: one cold start only (no warm start, no changeover) - for sweeps that only need per-frame figures.
     measure_startup: bool = True
     # > 0: the mutual head on, its buffer filled with this many synthetic OK parts (issue #13).
@@ -120,7 +121,8 @@ def _line(cfg: BenchConfig, name: str = "bench", object_name: str = "metal ring"
                         feature_layers=cfg.feature_layers,
                         # the torch reference of an int8 run is fp32 (int8 is the OpenVINO model's own)
                         precision="fp32" if cfg.precision == "int8" and backend == "torch" else cfg.precision,
-                        backend=backend or cfg.backend),
+                        backend=backend or cfg.backend,
+                        compile=cfg.compile if (backend or cfg.backend) == "torch" else "off"),
         prompts=PromptSpec(defects={"scratch": "a scratch on the surface", "dent": "a dent in the metal"}),
     )
 
@@ -265,7 +267,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
         max_score_diff=max_score_diff,
         extra={"untrained_backbone": backbone.identity.untrained, "frame_size": list(FRAME_SIZE),
                "feature_layers": list(inspector.extractor.layers),  # resolved 0-based blocks
-               "mutual_buffer": cfg.mutual_buffer,
+               "mutual_buffer": cfg.mutual_buffer, "compile": cfg.compile,
                # model.precision int8: the agreement check's finding (int8 runs only when accepted)
                "int8_check": inspector.int8_check.as_dict() if inspector.int8_check else None,
                "mutual_fraction_of_backbone": (_p(stages["mutual"], 50) / max(b50, 1e-9)

@@ -67,7 +67,7 @@ class Inspector:
         self.extractor.eval().to(self.device)
         # model.backend: the pass runs in torch or a compiled OpenVINO model cached next to the text cache.
         self.runner = make_runner(self.extractor, line.model.backend, model_name=line.model.name,
-                                  precision=line.model.precision,
+                                  precision=line.model.precision, compile_mode=line.model.compile,
                                   cache_dir=text_cache.folder if text_cache is not None else None)
         self.preprocess = Preprocessor(self.extractor.image_size, backbone.mean, backbone.std, self.device)
         self.zero_shot = ZeroShotHead()
@@ -97,6 +97,8 @@ class Inspector:
         self.int8_check: Int8Check | None = None
         # Held by inspect_batch, fits and model swaps, so a change lands between two frames.
         self._lock = threading.RLock()
+        if getattr(self.runner, "compile_mode", "off") != "off":
+            self._compile_backbone()
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -196,10 +198,21 @@ class Inspector:
             self._settle_int8(data.good, data.defects)
         return report
 
+    def _compile_backbone(self) -> None:
+        """model.compile: compile the pass now (one frame), not on the line's first part."""
+        t0 = time.perf_counter()
+        h, w = self.extractor.image_size
+        with torch.inference_mode(), self.precision_context():
+            self.runner(torch.zeros(1, 3, h, w, device=self.device))
+        _logger.info("line %s: backbone compiled (torch.compile %s) in %.1f s", self.line.name,
+                     self.line.model.compile, time.perf_counter() - t0)
+
     def backend_record(self) -> dict[str, str]:
         """How the backbone pass runs, for the audit log: backend, the precision that runs, the int8 check."""
         running = self.runner.mode if self._wants_int8() else self.line.model.precision
         record = {"backend": self.runner.backend, "precision": running}
+        if self.line.model.compile != "off" and self.runner.backend == "torch":
+            record["compile"] = self.line.model.compile
         if self.int8_check is not None:
             record["int8_check"] = self.int8_check.reason
         return record

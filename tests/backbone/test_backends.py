@@ -139,3 +139,30 @@ def test_engine_scores_match_between_backends(tiny_line_dict, tiny_backbone, tmp
         assert engine.runner.backend == backend
         scores[backend] = [r.score for r in engine.inspect_batch(frames)]
     assert scores["openvino"] == pytest.approx(scores["torch"], abs=1e-4)
+
+
+def test_compile_is_for_the_torch_backend() -> None:
+    from inspector.config.line import ModelSpec
+
+    with pytest.raises(ValueError, match="model.compile is torch.compile"):
+        ModelSpec(name="ViT-B-16", pretrained="random", backend="openvino", compile="default")
+    assert ModelSpec(name="ViT-B-16", pretrained="random", compile="reduce-overhead").compile == "reduce-overhead"
+
+
+@pytest.mark.slow
+def test_compiled_engine_scores_equal_eager(tiny_line_dict, tiny_backbone, tmp_path: Path) -> None:
+    """model.compile: torch.compile (inductor, CPU here) compiles at line start and scores as eager does."""
+    from inspector.config import LineConfig
+    from inspector.demo.parts import PartGenerator
+    from inspector.engine import Inspector
+    from inspector.text.embeddings import TextEmbeddingCache
+
+    frames = [PartGenerator(size=(128, 128), seed=0, defect_rate=0.5).next().image for _ in range(2)]
+    scores = {}
+    for mode in ("off", "default"):
+        line = LineConfig.model_validate({**tiny_line_dict, "model": {**tiny_line_dict["model"], "compile": mode}})
+        engine = Inspector(line, tiny_backbone, TextEmbeddingCache(tmp_path))
+        assert getattr(engine.runner, "compile_mode", None) == mode
+        assert engine.backend_record().get("compile") == (None if mode == "off" else mode)
+        scores[mode] = [r.score for r in engine.inspect_batch(frames)] + [engine.inspect(frames[0]).score]
+    assert scores["default"] == pytest.approx(scores["off"], abs=1e-4)

@@ -22,7 +22,8 @@ def test_gpu_sh_dry_writes_the_table(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "gpu.json").read_text())
     assert data["meta"]["dry"] is True
     rows = data["rows"]
-    assert {(r["precision"], r["batch"]) for r in rows} == {("fp32", 1), ("fp32", 2), ("bf16", 1), ("bf16", 2)}
+    assert {(r["precision"], r["compile"], r["batch"]) for r in rows} == {
+        ("fp32", "off", 1), ("fp32", "off", 2), ("bf16", "off", 1), ("bf16", "off", 2), ("fp32", "default", 1)}
     assert all(r["p50_ms_per_frame"] > 0 and r["frames_per_s"] > 0 for r in rows)
     assert "DRY RUN" in (tmp_path / "gpu.md").read_text()
 
