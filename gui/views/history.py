@@ -277,8 +277,6 @@ class HistoryView(QWidget):
         right = QGroupBox("RECORD")
         r_lay = QVBoxLayout(right)
         self.feedback = FeedbackBar()  # the operator's word on a logged part (issue #17 item 8)
-        self.feedback.setVisible(feedback)
-        self.file_button.setVisible(image_search)
         r_lay.addWidget(self.view, 3)
         r_lay.addWidget(self.detail, 1)
         r_lay.addWidget(self.feedback)
@@ -294,6 +292,9 @@ class HistoryView(QWidget):
         lay.addLayout(filters)
         lay.addLayout(search)
         lay.addWidget(split, 1)
+        for widget, wanted in ((self.feedback, feedback), (self.file_button, image_search)):
+            if not wanted:
+                widget.hide()  # (explicitly hidden: showing the view does not show it)
 
     # ------------------------------------------------------------------ loading
     def ensure_loaded(self) -> None:

@@ -117,9 +117,10 @@ def open_index(folder: Path, *, refresh: bool = True) -> LogIndex:
                     _logger.info("index of %s: %d record(s) added from the HDF5 files", folder, added)
             except (OSError, sqlite3.OperationalError) as exc:  # the index folder or database is not writable
                 _logger.info("index of %s cannot be written (%s)", folder, exc)
+                lock.release()
                 return _open_read_only(folder)
             finally:
-                lock.release()
+                lock.release()  # (releasing twice is harmless)
     if not (index_dir(folder) / DB_NAME).is_file():
         msg = (f"{folder}: no index yet (the running station builds it at its start: restart it, or query "
                "again once it has stopped)")
@@ -146,7 +147,7 @@ def behind(index: LogIndex, folder: Path) -> bool:
                 n, n_events = len(reader), reader.event_count()
         except AuditReadError:
             continue  # sync skips it too
-        rows, events, dim = state.get(path.name, (-1, -1, 0))
+        rows, events, dim = state.get(path.name, (0, 0, 0))  # (an empty file is never indexed)
         if (rows, events) != (n, n_events) or (dim and index.side_files(path.name, dim).rows() < rows):
             return True
     return False
