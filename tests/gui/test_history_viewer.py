@@ -15,6 +15,7 @@ from tests.audit.test_history import write_log
 
 TINY_LABEL = f"{TINY_MODEL} (untrained backbone)"  # the records' model field of the tiny random backbone
 DIM = 16
+TINY_DIM = 64  # embed_dim of inspector/backbone/model_configs/inspector-tiny-vit.json
 PROBE = ("import sys\nimport gui.views.history\nfrom gui.viewer import main\n"
          "code = main(sys.argv[1:] + ['--exit-after-load'])\n"
          "heavy = sorted(m for m in ('torch', 'open_clip', 'inspector.station', 'inspector.engine')\n"
@@ -53,7 +54,7 @@ def _open(qtbot, folder, model_dir=None):
 
 def test_viewer_browses_exports_and_searches(qtbot, tmp_path):
     folder = tmp_path / "logs"
-    embeddings = write_log(folder, TINY_LABEL, DIM)
+    embeddings = write_log(folder, TINY_LABEL, TINY_DIM)  # the width of the tiny backbone's embeddings
     window = _open(qtbot, folder)
     view = window.view
     try:
