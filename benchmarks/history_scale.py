@@ -9,11 +9,17 @@ through the real writer (HDF5 + index, daily files), then measures in a fresh pr
 - ``query_part_ms_p50``: one part id (random, 50 lookups);
 - ``query_ng_last_hour_ms_p50``: every NG of the last hour;
 - ``similar_search_ms_p50``: top 50 by a query embedding (a stored part's, perturbed), 20 searches;
-- ``gui_history_open_s``: the History view (offscreen Qt) from its first reload to its first page painted;
-- ``peak_rss_mb``: the measuring process's peak resident memory, of which ``gui_imports_rss_mb`` is what
-  importing the GUI costs before any history is read (gui.workers imports the station: torch, open_clip);
-  ``queries_peak_rss_mb`` is the peak of the queries and searches alone (before the GUI import),
-  ``gui_history_added_rss_mb`` what the open History view added; the writer's peak is ``write_peak_rss_mb``.
+- ``gui_history_open_s``: QA's History viewer (``inspector history``, :mod:`gui.viewer`, offscreen Qt) from
+  its first reload to its first page painted, in the measuring process, which imports neither the station
+  nor torch / open_clip (checked: ``gui_heavy_modules`` must be empty; ``gui_process`` says which GUI);
+- ``peak_rss_mb``: that process's peak resident memory (queries, searches and the viewer): of it,
+  ``gui_imports_rss_mb`` is the process after importing the viewer, before any history is read,
+  ``queries_peak_rss_mb`` the peak of the queries and searches alone (before the GUI import) and
+  ``gui_history_added_rss_mb`` what the open History view added; the writer's peak is ``write_peak_rss_mb``;
+- ``station_gui_*``: the same History view inside the station GUI's process, measured in a third process
+  that imports the station GUI (``gui.main_window``: the station, torch, open_clip) first:
+  ``station_gui_imports_rss_mb`` (its baseline), ``station_gui_history_added_rss_mb`` (what the view adds
+  there), ``station_gui_history_open_s`` and ``station_gui_peak_rss_mb``.
 
 ``--workdir`` keeps the synthesised log: a second run with the same N skips the writing (``--rewrite`` forces it).
 Done-when of issue #18 at 1,000,000 records: part <= 50 ms, NG last hour <= 200 ms, search <= 500 ms,
@@ -130,41 +136,71 @@ def measure(folder: Path) -> dict:
     index.close()
     out["queries_peak_rss_mb"] = round(_rss_mb())  # index + search alone, before any GUI import
     out.update(gui_open(folder))
-    out["peak_rss_mb"] = round(_rss_mb())  # the whole process, the GUI's torch / open_clip imports included
+    out["peak_rss_mb"] = round(_rss_mb())  # the whole process: queries, searches and the viewer
     out["records"] = n
     return out
 
 
-def gui_open(folder: Path) -> dict:
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtWidgets import QApplication
-
-    from gui.views.history import HistoryView
-
-    class Handle:  # what the History view reads of a StationHandle
-        log_dir = folder
-        inspector = None
-
-    app = QApplication.instance() or QApplication([])
-    imported = _vm_rss_mb()  # gui.workers imports the station (torch, open_clip): the GUI's baseline
-    view = HistoryView(Handle(), lambda *_: None)  # type: ignore[arg-type]
-    view.resize(1600, 900)
-    view.show()
+def _open_view(app, view) -> float:
+    """Seconds from the view's reload to its first page painted (offscreen)."""
     done: list[float] = []
     view.loaded.connect(lambda: done.append(time.perf_counter()))
     t0 = time.perf_counter()
     view.reload()
-    while not done and time.perf_counter() - t0 < 120:
+    while not done and time.perf_counter() - t0 < 300:
         app.processEvents()
         time.sleep(0.002)
     view.table.viewport().repaint()  # the first page painted
     app.processEvents()
     secs = time.perf_counter() - t0
     assert view.model.rowCount() > 0, view.summary.text()
+    return secs
+
+
+def gui_open(folder: Path) -> dict:
+    """The stand-alone viewer (what ``inspector history`` runs) in this process: no station, no torch."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtWidgets import QApplication
+
+    from gui.viewer import HistoryWindow
+
+    app = QApplication.instance() or QApplication([])
+    imported = _vm_rss_mb()
+    window = HistoryWindow(folder)
+    window.resize(1600, 900)
+    window.show()
+    secs = _open_view(app, window.view)
+    opened = _vm_rss_mb()
+    heavy = sorted(m for m in ("torch", "open_clip") if m in sys.modules)
+    assert not heavy, f"the viewer imported {heavy}: its figures would not be the viewer's"
+    window.close()
+    return {"gui_process": "inspector history", "gui_history_open_s": round(secs, 2),
+            "gui_imports_rss_mb": round(imported), "gui_history_added_rss_mb": round(opened - imported),
+            "gui_heavy_modules": heavy}
+
+
+def station_gui_open(folder: Path) -> dict:
+    """The History view inside the station GUI's process (the station, torch and open_clip imported first)."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtWidgets import QApplication
+
+    import gui.main_window  # noqa: F401  (the station GUI's imports: the station, torch, open_clip)
+    from gui.views.history import HistoryView
+
+    class Handle:  # what the History view reads of a StationHandle (the line never started)
+        log_dir = folder
+        inspector = None
+
+    app = QApplication.instance() or QApplication([])
+    imported = _vm_rss_mb()
+    view = HistoryView(Handle(), lambda *_: None)  # type: ignore[arg-type]
+    view.resize(1600, 900)
+    view.show()
+    secs = _open_view(app, view)
     opened = _vm_rss_mb()
     view.shutdown()
-    return {"gui_history_open_s": round(secs, 2), "gui_imports_rss_mb": round(imported),
-            "gui_history_added_rss_mb": round(opened - imported)}
+    return {"station_gui_history_open_s": round(secs, 2), "station_gui_imports_rss_mb": round(imported),
+            "station_gui_history_added_rss_mb": round(opened - imported), "station_gui_peak_rss_mb": round(_rss_mb())}
 
 
 def main() -> int:
@@ -173,7 +209,8 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, required=True)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--rewrite", action="store_true", help="write the log again even if --workdir holds it")
-    ap.add_argument("--phase", choices=("all", "write", "measure"), default="all", help=argparse.SUPPRESS)
+    ap.add_argument("--phase", choices=("all", "write", "measure", "station-gui"), default="all",
+                    help=argparse.SUPPRESS)
     args = ap.parse_args()
     folder = args.workdir / f"logs-{args.records}"
     if args.phase == "write":
@@ -181,6 +218,9 @@ def main() -> int:
         return 0
     if args.phase == "measure":
         print(json.dumps(measure(folder)))
+        return 0
+    if args.phase == "station-gui":
+        print(json.dumps(station_gui_open(folder)))
         return 0
     result: dict = {"records": args.records, "host": platform.node(), "cpus": os.cpu_count()}
     stamp = folder / ".complete"
@@ -193,11 +233,12 @@ def main() -> int:
     else:
         result.update(json.loads(stamp.read_text()))
     child = [sys.executable, __file__, "--records", str(args.records), "--workdir", str(args.workdir)]
-    res = subprocess.run([*child, "--phase", "measure"], capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        print(res.stderr, file=sys.stderr)
-        return res.returncode
-    result.update(json.loads(res.stdout.strip().splitlines()[-1]))
+    for phase in ("measure", "station-gui"):
+        res = subprocess.run([*child, "--phase", phase], capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            print(res.stderr, file=sys.stderr)
+            return res.returncode
+        result.update(json.loads(res.stdout.strip().splitlines()[-1]))
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

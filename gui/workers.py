@@ -15,7 +15,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -23,9 +23,11 @@ from PySide6.QtCore import QObject, QThread, Signal
 
 from inspector.decision.overlay import colorize
 from inspector.decision.result import Region
-from inspector.station.handle import ShiftCounts, StationHandle
-from inspector.station.results import StationResult
-from inspector.station.stats import LoopStats
+
+if TYPE_CHECKING:  # the station (torch, open_clip) is not imported by the workers: the History viewer runs without it
+    from inspector.station.handle import ShiftCounts, StationHandle
+    from inspector.station.results import StationResult
+    from inspector.station.stats import LoopStats
 
 _logger = logging.getLogger(__name__)
 
@@ -161,6 +163,8 @@ class StatusPoller(QThread):
                                        handle.plc_state())
             except Exception as exc:  # report, keep polling
                 _logger.exception("status poll failed")
+                from inspector.station.handle import ShiftCounts  # (the poller runs in the station's GUI only)
+
                 snap = StationSnapshot(False, "", None, ShiftCounts(), ("?", ""), f"{type(exc).__name__}: {exc}")
             del handle
             self.snapshot.emit(snap)

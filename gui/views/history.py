@@ -2,7 +2,12 @@
 and search it with CLIP by text or by example.
 
 The view pages through the log folder's index (:mod:`inspector.audit.browse`): a page of rows at a time,
-newest first, more as the table scrolls; memory stays bounded at any log size."""
+newest first, more as the table scrolls; memory stays bounded at any log size.
+
+It imports neither the station nor torch / open_clip: the stand-alone viewer (``inspector history``,
+:mod:`gui.viewer`) runs it on an office PC without them. Only a search by words or by an image file
+needs a CLIP encoder, which its :class:`QueryModel` provides (the running station's engine, or the
+viewer's backbone loaded on first use); "parts like the selected one" uses the stored embedding."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import cv2
 import numpy as np
@@ -39,8 +45,9 @@ from gui.workers import TaskWorker, heat_rgba, run_task
 from inspector.audit.browse import PAGE_ROWS, Browser, Page, Ranked, embedding_of, full_records, matches, to_query
 from inspector.audit.history import ALL, HistoryFilter, HistoryRow, export_rows, record_media
 from inspector.frames.imaging import load_image
-from inspector.station.handle import StationHandle
-from inspector.tuning.search import query_embedding, record_model
+
+if TYPE_CHECKING:
+    from inspector.station.handle import StationHandle
 
 COLUMNS = ("Time", "Part", "Line", "Verdict", "Score", "Threshold", "Defect", "Model", "Match")
 
@@ -126,17 +133,72 @@ class RecordModel(QAbstractTableModel):
         return None
 
 
+class LogSource(Protocol):
+    """What the view reads of its owner: the log folder (a StationHandle has it)."""
+
+    @property
+    def log_dir(self) -> Path: ...
+
+
+class QueryModel(Protocol):
+    """Where a search by words or by an image file gets its query embedding."""
+
+    def unavailable(self, kind: str) -> str | None:
+        """Why a search by ``kind`` ("text" or "image") cannot run now; None when it can."""
+        ...
+
+    def ready(self) -> bool:
+        """False while the encoder still has to be loaded (the view says so: the first query waits for it)."""
+        ...
+
+    def embed(self, query: str | np.ndarray, browser: Browser) -> tuple[np.ndarray, str | None]:
+        """(unit embedding, the records' ``model`` it compares with); runs on a worker thread."""
+        ...
+
+
+class EngineQueries:
+    """Queries through the station's engine for the line (the station GUI): the line must have started once."""
+
+    def __init__(self, handle: StationHandle) -> None:
+        self.handle = handle
+
+    def unavailable(self, kind: str) -> str | None:
+        if getattr(self.handle, "inspector", None) is None:
+            return ("type a description (the line must have been started once)" if kind == "text"
+                    else "start the line once to search by image")
+        return None
+
+    def ready(self) -> bool:
+        return True
+
+    def embed(self, query: str | np.ndarray, browser: Browser) -> tuple[np.ndarray, str | None]:
+        from inspector.tuning.search import query_embedding, record_model  # (the engine: torch)
+
+        inspector = self.handle.inspector
+        if inspector is None:
+            msg = "the line has not been started"
+            raise RuntimeError(msg)
+        return query_embedding(inspector, query), record_model(inspector)
+
+
 class HistoryView(QWidget):
-    """``loaded`` after each (re)load, ``searched`` after each search (rows shown, best first)."""
+    """``loaded`` after each (re)load, ``searched`` after each search (rows shown, best first).
+
+    ``queries``: the encoder of text / image-file searches (default: the station engine of ``source``);
+    ``feedback``: show the operator's "was this verdict right?" bar (not in the read-only viewer);
+    ``image_search``: offer "like an image file" (it needs the line's ROI: the station's engine).
+    """
 
     loaded = Signal()
     searched = Signal(object)
 
-    def __init__(self, handle: StationHandle, notify: Callable[[str, str], None],
-                 parent: QWidget | None = None) -> None:
+    def __init__(self, source: LogSource | StationHandle, notify: Callable[[str, str], None],
+                 parent: QWidget | None = None, *, queries: QueryModel | None = None, feedback: bool = True,
+                 image_search: bool = True) -> None:
         super().__init__(parent)
-        self.handle = handle
+        self.handle = source
         self.notify = notify
+        self.queries: QueryModel = queries if queries is not None else EngineQueries(source)  # type: ignore[arg-type]
         self.browser: Browser | None = None
         self.page: Page | None = None
         self._loaded = False
@@ -230,6 +292,9 @@ class HistoryView(QWidget):
         lay.addLayout(filters)
         lay.addLayout(search)
         lay.addWidget(split, 1)
+        for widget, wanted in ((self.feedback, feedback), (self.file_button, image_search)):
+            if not wanted:
+                widget.hide()  # (explicitly hidden: showing the view does not show it)
 
     # ------------------------------------------------------------------ loading
     def ensure_loaded(self) -> None:
@@ -376,11 +441,11 @@ class HistoryView(QWidget):
     # ------------------------------------------------------------------ CLIP search
     def search_text(self) -> None:
         text = self.query.text().strip()
-        inspector = self.handle.inspector
-        if not text or inspector is None:
-            self.notify("type a description (the line must have been started once)", "warn")
+        why = self.queries.unavailable("text")
+        if not text or why is not None:
+            self.notify(why or "type a description of what you look for", "warn")
             return
-        self._search(lambda: query_embedding(inspector, text), f"“{text}”")
+        self._search(lambda browser: self.queries.embed(text, browser), f"“{text}”", encoder=True)
 
     def search_like_selected(self) -> None:
         idx = self.table.currentIndex()
@@ -393,7 +458,8 @@ class HistoryView(QWidget):
             self.notify("this record has no embedding (the part was not inspected)", "warn")
             return
         self.query.clear()  # the ranking is by this part now, not by the words in the box
-        self._search(lambda: vec, f"parts like {row.record['part_id']}", model=row.record.get("model"))
+        model = row.record.get("model")
+        self._search(lambda _browser: (vec, model), f"parts like {row.record['part_id']}")
 
     def search_file_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Example image", str(Path.home()),
@@ -402,27 +468,28 @@ class HistoryView(QWidget):
             self.search_image_file(Path(path))
 
     def search_image_file(self, path: Path) -> None:
-        inspector = self.handle.inspector
-        if inspector is None:
-            self.notify("start the line once to search by image", "warn")
+        why = self.queries.unavailable("image")
+        if why is not None:
+            self.notify(why, "warn")
             return
         self.query.clear()  # the ranking is by this image now, not by the words in the box
-        self._search(lambda: query_embedding(inspector, load_image(path)), f"parts like {path.name}")
+        self._search(lambda browser: self.queries.embed(load_image(path), browser), f"parts like {path.name}",
+                     encoder=True)
 
-    def _search(self, query_fn: Callable[[], np.ndarray], label: str, model: str | None = None) -> None:
+    def _search(self, query_fn: Callable[[Browser], tuple[np.ndarray, str | None]], label: str, *,
+                encoder: bool = False) -> None:
         browser = self.browser
         if self._worker is not None or browser is None:
             return
-        inspector = self.handle.inspector
-        if model is None and inspector is not None:
-            model = record_model(inspector)
         flt = HistoryFilter()  # the whole log; the view's filter applies to the matches
 
         def work() -> object:
-            return browser.similar(query_fn(), flt, model)
+            vec, model = query_fn(browser)
+            return browser.similar(vec, flt, model)
 
         def done(result: object) -> None:
             self._worker = None
+            self._searching(False)
             assert isinstance(result, Ranked)
             self.search_result = result
             self.search_label = label
@@ -432,11 +499,21 @@ class HistoryView(QWidget):
 
         def failed(error: str) -> None:
             self._worker = None
+            self._searching(False)
             self.summary.setText(f"search {label} failed: {error}")
             self.notify(f"search failed: {error}", "error")
 
-        self.summary.setText(f"searching {label} ...")
+        if encoder and not self.queries.ready():
+            self.summary.setText(f"loading model … (once, for the first search by words or image), then searching "
+                                 f"{label}")
+        else:
+            self.summary.setText(f"searching {label} ...")
+        self._searching(True)
         self._worker = run_task(work, name="history-search", on_done=done, on_error=failed)
+
+    def _searching(self, busy: bool) -> None:
+        for button in (self.text_button, self.like_button, self.file_button):
+            button.setEnabled(not busy)
 
     def clear_search(self) -> None:
         self.search_result = None

@@ -86,6 +86,12 @@ class Browser:
         before = (int(after.record["time_ns"]), int(after.record["id"]))
         return [self._row(r) for r in self.index.query(to_query(flt), limit=PAGE_ROWS, before=before)]
 
+    def newest_model(self) -> str | None:
+        """The backbone (``model`` field) of the newest record that has one: what a text search compares with."""
+        row = self.index.db.execute("SELECT model FROM inspections WHERE model != '' AND status != 'FAULT' "
+                                    "ORDER BY time_ns DESC LIMIT 1").fetchone()
+        return None if row is None else str(row[0])
+
     def similar(self, query: np.ndarray, flt: HistoryFilter, model: str | None) -> Ranked:
         """The ``SEARCH_TOP`` records most like ``query`` (``model``: that backbone's only), kept if in the filter."""
         found = self.index.similar(query, SEARCH_TOP, model=model)

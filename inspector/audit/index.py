@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import math
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -93,15 +94,19 @@ def _status(verdict: str, fault: str) -> str:
 
 
 class LogIndex:
-    """The SQLite index of one log folder (``readonly``: a reader's connection, never writes)."""
+    """The SQLite index of one log folder (``readonly``: a reader's connection, never writes).
 
-    def __init__(self, folder: Path, *, readonly: bool = False) -> None:
+    ``where``: the folder holding the index (default ``<folder>/.index``; a private copy for a log folder
+    this process may not write, :func:`inspector.audit.catalog.open_index`).
+    """
+
+    def __init__(self, folder: Path, *, readonly: bool = False, where: Path | None = None) -> None:
         self.folder = Path(folder)
-        self.dir = index_dir(self.folder)
+        self.dir = Path(where) if where is not None else index_dir(self.folder)
         self.path = self.dir / DB_NAME
         self.readonly = readonly
         if readonly:
-            self.db = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True, check_same_thread=False)
+            self.db = _connect_readonly(self.path)
         else:
             self.dir.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -341,6 +346,26 @@ class LogIndex:
             if found is not None:
                 out.append((int(found[0]), sim))
         return out
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection; ``immutable`` where SQLite cannot create the WAL's shared-memory file.
+
+    A WAL database needs its ``-shm`` file: in a folder this process may not write (a read-only share, an
+    archive copy) a closed index has none and ``mode=ro`` fails, but then nobody writes it either.
+    """
+    if not path.is_file():
+        msg = f"unable to open database file {path}"
+        raise sqlite3.OperationalError(msg)
+    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    try:
+        db.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+    except sqlite3.OperationalError:
+        db.close()
+        if os.access(path.parent, os.W_OK):
+            raise
+        db = sqlite3.connect(f"{path.as_uri()}?immutable=1", uri=True, check_same_thread=False)
+    return db
 
 
 def _real(value: float) -> float | None:

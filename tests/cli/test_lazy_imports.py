@@ -15,7 +15,7 @@ PROBE = ("import sys\nfrom inspector.cli import main\ntry:\n    main(sys.argv[1:
          "print('HEAVY', ','.join(heavy))\n")
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["bench", "--help"], ["export", "--help"],
+@pytest.mark.parametrize("argv", [["--help"], ["bench", "--help"], ["export", "--help"], ["history", "--help"],
                                   ["config", "check", "station_configs/demo.yaml"]])
 def test_no_torch_on_paths_that_need_no_model(argv: list[str]) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
