@@ -144,7 +144,7 @@ def test_engine_scores_match_between_backends(tiny_line_dict, tiny_backbone, tmp
 def test_compile_is_for_the_torch_backend() -> None:
     from inspector.config.line import ModelSpec
 
-    with pytest.raises(ValueError, match="model.compile is torch.compile"):
+    with pytest.raises(ValueError, match=r"model\.compile is torch\.compile"):
         ModelSpec(name="ViT-B-16", pretrained="random", backend="openvino", compile="default")
     assert ModelSpec(name="ViT-B-16", pretrained="random", compile="reduce-overhead").compile == "reduce-overhead"
 

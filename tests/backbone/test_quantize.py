@@ -92,7 +92,7 @@ def test_quantize_caches_by_calibration_and_switches(extractor, int8_cpu, tmp_pa
 
 def test_quantize_refuses_without_int8_precision(extractor, tmp_path: Path) -> None:
     runner = backends.OpenVINORunner(extractor, "tiny", "fp32", tmp_path)
-    with pytest.raises(InspectorError, match="set model.precision to int8"):
+    with pytest.raises(InspectorError, match=r"set model\.precision to int8"):
         runner.quantize(np.zeros((1, 3, 64, 64), np.float32))
     with pytest.raises(InspectorError, match="batch of preprocessed images"):
         quantize.quantize_model(runner.model, np.zeros((3, 64, 64), np.float32))
