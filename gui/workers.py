@@ -24,6 +24,7 @@ from PySide6.QtCore import QObject, QThread, Signal
 from inspector.decision.overlay import colorize
 from inspector.decision.result import Region
 from inspector.station.handle import ShiftCounts, StationHandle
+from inspector.station.plant_links import LinkState
 from inspector.station.results import StationResult
 from inspector.station.stats import LoopStats
 
@@ -136,6 +137,8 @@ class StationSnapshot:
     plc: tuple[str, str]
     error: str = ""
     time: float = field(default_factory=time.time)
+    links: tuple[LinkState, ...] = ()  # the plant links of the YAML's outputs (MQTT, OPC UA, database)
+    paused: bool = False  # running but refusing triggers on command (OPC UA Stop)
 
 
 class StatusPoller(QThread):
@@ -158,7 +161,7 @@ class StatusPoller(QThread):
                 return
             try:
                 snap = StationSnapshot(handle.running, handle.line, handle.stats(), handle.counts(),
-                                       handle.plc_state())
+                                       handle.plc_state(), links=tuple(handle.link_states()), paused=handle.paused)
             except Exception as exc:  # report, keep polling
                 _logger.exception("status poll failed")
                 snap = StationSnapshot(False, "", None, ShiftCounts(), ("?", ""), f"{type(exc).__name__}: {exc}")

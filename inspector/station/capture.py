@@ -91,7 +91,7 @@ class Capture:
 
     def _next_trigger(self) -> Trigger | None:
         clock = self.clock
-        if clock is None or self._phase.phase is Phase.CHANGING_OVER:
+        if clock is None or self._phase.phase in (Phase.CHANGING_OVER, Phase.PAUSED):  # no free-run ticks
             if clock is not None:
                 clock.reset()
             return self.triggers.get(_POLL_S)
