@@ -19,9 +19,9 @@ Threads (each owns its stage; only queues connect them):
 
 States (:class:`StationState`): READY accepts triggers; BUSY while starting, changing over, paused
 (:meth:`StationLoop.pause`, OPC UA Stop) or stopping, and after the run is complete; FAULT while the
-camera is lost or (with ``log.required``) the audit log cannot write. Triggers are refused with E05 unless READY and with
-E04 when the trigger queue is full. A part that cannot be inspected (no frame, bad frame, engine
-error, station stopping) is answered NG with defect FAULT and logged: never OK.
+camera is lost or (with ``log.required``) the audit log cannot write. Triggers are refused with E05
+unless READY and with E04 when the trigger queue is full. A part that cannot be inspected (no frame,
+bad frame, engine error, station stopping) is answered NG with defect FAULT and logged: never OK.
 
 Drops are explicit and counted (:meth:`StationLoop.stats`): free-run frames the engine cannot
 keep up with, records the log queue could not hold, display updates of slow observers.
