@@ -62,7 +62,7 @@ class ClientTrustList:
         from asyncua.common.utils import ServiceError
         from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 
-        store = await self._store()
+        store, unusable = await self._store()
         options = CertificateValidatorOptions
         validator = CertificateValidator(options.TIME_RANGE | options.TRUSTED | options.REVOKED, store)
         try:
@@ -70,36 +70,36 @@ class ClientTrustList:
                 raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
             await validator.validate(cert, app)
         except ServiceError as exc:
-            self._refused(cert, app, exc.code, store is None)
+            self._refused(cert, app, exc.code, unusable)
             raise
         subject, thumb = describe(cert)
         _logger.info("OPC UA: trusted client certificate %s (thumbprint %s)", subject, thumb)
 
-    async def _store(self) -> Any:
-        """A TrustStore of the folder as it is now; None when it has no usable certificate (all are refused)."""
+    async def _store(self) -> tuple[Any, str]:
+        """A TrustStore of the folder as it is now, or (None, why) when it cannot trust anyone."""
         from asyncua.crypto.truststore import TrustStore
         from asyncua.crypto.uacrypto import load_certificate
 
         files = self.files()
         if not files:
-            return None
+            return None, "the trust list is empty"
         for path in files:  # name a bad file (TrustStore would fail on it without saying which)
             try:
                 await load_certificate(path)
             except ValueError as exc:
                 _logger.error("OPC UA trust list: %s is not a certificate (%s): fix or remove it; every client "
                               "certificate is refused until then", path, exc)
-                return None
+                return None, f"the trust list has a file that is not a certificate ({path.name})"
         store = TrustStore([self.folder], [])
         try:
             await store.load()
         except ValueError as exc:
             _logger.error("OPC UA trust list %s cannot be read (%s): every client certificate is refused", self.folder,
                           exc)
-            return None
-        return store
+            return None, "the trust list cannot be read"
+        return store, ""
 
-    def _refused(self, cert: Any, app: Any, code: int, empty: bool) -> None:
+    def _refused(self, cert: Any, app: Any, code: int, unusable: str) -> None:
         from asyncua import ua
         from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -120,8 +120,8 @@ class ClientTrustList:
             saved.write_bytes(cert.public_bytes(Encoding.DER))
         except OSError as exc:
             _logger.warning("OPC UA: could not save the refused certificate in %s: %s", self.rejected, exc)
-        why = "the trust list is empty" if empty else "it is not in the trust list"
-        _logger.warning("OPC UA: refused %s: %s %s. To let this client in, move %s into %s (read at each new "
+        why = unusable or "it is not in the trust list"
+        _logger.warning("OPC UA: refused %s: %s (%s). To let this client in, move %s into %s (read at each new "
                         "session, no restart needed)", who, why, self.folder, saved, self.folder)
 
 

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 _logger = logging.getLogger(__name__)
 
 Level = Literal["ok", "warn", "fault", "off"]
+# A working link always has a few messages in flight (a part every 100 ms, acked in a millisecond): its label
+# names a count only past this, a real backlog (catching up after an outage). Down or connecting: always.
+BACKLOG_SHOWN = 10
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,8 @@ class LinkState:
     waiting: int = 0  # messages / records not delivered yet
 
 
-def _waiting(n: int) -> str:
-    return f" · {n} waiting" if n else ""
+def _waiting(n: int, working: bool = False) -> str:
+    return f" · {n} waiting" if n > (BACKLOG_SHOWN if working else 0) else ""
 
 
 def mqtt_state(publisher: MqttPublisher | None, url: str, error: str = "") -> LinkState:
@@ -60,8 +63,8 @@ def mqtt_state(publisher: MqttPublisher | None, url: str, error: str = "") -> Li
     s = publisher.stats()
     where = f"; {s.pending} message(s) wait in {publisher.queue_file}" if s.pending else ""
     if s.state is MqttState.CONNECTED:
-        return LinkState("MQTT", "ok", "connected" + _waiting(s.pending), f"MQTT {url}: {s.acked} acknowledged{where}",
-                         s.pending)
+        return LinkState("MQTT", "ok", "connected" + _waiting(s.pending, working=True),
+                         f"MQTT {url}: {s.acked} acknowledged{where}", s.pending)
     if s.state is MqttState.CONNECTING:
         return LinkState("MQTT", "warn", "connecting" + _waiting(s.pending), f"MQTT {url}: {s.detail}{where}",
                          s.pending)
@@ -94,7 +97,7 @@ def database_state(db: PlantDatabase | None, url: str, last_seq: int, error: str
                          f"{db.last_error}; the results wait in the audit log and are sent when it is back", behind)
     if db.sent_seq is None:
         return LinkState("Database", "warn", "connecting", f"results database {url}: no push yet")
-    return LinkState("Database", "ok", "connected" + _waiting(behind),
+    return LinkState("Database", "ok", "connected" + _waiting(behind, working=True),
                      f"results database {url}: {db.pushed} record(s) sent by this run", behind)
 
 

@@ -138,8 +138,9 @@ def test_link_words_for_each_state(tmp_path: Path) -> None:
     db = PlantDatabase(f"postgresql://inspector@127.0.0.1:{free_port()}/postgres", "st1", tmp_path)
     assert database_state(db, "pg", 12).text == "connecting"
     db.sent_seq = 7
-    assert database_state(db, "pg", 12) == LinkState("Database", "ok", "connected · 5 waiting",
+    assert database_state(db, "pg", 12) == LinkState("Database", "ok", "connected",  # 5 in flight: normal
                                                      "results database pg: 0 record(s) sent by this run", 5)
+    assert database_state(db, "pg", 30).text == "connected · 23 waiting"  # catching up after an outage
     db.last_error = "results database pg: connection refused"
     state = database_state(db, "pg", 12)
     assert (state.level, state.text) == ("fault", "down · 5 waiting") and "wait in the audit log" in state.detail
