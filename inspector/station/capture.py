@@ -106,7 +106,10 @@ class Capture:
         if self._jobs.full():
             self._tally.drop("free-run frames dropped: inspection busy")
             return None
-        self._flow.accepted()
+        with self._phase.lock:  # like a PLC trigger: taken in one phase, never after a pause / changeover began
+            if self._phase.phase is not Phase.RUNNING:
+                return None
+            self._flow.accepted()
         return Trigger(None, "free_run")
 
     def _capture(self, trig: Trigger) -> str | None:

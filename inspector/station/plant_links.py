@@ -123,11 +123,6 @@ class PlantLinks:
         self.opcua: OpcUaServer | None = None
         self._errors: dict[str, str] = {}
 
-    @property
-    def configured(self) -> bool:
-        o = self.outputs
-        return o.mqtt is not None or o.opcua is not None or o.database is not None
-
     # ------------------------------------------------------------------ per run
     def attach(self, loop: StationLoop) -> None:
         """Attach the per-run links to ``loop`` (before it starts: MQTT sees its start event); the first call

@@ -77,12 +77,12 @@ def test_the_handle_runs_the_yaml_links_and_says_how_each_is_doing(tmp_path: Pat
         wait_for(lambda: handle.counts().parts >= 2, 60, "parts")
         with pytest.raises(ua.uaerrors.BadUserAccessDenied):
             asyncio.run(call(endpoint, "Stop", "olaf", "op"))
-        assert asyncio.run(call(endpoint, "Stop")) == [[], "Halted"]
+        assert asyncio.run(call(endpoint, "Stop")) == [None, "Halted"]
         assert handle.paused and handle.status().halted and handle.running
         with pytest.raises(TriggerRejected, match="paused by anna"):
             handle.trigger("P-while-halted")
         parts = handle.counts().parts
-        assert asyncio.run(call(endpoint, "Start")) == [[], "Operational"]
+        assert asyncio.run(call(endpoint, "Start")) == [None, "Operational"]
         wait_for(lambda: handle.counts().parts >= parts + 2, 60, "parts after Start")
 
         # The broker and the database go down: the labels say so, with what waits; both catch up when back.
