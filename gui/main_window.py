@@ -35,6 +35,7 @@ from gui.views.history import HistoryView
 from gui.views.operator import OperatorView
 from gui.widgets.elided import ElidedLabel
 from gui.widgets.feedback import FeedbackPart
+from gui.widgets.link_bar import LinkBar
 from gui.widgets.pin_dialog import LoginDialog, SetPinDialog
 from gui.widgets.status_light import StatusLight
 from gui.workers import DisplayFeed, DisplayItem, StationSnapshot, StatusPoller, run_task, wait_workers
@@ -181,12 +182,15 @@ class MainWindow(QMainWindow):
         self.footer.setContentsMargins(16, 4, 16, 6)
         self.untrained = ElidedLabel("")
         self.untrained.setObjectName("hint")
+        self.links = LinkBar()  # MQTT / OPC UA / database of the YAML's outputs; hidden when there are none
+        self.links.set_states(self.handle.link_states())
         bar = QFrame()
         bar.setStyleSheet(f"background: {theme.PANEL}; border-top: 1px solid {theme.BORDER};")
         row = QHBoxLayout(bar)
         row.setContentsMargins(0, 0, 16, 0)
         row.addWidget(self.footer, 3)
         row.addWidget(self.untrained, 2)
+        row.addWidget(self.links)
         return bar
 
     # ------------------------------------------------------------------ screens and login
@@ -360,6 +364,9 @@ class MainWindow(QMainWindow):
             self.station_light.set_state("warn", "BUSY", "starting, stopping or changing over")
         elif not snap.running or st is None:
             self.station_light.set_state("off", "STOPPED", "press START on the operator screen")
+        elif snap.paused:
+            self.station_light.set_state("warn", "HALTED", f"{st.detail}. Start over OPC UA resumes; so do STOP "
+                                                           "and START here")
         else:
             state = {"READY": "ok", "BUSY": "warn", "FAULT": "fault"}[st.state.value]
             self.station_light.set_state(state, st.state.value, st.detail)
@@ -377,6 +384,7 @@ class MainWindow(QMainWindow):
                    "connecting": ("warn", "CONNECTING"), "stopped": ("off", "STOPPED"), "off": ("off", "NOT USED")}
         light, word = plc_map.get(plc_state, ("warn", plc_state.upper()))
         self.plc_light.set_state(light, word, plc_detail)
+        self.links.set_states(snap.links)
         if st is not None and st.model:
             version = st.model_version or "base"
             self.model_light.set_caption(f"Model · {version}")

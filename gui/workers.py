@@ -26,6 +26,7 @@ from inspector.decision.result import Region
 
 if TYPE_CHECKING:  # the station (torch, open_clip) is not imported by the workers: the History viewer runs without it
     from inspector.station.handle import ShiftCounts, StationHandle
+    from inspector.station.plant_links import LinkState
     from inspector.station.results import StationResult
     from inspector.station.stats import LoopStats
 
@@ -138,6 +139,8 @@ class StationSnapshot:
     plc: tuple[str, str]
     error: str = ""
     time: float = field(default_factory=time.time)
+    links: tuple[LinkState, ...] = ()  # the plant links of the YAML's outputs (MQTT, OPC UA, database)
+    paused: bool = False  # running but refusing triggers on command (OPC UA Stop)
 
 
 class StatusPoller(QThread):
@@ -160,7 +163,7 @@ class StatusPoller(QThread):
                 return
             try:
                 snap = StationSnapshot(handle.running, handle.line, handle.stats(), handle.counts(),
-                                       handle.plc_state())
+                                       handle.plc_state(), links=tuple(handle.link_states()), paused=handle.paused)
             except Exception as exc:  # report, keep polling
                 _logger.exception("status poll failed")
                 from inspector.station.handle import ShiftCounts  # (the poller runs in the station's GUI only)

@@ -102,7 +102,8 @@ class PlantDatabase:
         self._index: LogIndex | None = None
         self._inode = 0
         self.pushed = 0
-        self.last_error = ""
+        self.last_error = ""  # why the last push failed ("" after a good one)
+        self.sent_seq: int | None = None  # the newest result seq the database has (None before a good push)
 
     def _connect(self) -> Any:
         if self._conn is not None and not self._conn.closed:
@@ -115,6 +116,7 @@ class PlantDatabase:
             migrate(conn)
         except psycopg.Error as exc:
             msg = f"results database {redact(self.url)}: {str(exc).strip() or type(exc).__name__}"
+            self.last_error = msg
             raise DatabaseUnavailable(msg) from None
         self._conn = conn
         return conn
@@ -184,6 +186,7 @@ class PlantDatabase:
         finally:
             self.pushed += sent
         self.last_error = ""
+        self.sent_seq = int(cursor)
         return sent
 
     def close_connection(self) -> None:

@@ -14,6 +14,7 @@ Example (station YAML)::
         endpoint: opc.tcp://0.0.0.0:4840
         users_file: secrets/opcua-users.txt     # "user:password:role" lines, role = operator | engineer
         security: [SignAndEncrypt]              # Basic256Sha256; add None only on an isolated network
+        trusted_clients: secrets/opcua-clients  # only these client certificates (.der / .pem) may connect
 
 Both are off when absent. Paths are relative to the config file.
 """
@@ -101,6 +102,10 @@ class OpcUaSpec(StrictModel):
     # give the .der to the clients to trust. Relative to the config file.
     cert_file: Path = Path("secrets/opcua-server.der")
     key_file: Path = Path("secrets/opcua-server.pem")
+    # A folder of client certificates (.der / .pem, or the CA that signed them): only these clients may open a
+    # session; a refused one is saved in <folder>/rejected/ to be moved in. None: any client certificate
+    # (access by user / password and role only). Read at each new session. Relative to the config file.
+    trusted_clients: Path | None = None
     trigger_timeout_s: float = Field(default=10.0, gt=0, le=600)  # the Trigger method waits this long for a verdict
     namespace: str = "urn:clip-inspector:station"
 
@@ -111,6 +116,10 @@ class OpcUaSpec(StrictModel):
             raise ValueError(msg)
         if not self.security:
             msg = "outputs.opcua: security needs at least one of None, Sign, SignAndEncrypt"
+            raise ValueError(msg)
+        if self.trusted_clients is not None and "None" in self.security:
+            msg = ("outputs.opcua: trusted_clients checks the certificates of signed sessions, but security None lets "
+                   "a client in without one: remove None from security (or trusted_clients)")
             raise ValueError(msg)
         return self
 

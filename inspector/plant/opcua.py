@@ -2,15 +2,17 @@
 
 The address space follows the OPC UA Machine Vision companion specification (OPC 40100) as far as
 it maps onto a station: a ``VisionSystem`` object with its system state, recipe management (a
-recipe = a product line), result management (the last result) and the methods Trigger and
-SelectRecipe. docs/plant.md lists every node.
+recipe = a product line), result management (the last result) and the methods Trigger,
+SelectRecipe, Stop (system state Halted: triggers refused) and Start. docs/plant.md lists every node.
 
 Security: anonymous sessions are off unless ``anonymous: true`` (then read-only); users come from
 ``users_file`` (``user:password:role``, role ``operator`` = read, ``engineer`` = read + methods;
 the password may be a ``pbkdf2_sha256$...`` hash from :func:`hash_password`). Basic256Sha256
 Sign / SignAndEncrypt use the server certificate, generated self-signed on first start when
-missing, so the integrator can copy it into the client's trust list. The role check is enforced
-on the request (a Call from an operator is answered BadUserAccessDenied), not in the method.
+missing, so the integrator can copy it into the client's trust list; with ``trusted_clients`` only
+the client certificates in that folder may open a session (:mod:`.opcua_trust`). The role check is
+enforced on the request (a Call from an operator is answered BadUserAccessDenied), not in the method;
+the calling user goes into the audit events of the methods.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import contextvars
+import functools
 import hashlib
 import hmac
 import logging
@@ -35,14 +39,35 @@ from urllib.parse import urlsplit
 from inspector.config.plant import OpcUaSpec
 from inspector.errors import InspectorError
 from inspector.plant.messages import ResultFacts
-from inspector.plc.port import PartVerdict, StationPort, TriggerRejected, UnknownLineError
+from inspector.plant.opcua_trust import ClientTrustList, TrustListError
+from inspector.plc.port import (
+    PartVerdict,
+    StationPort,
+    StationState,
+    StationStateError,
+    StationStatus,
+    TriggerRejected,
+    UnknownLineError,
+)
 
 _logger = logging.getLogger(__name__)
 ROLES = ("operator", "engineer")
 _PBKDF2_ROUNDS = 200_000
 STATUS_PERIOD_S = 0.5
-# OPC 40100 system states for the station's READY / BUSY / FAULT (and a stopped station).
-SYSTEM_STATES = {"READY": "Operational", "BUSY": "Operational", "FAULT": "Error", "STOPPED": "Halted"}
+# Who sent the request being served: set by the permission check of each request (same task as the call).
+_CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("opcua_caller", default="")
+
+
+def system_state(status: StationStatus) -> str:
+    """The OPC 40100 system state: Halted (paused by Stop, or stopped), Error (FAULT), else Operational."""
+    if status.halted:
+        return "Halted"
+    return "Error" if status.state is StationState.FAULT else "Operational"
+
+
+def caller() -> str:
+    """The user of the OPC UA request being served, for audit events ("anna (OPC UA)")."""
+    return f"{_CALLER.get() or 'anonymous'} (OPC UA)"
 
 
 class OpcUaError(InspectorError):
@@ -116,6 +141,10 @@ class OpcUaServer:
         self.users = load_users(resolve(spec.users_file)) if spec.users_file is not None else {}
         self.cert_file = resolve(spec.cert_file)
         self.key_file = resolve(spec.key_file)
+        try:  # only these client certificates may open a session (None: any)
+            self.trust = ClientTrustList(resolve(spec.trusted_clients)) if spec.trusted_clients is not None else None
+        except TrustListError as exc:
+            raise OpcUaError(str(exc)) from None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -149,6 +178,11 @@ class OpcUaServer:
                 self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout=10)
         self._thread = None
+
+    @property
+    def running(self) -> bool:
+        """True while the endpoint listens."""
+        return self._thread is not None and self._loop is not None
 
     def __enter__(self) -> OpcUaServer:
         return self.start()
@@ -184,6 +218,8 @@ class OpcUaServer:
         uri = f"{self.spec.namespace}:{self.name}"
         await server.set_application_uri(uri)
         await self._certificate(server, uri)
+        if self.trust is not None:
+            server.set_certificate_validator(self.trust.check)
         policies = {"None": ua.SecurityPolicyType.NoSecurity,
                     "Sign": ua.SecurityPolicyType.Basic256Sha256_Sign,
                     "SignAndEncrypt": ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt}
@@ -261,6 +297,8 @@ class OpcUaServer:
                             [_arg("Verdict", string), _arg("Score", double), _arg("Defect", string),
                              _arg("Sequence", uint)])
         await vs.add_method(ns, "SelectRecipe", self._select_recipe, [_arg("Line", string)], [])
+        await vs.add_method(ns, "Stop", self._stop_station, [], [])
+        await vs.add_method(ns, "Start", self._start_station, [], [])
 
     async def _write_result(self, r: ResultFacts) -> None:
         from asyncua import ua
@@ -279,23 +317,25 @@ class OpcUaServer:
         await n["Sequence"].write_value(ua.Variant(r.seq, ua.VariantType.UInt64))  # changes last, like register 102
 
     async def _poll_status(self) -> None:
-        from asyncua import ua
-
         while True:
             try:
-                status = self._station.status()
-                facts = dict(self._status_source()) if self._status_source is not None else {}
-                state = str(status.state.value)
-                await self._nodes["State"].write_value(state)
-                await self._nodes["SystemState"].write_value(SYSTEM_STATES.get(state, "Error"))
-                await self._nodes["Detail"].write_value(status.detail)
-                await self._nodes["ActiveRecipe"].write_value(status.line)
-                for key, fact in (("Parts", "parts"), ("OK", "ok"), ("NG", "ng"), ("Faults", "faults")):
-                    if fact in facts:
-                        await self._nodes[key].write_value(ua.Variant(int(facts[fact]), ua.VariantType.UInt64))
+                await self._show_status()
             except Exception:
                 _logger.exception("OPC UA status update failed")
             await asyncio.sleep(STATUS_PERIOD_S)
+
+    async def _show_status(self) -> None:
+        from asyncua import ua
+
+        status = self._station.status()
+        facts = dict(self._status_source()) if self._status_source is not None else {}
+        await self._nodes["State"].write_value(str(status.state.value))
+        await self._nodes["SystemState"].write_value(system_state(status))
+        await self._nodes["Detail"].write_value(status.detail)
+        await self._nodes["ActiveRecipe"].write_value(status.line)
+        for key, fact in (("Parts", "parts"), ("OK", "ok"), ("NG", "ng"), ("Faults", "faults")):
+            if fact in facts:
+                await self._nodes[key].write_value(ua.Variant(int(facts[fact]), ua.VariantType.UInt64))
 
     # ------------------------------------------------------------------ methods (engineer role: see _Roles)
     async def _trigger(self, parent: Any, part_id: Any) -> Any:
@@ -324,11 +364,32 @@ class OpcUaServer:
     async def _select_recipe(self, parent: Any, line: Any) -> Any:
         from asyncua import ua
 
+        change = functools.partial(self._station.changeover, str(line.Value), caller())
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self._station.changeover, str(line.Value))
+            await asyncio.get_running_loop().run_in_executor(None, change)
         except UnknownLineError:
             return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
         await self._nodes["ActiveRecipe"].write_value(str(line.Value))
+        return []
+
+    async def _stop_station(self, parent: Any) -> Any:
+        """OPC 40100 Halted: the station refuses triggers (E05 on the PLC link too) until Start."""
+        return await self._command("Stop", self._station.pause)
+
+    async def _start_station(self, parent: Any) -> Any:
+        return await self._command("Start", self._station.resume)
+
+    async def _command(self, name: str, action: Callable[[str], None]) -> Any:
+        from asyncua import ua
+
+        who = caller()
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, action, who)
+        except StationStateError as exc:
+            _logger.warning("OPC UA %s by %s refused: %s", name, who, exc)
+            return ua.StatusCode(ua.StatusCodes.BadInvalidState)
+        _logger.info("OPC UA %s by %s", name, who)
+        await self._show_status()  # a read right after the call sees the new state
         return []
 
 
@@ -381,5 +442,6 @@ class _Roles:
 
         if user is None:
             return True  # before the session is activated (hello, endpoints): asyncua checks the login itself
+        _CALLER.set(getattr(user, "name", None) or "anonymous")  # read by the method this request calls
         allowed = self._engineer if user.role == UserRole.Admin else self._read
         return action_type_id in allowed

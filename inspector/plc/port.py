@@ -29,6 +29,9 @@ class StationStatus:
     line: str
     model_version: str
     detail: str = ""
+    # Not inspecting on purpose: paused (OPC UA Stop) or stopped; OPC 40100 system state Halted. A halted
+    # station says BUSY to the PLC and refuses triggers with E05.
+    halted: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,10 @@ class UnknownLineError(InspectorError):
     """A changeover named a line this station does not have."""
 
 
+class StationStateError(InspectorError):
+    """The station cannot do this in its current state (e.g. resume while it is starting)."""
+
+
 class StationPort(Protocol):
     """What a PLC link calls on the station (the loop, the GUI's station handle, the simulated station)."""
 
@@ -77,8 +84,15 @@ class StationPort(Protocol):
 
     def status(self) -> StationStatus: ...
 
-    def changeover(self, line: str) -> None:
-        """Switch product line (blocks until done). Raises UnknownLineError."""
+    def changeover(self, line: str, who: str = "plc") -> None:
+        """Switch product line (blocks until done); ``who`` goes into the audit event. Raises UnknownLineError."""
+
+    def pause(self, who: str) -> None:
+        """Stop taking triggers (OPC UA Stop): parts already accepted finish; line, counters and log stay.
+        Triggers are refused (E05) until :meth:`resume`. Raises StationStateError when it cannot pause now."""
+
+    def resume(self, who: str) -> None:
+        """Take triggers again after :meth:`pause` (OPC UA Start). Raises StationStateError when it cannot."""
 
     def line_names(self) -> tuple[str, ...]: ...
 

@@ -55,6 +55,8 @@ class SimulatedStation:
         self.slow_parts: dict[str, float] = {}  # part id -> inspection time override (to provoke TIMEOUT)
         self.double_reply = False  # bug injection: call reply twice
         self.not_ready = False  # reject triggers with E05
+        self.paused_by = ""  # who paused it (StationPort.pause); "" = taking triggers
+        self.events: list[tuple[str, str, str]] = []  # (kind, who, what) of every log_event
         self.verdict_fn: Callable[[str, int], PartVerdict] = demo_verdict
         self.answered: list[PartVerdict] = []  # every verdict given, in order
         self.received: list[str] = []  # every part id accepted, in order
@@ -69,8 +71,9 @@ class SimulatedStation:
 
     def submit_trigger(self, part_id: str, reply: Reply) -> None:
         accepted = time.perf_counter()
-        if self.not_ready or self._thread is None:
-            raise TriggerRejected("E05", "station not ready")
+        if self.not_ready or self._thread is None or self.paused_by:
+            raise TriggerRejected("E05", f"station paused by {self.paused_by}" if self.paused_by else
+                                  "station not ready")
         with self._lock:
             try:
                 self._queue.put_nowait((part_id, reply, accepted))
@@ -81,22 +84,37 @@ class SimulatedStation:
     def status(self) -> StationStatus:
         if self.not_ready or self.fault_all:
             return StationStatus(StationState.FAULT, self.line, self.model_version, "simulated fault")
+        if self.paused_by:
+            return StationStatus(StationState.BUSY, self.line, self.model_version, f"paused by {self.paused_by}",
+                                 halted=True)
         busy = self._busy or not self._queue.empty()
         return StationStatus(StationState.BUSY if busy else StationState.READY, self.line, self.model_version)
 
-    def changeover(self, line: str) -> None:
+    def pause(self, who: str) -> None:
+        if not self.paused_by:
+            self.paused_by = who
+            self.log_event("station_paused", who, "triggers refused until resumed")
+
+    def resume(self, who: str) -> None:
+        if self.paused_by:
+            self.paused_by = ""
+            self.log_event("station_resumed", who, "taking triggers again")
+
+    def changeover(self, line: str, who: str = "plc") -> None:
         if line not in self.lines:
             msg = f"unknown line {line!r}; this station has {list(self.lines)}"
             raise UnknownLineError(msg)
         time.sleep(self.changeover_s)
-        self.line = line
+        old, self.line = self.line, line
+        self.log_event("changeover", who, f"line {old} -> {line}")
 
     def line_names(self) -> tuple[str, ...]:
         return self.lines
 
     def log_event(self, kind: str, who: str, what: str, old: object = "", new: object = "") -> None:
-        """No audit log here: the event goes to the Python log."""
+        """No audit log here: the event goes to the Python log (and :attr:`events`)."""
         _logger.info("event %s by %s: %s", kind, who, what)
+        self.events.append((kind, who, what))
 
     # --- lifecycle -----------------------------------------------------------------------------
 

@@ -91,7 +91,7 @@ class Capture:
 
     def _next_trigger(self) -> Trigger | None:
         clock = self.clock
-        if clock is None or self._phase.phase is Phase.CHANGING_OVER:
+        if clock is None or self._phase.phase in (Phase.CHANGING_OVER, Phase.PAUSED):  # no free-run ticks
             if clock is not None:
                 clock.reset()
             return self.triggers.get(_POLL_S)
@@ -106,7 +106,10 @@ class Capture:
         if self._jobs.full():
             self._tally.drop("free-run frames dropped: inspection busy")
             return None
-        self._flow.accepted()
+        with self._phase.lock:  # like a PLC trigger: taken in one phase, never after a pause / changeover began
+            if self._phase.phase is not Phase.RUNNING:
+                return None
+            self._flow.accepted()
         return Trigger(None, "free_run")
 
     def _capture(self, trig: Trigger) -> str | None:

@@ -23,9 +23,10 @@ from inspector.audit.h5log import AuditWriter
 from inspector.config import LineConfig, StationConfig, load_station_config, update_line_in_file
 from inspector.decision.result import VerdictCounts
 from inspector.engine import Inspector
-from inspector.plc.port import PartVerdict, StationState, StationStatus, TriggerRejected
+from inspector.plc.port import PartVerdict, StationState, StationStateError, StationStatus, TriggerRejected
 from inspector.station.engines import EngineCache, embedding_dim
 from inspector.station.loop import StationLoop
+from inspector.station.plant_links import LinkState, PlantLinks
 from inspector.station.recalibration import EVENT_DISMISSED as PROPOSAL_DISMISSED
 from inspector.station.recalibration import ProposalBook, ThresholdProposal
 from inspector.station.results import StationResult
@@ -97,6 +98,8 @@ class StationHandle:
         self.thresholds = ThresholdBook(self.log_dir) if self.log_enabled else None
         self.link: Any = None
         self.link_error: str = ""
+        # MQTT / OPC UA / results database of the YAML's outputs: per run, the OPC UA server for the session.
+        self.plant = PlantLinks(self.config, self, self._shift_facts, self.add_observer)
 
     # ------------------------------------------------------------------ observers and figures
     def add_observer(self, fn: Observer, *, name: str = "gui", queue_size: int = 4) -> None:
@@ -148,9 +151,14 @@ class StationHandle:
             loop = StationLoop(self.config, line=self.line, source=self._source, engines=self.engines,
                                log_dir=self.log_dir, log=self.log_enabled, trigger_mode=self.trigger_mode,
                                rate_hz=self.rate_hz, model_dir=self.registry_dir)
+            self.plant.attach(loop)  # first: on the first start its OPC UA result feed joins the observers
             for fn, name, size in self._observers:
                 loop.add_observer(fn, name=name, queue_size=size)
-            loop.start()  # runs the line's deployed model version and follows the registry
+            try:
+                loop.start()  # runs the line's deployed model version and follows the registry
+            except BaseException:
+                self.plant.detach()
+                raise
             self._loop = loop
             self._start_plc()
 
@@ -163,6 +171,7 @@ class StationHandle:
             self._carry = (self._carry[0], loop)
             self._loop = None
             loop.stop()
+            self.plant.detach()
             self._last_stats = loop.stats()
             self._carry = (self._carry[0] + _counts(self._last_stats), None)
 
@@ -170,12 +179,33 @@ class StationHandle:
         """Stop the loop and the PLC link (application exit)."""
         with self._ops:
             self.stop()
+            self.plant.stop()
             link, self.link = self.link, None
             if link is not None:
                 try:
                     link.stop()
                 except Exception:
                     _logger.exception("PLC link did not stop cleanly")
+
+    @property
+    def paused(self) -> bool:
+        """The running loop refuses triggers on command (OPC UA Stop) until resumed."""
+        loop = self._loop
+        return loop is not None and loop.paused
+
+    def pause(self, who: str = "operator") -> None:  # StationPort (OPC UA Stop)
+        """Pause the running loop (triggers refused, E05; counters, log, line stay); nothing to do when stopped."""
+        with self._ops:
+            if self._loop is not None:
+                self._loop.pause(who)
+
+    def resume(self, who: str = "operator") -> None:  # StationPort (OPC UA Start)
+        """Resume a paused loop. A station stopped at its panel is started there, not remotely."""
+        with self._ops:
+            if self._loop is None:
+                msg = "the station was stopped at its panel: start it there (START on the operator screen)"
+                raise StationStateError(msg)
+            self._loop.resume(who)
 
     def changeover(self, line: str, who: str = "operator") -> None:  # StationPort
         """Switch product line (blocking); when stopped, the line is prepared for the next start."""
@@ -349,11 +379,20 @@ class StationHandle:
     def status(self) -> StationStatus:
         loop = self._loop
         if loop is None:
-            return StationStatus(StationState.BUSY, self.line, "", "station stopped")
+            return StationStatus(StationState.BUSY, self.line, "", "station stopped", halted=True)
         return loop.status()
 
     def line_names(self) -> tuple[str, ...]:
         return tuple(x.name for x in self.config.lines)
+
+    # ------------------------------------------------------------------ plant links (MQTT, OPC UA, database)
+    def link_states(self) -> list[LinkState]:
+        """How each plant link of the YAML's ``outputs`` is doing (none configured: empty)."""
+        return self.plant.states()
+
+    def _shift_facts(self) -> dict[str, int]:
+        c = self.counts()
+        return {"parts": c.parts, "ok": c.ok, "ng": c.ng, "faults": c.faults}
 
     # ------------------------------------------------------------------ PLC link
     def _start_plc(self) -> None:

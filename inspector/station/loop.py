@@ -17,11 +17,11 @@ Threads (each owns its stage; only queues connect them):
   so what the dashboard or GUI shows is already in the log (see inspector.audit.h5log).
 * ``sink-<name>`` one per extra sink and observer.
 
-States (:class:`StationState`): READY accepts triggers; BUSY while starting, changing over or
-stopping, and after the run is complete; FAULT while the camera is lost or (with
-``log.required``) the audit log cannot write. Triggers are refused with E05 unless READY and with
-E04 when the trigger queue is full. A part that cannot be inspected (no frame, bad frame, engine
-error, station stopping) is answered NG with defect FAULT and logged: never OK.
+States (:class:`StationState`): READY accepts triggers; BUSY while starting, changing over, paused
+(:meth:`StationLoop.pause`, OPC UA Stop) or stopping, and after the run is complete; FAULT while the
+camera is lost or (with ``log.required``) the audit log cannot write. Triggers are refused with E05
+unless READY and with E04 when the trigger queue is full. A part that cannot be inspected (no frame,
+bad frame, engine error, station stopping) is answered NG with defect FAULT and logged: never OK.
 
 Drops are explicit and counted (:meth:`StationLoop.stats`): free-run frames the engine cannot
 keep up with, records the log queue could not hold, display updates of slow observers.
@@ -321,7 +321,23 @@ class StationLoop:
     def status(self) -> StationStatus:
         state, detail = self._state()
         version = self._inspector.model_version if self._inspector is not None else "base"
-        return StationStatus(state, self.line, version, detail)
+        return StationStatus(state, self.line, version, detail, halted=self._phase.phase is Phase.PAUSED)
+
+    @property
+    def paused(self) -> bool:
+        return self._phase.phase is Phase.PAUSED
+
+    def pause(self, who: str = "station") -> None:
+        """Stop taking triggers (OPC UA Stop): E05 until :meth:`resume`; parts accepted before finish, and the
+        line, counters, log and outputs stay. StationStateError unless running (starting, changing over, ...)."""
+        detail = f"paused by {who} at {time.strftime('%H:%M:%S')}: triggers refused until Start"
+        if self._phase.pause(detail):
+            self.log_event("station_paused", who, f"station {self.station.station} paused: triggers refused")
+
+    def resume(self, who: str = "station") -> None:
+        """Take triggers again after :meth:`pause` (OPC UA Start); StationStateError unless paused or running."""
+        if self._phase.resume():
+            self.log_event("station_resumed", who, f"station {self.station.station} taking triggers again")
 
     def submit_trigger(self, part_id: str, reply: Callable[[PartVerdict], None]) -> None:
         """Queue one part (PLC link); ``reply`` is called exactly once. Raises TriggerRejected E04 / E05."""

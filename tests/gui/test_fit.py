@@ -121,6 +121,12 @@ def test_every_view_fits_every_line_panel(themed, window, qtbot):
     window.camera_light.set_state("warn", "CONNECTING", "")
     window.plc_light.set_state("warn", "CONNECTING", "")
     window.model_light.set_caption("Model · v20261206-153000-retrain")
+    from inspector.station.plant_links import LinkState
+
+    # Every plant link at its widest words (the status bar's labels, issue #15).
+    window.links.set_states([LinkState("MQTT", "fault", "down · 100000 waiting", ""),
+                             LinkState("OPC UA", "ok", "listening", ""),
+                             LinkState("Database", "warn", "connecting · 100000 waiting", "")])
     window.notify("changeover to a line with a rather long name: loading and fitting the model ... " * 3)
     failures: dict[str, list[str]] = {}
     for unlocked in (False, True):

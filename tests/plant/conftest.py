@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import json
 import shutil
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from inspector.plant.opcua import hash_password
 from tests.ports import free_port
 from tests.station.conftest import text_cache_dir  # noqa: F401 - the station tests' fixture, for runs here
 
@@ -121,3 +123,24 @@ def collector(broker: Broker) -> Iterator[Collector]:
     c = Collector(broker.port)
     yield c
     c.close()
+
+
+# ------------------------------------------------------------------ OPC UA: key pairs and users
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Server and client key pairs, generated once (RSA key generation takes a moment)."""
+    from asyncua.crypto.cert_gen import setup_self_signed_certificate
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    folder = tmp_path_factory.mktemp("pki")
+    asyncio.run(setup_self_signed_certificate(folder / "client.pem", folder / "client.der", "urn:test:client",
+                                              "localhost", [ExtendedKeyUsageOID.CLIENT_AUTH],
+                                              {"commonName": "test client"}))
+    return folder
+
+
+@pytest.fixture
+def users(tmp_path: Path) -> Path:
+    path = tmp_path / "users.txt"
+    path.write_text(f"# user:password:role\nanna:{hash_password('eng1neer')}:engineer\nolaf:shift2:operator\n")
+    return path

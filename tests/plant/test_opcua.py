@@ -10,34 +10,15 @@ from pathlib import Path
 
 import pytest
 from asyncua import Client, ua
-from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from inspector.config.plant import OpcUaSpec
 from inspector.plant.messages import ResultFacts
-from inspector.plant.opcua import OpcUaError, OpcUaServer, hash_password, load_users
+from inspector.plant.opcua import OpcUaError, OpcUaServer, load_users
 from inspector.plc.simstation import SimulatedStation
 from tests.ports import free_port
 
 NS = "urn:clip-inspector:station"
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Server and client key pairs, generated once (RSA key generation takes a moment)."""
-    folder = tmp_path_factory.mktemp("pki")
-    asyncio.run(setup_self_signed_certificate(folder / "client.pem", folder / "client.der", "urn:test:client",
-                                              "localhost", [ExtendedKeyUsageOID.CLIENT_AUTH],
-                                              {"commonName": "test client"}))
-    return folder
-
-
-@pytest.fixture
-def users(tmp_path: Path) -> Path:
-    path = tmp_path / "users.txt"
-    path.write_text(f"# user:password:role\nanna:{hash_password('eng1neer')}:engineer\nolaf:shift2:operator\n")
-    return path
 
 
 @pytest.fixture
@@ -148,3 +129,42 @@ def test_users_file_errors_name_the_line(tmp_path: Path) -> None:
         load_users(tmp_path / "missing.txt")
     with pytest.raises(ValueError, match="users_file"):
         OpcUaSpec()
+
+
+def test_stop_halts_the_station_and_start_resumes_it_engineers_only(served, pki: Path) -> None:
+    server, station = served
+
+    async def go() -> None:
+        operator = await _session(server, pki, "olaf", "shift2")
+        engineer = await _session(server, pki, "anna", "eng1neer")
+        try:
+            idx = await engineer.get_namespace_index(NS)
+            with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+                await (await _node(operator)).call_method(f"{idx}:Stop")
+            assert not station.paused_by, "the operator's Stop never reached the station"
+            vs = await _node(engineer)
+            assert await vs.call_method(f"{idx}:Stop") is None  # no output arguments
+            # The state nodes change with the call (no wait for the status poll).
+            assert await (await _node(engineer, "VisionSystemState", "SystemState")).read_value() == "Halted"
+            assert await (await _node(engineer, "VisionSystemState", "State")).read_value() == "BUSY"
+            assert "anna (OPC UA)" in await (await _node(engineer, "VisionSystemState", "Detail")).read_value()
+            with pytest.raises(ua.uaerrors.BadInvalidState):
+                await vs.call_method(f"{idx}:Trigger", "P1")  # a halted station takes no part
+            with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+                await (await _node(operator)).call_method(f"{idx}:Start")
+            assert station.paused_by == "anna (OPC UA)"
+            await vs.call_method(f"{idx}:SelectRecipe", "gear")  # a halted station may change its recipe
+            await vs.call_method(f"{idx}:Start")
+            assert await (await _node(engineer, "VisionSystemState", "SystemState")).read_value() == "Operational"
+            verdict, *_ = await vs.call_method(f"{idx}:Trigger", "P2")
+            assert verdict in ("OK", "NG")
+        finally:
+            await operator.disconnect()
+            await engineer.disconnect()
+
+    asyncio.run(go())
+    assert [(k, w) for k, w, _ in station.events] == [("station_paused", "anna (OPC UA)"),
+                                                     ("changeover", "anna (OPC UA)"),
+                                                     ("station_resumed", "anna (OPC UA)")]
+    assert [v.part_id for v in station.answered] == ["P2"]
+

@@ -462,3 +462,53 @@ def test_changeover_abandoned_when_parts_stay_in_flight(make_station, fitted, mo
         assert loop.line == "ring" and loop.status().state is StationState.READY  # stays on the old line
         source.gate.set()
         assert pending.result(TIMEOUT).fault is None
+
+
+# ---------------------------------------------------------------- pause / resume (OPC UA Stop / Start, issue #15)
+def test_a_paused_station_refuses_triggers_keeps_its_counters_and_resumes(make_station, engines_for,
+                                                                          tmp_path: Path) -> None:
+    from inspector.plc.port import StationStateError
+
+    station = make_station()
+    loop = StationLoop(station, engines=engines_for(station))
+    with pytest.raises(StationStateError, match="not started"):
+        loop.pause("anna (OPC UA)")  # not started: nothing to pause
+    replies: list[PartVerdict] = []
+    with loop:
+        assert loop.trigger("A1").result(TIMEOUT).fault is None
+        loop.pause("anna (OPC UA)")
+        status = loop.status()
+        assert status.halted and loop.paused and status.state is StationState.BUSY
+        assert "paused by anna (OPC UA)" in status.detail and "Start" in status.detail
+        with pytest.raises(TriggerRejected, match="paused by anna") as refused:
+            loop.submit_trigger("A2", replies.append)
+        assert refused.value.code == "E05" and not replies
+        loop.pause("anna (OPC UA)")  # a second Stop changes nothing and logs nothing
+        loop.resume("ben (OPC UA)")
+        assert not loop.status().halted
+        assert loop.trigger("A3").result(TIMEOUT).fault is None
+        stats = loop.stats()
+        assert stats.parts == 2 and stats.rejected == {"E05": 1}
+        loop.resume("ben (OPC UA)")  # running already: nothing to do
+    with pytest.raises(StationStateError, match="stopped"):
+        loop.resume("ben (OPC UA)")
+    records, events = read_log(tmp_path / "logs")
+    assert [r["part_id"] for r in records] == ["A1", "A3"]
+    assert [(e["kind"], e["who"]) for e in events] == [
+        ("station_start", "station"), ("station_paused", "anna (OPC UA)"), ("station_resumed", "ben (OPC UA)"),
+        ("station_stop", "station")]
+
+
+def test_a_paused_free_run_station_takes_no_frames_and_stops_cleanly(make_station, engines_for) -> None:
+    station = make_station(trigger={"mode": "free_run", "rate_hz": 20})
+    with StationLoop(station, engines=engines_for(station)) as loop:
+        assert loop.wait_published(2, TIMEOUT)
+        loop.pause("anna (OPC UA)")
+        wait_for(lambda: loop._flow.inflight == 0, TIMEOUT, "the parts in flight finished")
+        before = loop.stats().parts
+        time.sleep(0.5)  # 10 ticks of the clock
+        assert loop.stats().parts == before, "no free-run frame while paused"
+        loop.resume("anna (OPC UA)")
+        assert loop.wait_published(before + 2, TIMEOUT)
+        loop.pause("anna (OPC UA)")
+    assert loop.stats().faults == 0  # stopped while paused: nothing was cut off
