@@ -17,6 +17,7 @@ from inspector.config.line import (
     ModelSpec,
     MutualSpec,
     PromptSpec,
+    ZeroShotSpec,
     config_hash,
 )
 from inspector.config.loading import load_station_config, parse_station_config, update_line_in_file
@@ -46,4 +47,5 @@ __all__ = [
     "load_station_config",
     "parse_station_config",
     "update_line_in_file",
+    "ZeroShotSpec",
 ]

@@ -120,6 +120,26 @@ class FewShotSpec(StrictModel):
     image_score: Literal["max", "top1"] = "max"
 
 
+class ZeroShotSpec(StrictModel):
+    """How the zero-shot head builds its dense (patch) map."""
+
+    # Text-aligned patch tokens: "last_block" = a value-value attention branch in the last block only;
+    # "dpam" = the v-v outputs of the last ``dpam_blocks`` blocks summed (AnomalyCLIP's DPAM, CLIP
+    # Surgery's dual path). Part of the model key: features and caches of the two never mix.
+    dense: Literal["last_block", "dpam"] = "last_block"
+    # Blocks of the DPAM path, counted from the last (checked against the backbone's depth at load);
+    # AnomalyCLIP runs it through the last 4 of ViT-L's 24. Used only with dense: dpam.
+    dpam_blocks: int = Field(default=4, ge=1, le=64)
+    # The patch map averaged over each patch's k x k neighbourhood (1 = as it is, 3 = 3x3 mean filter)
+    # before the image score takes its peak.
+    map_pool: Literal[1, 3] = 1
+
+    @property
+    def dense_blocks(self) -> int:
+        """Blocks whose v-v outputs make the dense tokens (1 for the last-block branch)."""
+        return self.dpam_blocks if self.dense == "dpam" else 1
+
+
 class HeadWeights(StrictModel):
     """Weight of each head in the fused score (0 disables a head)."""
 
@@ -202,6 +222,7 @@ class LineConfig(StrictModel):
     model: ModelSpec
     prompts: PromptSpec = PromptSpec()
     fewshot: FewShotSpec = FewShotSpec()
+    zeroshot: ZeroShotSpec = ZeroShotSpec()
     heads: HeadWeights = HeadWeights()
     mutual: MutualSpec = MutualSpec()
     decision: DecisionSpec = DecisionSpec()

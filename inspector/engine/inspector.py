@@ -62,14 +62,14 @@ class Inspector:
         self.device = backbone.device
         model = backbone.model
         self.extractor = DenseFeatureExtractor(model.visual, line.model.image_size, line.model.feature_layers,
-                                               model=line.model.name)
+                                               model=line.model.name, dense_blocks=line.zeroshot.dense_blocks)
         self.extractor.eval().to(self.device)
         # model.backend: the pass runs in torch or a compiled OpenVINO model cached next to the text cache.
         self.runner = make_runner(self.extractor, line.model.backend, model_name=line.model.name,
                                   precision=line.model.precision,
                                   cache_dir=text_cache.folder if text_cache is not None else None)
         self.preprocess = Preprocessor(self.extractor.image_size, backbone.mean, backbone.std, self.device)
-        self.zero_shot = ZeroShotHead()
+        self.zero_shot = ZeroShotHead(line.zeroshot.map_pool)
         self.references = ReferenceHead(line.fewshot.neighbourhood, line.fewshot.image_score)
         self.probe = LinearProbeHead()
         self.mutual = MutualHead(line.mutual.interval, line.mutual.top, line.mutual.neighbourhood)
@@ -108,14 +108,18 @@ class Inspector:
 
     @property
     def model_key(self) -> str:
-        """The engine's one identity: backbone weights, input size and feature layers (not precision).
+        """The engine's one identity: backbone weights, input size, feature layers, dense path (not precision).
 
         Registry versions are checked against it; the text, feature and fitted-state caches key on it.
         """
         ident = self.backbone.identity
         weights = ident.sha256 or ("random-seed0" if ident.untrained else ident.pretrained)
         h, w = self.extractor.image_size
-        return f"{ident.model}|{ident.pretrained}|{weights}|{h}x{w}|layers={list(self.extractor.layers)}"
+        key = f"{ident.model}|{ident.pretrained}|{weights}|{h}x{w}|layers={list(self.extractor.layers)}"
+        # The DPAM dense path gives other dense tokens (zeroshot.dense); the last-block branch keeps the
+        # key it always had, so existing text, feature and fitted-state caches stay valid.
+        blocks = self.extractor.dense_blocks
+        return key if blocks == 1 else f"{key}|dense=dpam{blocks}"
 
     def _encode_text(self, texts: list[str]) -> Tensor:
         tokens = self.backbone.tokenizer(texts).to(self.device)
