@@ -28,6 +28,8 @@ from inspector.errors import ImageDecodeError, InspectorError
 
 _logger = logging.getLogger(__name__)
 
+# Columns added after the first files were written, and what a file without them means.
+_ADDED_COLUMNS: dict[str, Any] = {"camera_frame_id": -1, "camera_time_ns": -1, "mutual_parts": -1}
 _STRING_FIELDS = ("part_id", "line", "verdict", "defect", "fault", "trigger", "frame_ref", "truth", "model",
                   "model_name", "weights_sha256", "model_version", "config_hash")
 
@@ -173,6 +175,8 @@ class AuditReader:
                 rec["roi"] = tuple(int(v) for v in row["roi"])
                 rec["timestamp"] = iso_utc(row["time_ns"])
                 rec["untrained"] = bool(row["untrained"])
+                for name, default in _ADDED_COLUMNS.items():
+                    rec.setdefault(name, default)
                 rec["ms"] = ({s: float(stages[i, k]) for k, s in enumerate(self.stages) if k < stages.shape[1]
                               and np.isfinite(stages[i, k])} if i < len(stages) else {})
                 out.append(rec)

@@ -37,6 +37,7 @@ STAGES: tuple[str, ...] = (
     "references",
     "probe",
     "adapter",
+    "mutual",  # the mutual head's search against the line's buffer (absent while it warms up)
     "fusion",
     "map",
     "decision",
@@ -89,6 +90,9 @@ INSPECTION_DTYPE = np.dtype([
     ("frame_size", "<u4"),  # 0 = full frame not stored
     ("camera_frame_id", "<i8"),  # the camera's own frame / block id (GenICam), -1 = none
     ("camera_time_ns", "<i8"),  # the camera's own timestamp in ns on its clock (GenICam), -1 = none
+    # Buffered parts the mutual head scored this part against: 0 while it warms up, -1 = no mutual head
+    # on the line (and in files written before the column existed).
+    ("mutual_parts", "<i2"),
 ])
 
 EVENT_LIMITS = {"kind": 32, "who": 64, "what": 256, "old": 1024, "new": 1024}

@@ -8,6 +8,7 @@ per-frame hot path and allocates nothing it can reuse.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import threading
 import time
@@ -31,6 +32,7 @@ from inspector.decision.result import InspectionResult
 from inspector.engine.fewshot import FewShotSet
 from inspector.engine.fitted import FitReport, FittedState, Stats, cache_path, fitted_key, read_cached, write_cached
 from inspector.engine.fitting import active_heads, calibrate_scores, configure_fusion, fit_state
+from inspector.engine.mutual_calibration import buffer_calibration, buffer_fused_scores
 from inspector.frames.imaging import validate_frame
 from inspector.frames.preprocess import Preprocessor, crop_roi
 from inspector.heads import Fusion, HeadOutput, LinearProbeHead, ReferenceHead, ZeroShotHead
@@ -286,6 +288,21 @@ class Inspector:
                 self._mutual_stats = held_out_stats(self.mutual.bank, self.mutual.interval, self.mutual.top)
             self._setup_fusion(set(self.heads))
 
+    def mutual_calibration(self, head_scores: Sequence[dict[str, float]]) -> Calibration:
+        """The threshold with the mutual head on, from its buffered parts (engine/mutual_calibration.py).
+
+        ``head_scores``: per buffered part (the bank's order) the raw scores of the other heads it got
+        when inspected. Raises ValueError while the head is off or when fewer than 2 parts qualify.
+        """
+        with self._lock:  # one consistent state; the search itself runs outside the lock
+            if "mutual" not in self.heads:
+                msg = f"line {self.line.name}: the mutual head is not on (its buffer is warming up)"
+                raise ValueError(msg)
+            bank, fusion = dict(self.mutual.bank), copy.deepcopy(self.fusion)
+            others = [h for h in self.heads if h != "mutual"]
+        scores = buffer_fused_scores(bank, head_scores, fusion, others, self.mutual.interval, self.mutual.top)
+        return buffer_calibration(scores, self.line.decision.calibration.target_false_reject)
+
     def mutual_tokens(self, feats: Features, coreset: bool = True) -> list[dict[int, np.ndarray]]:
         """Each part's patch tokens for a mutual bank, float16 per layer (aggregated as the head searches).
 
@@ -413,6 +430,7 @@ class Inspector:
             model_version=self.model_version,
             config_hash=self.config_hash,
             untrained_backbone=ident.untrained,
+            mutual_parts=(self.mutual.n_parts if "mutual" in outputs else 0) if self.line.heads.mutual > 0 else -1,
             embedding=feats.global_emb[i].float().cpu().numpy(),
         )
 

@@ -66,7 +66,7 @@ class ThresholdRecord:
     """The live threshold of a line and where it came from (see the module doc)."""
 
     value: float
-    method: str  # manual | config | version | false_reject | f1 | cost | production | engine
+    method: str  # manual | config | version | false_reject | f1 | cost | production | engine | mutual_on
     version: str = BASE
     target: float | None = None
     interval: tuple[float, float] | None = None
@@ -107,6 +107,7 @@ class ThresholdRecord:
         """One line for the GUI / CLI: where this value came from."""
         how = {"manual": "set by hand", "config": "the config file's decision.threshold",
                "version": f"model {self.version}'s calibration", "production": "recalibrated from production parts",
+               "mutual_on": "recalibrated from the mutual buffer at switch-on",
                "engine": "the engine's own calibration"}.get(self.method, f"calibrated ({self.method})")
         parts = [how]
         if self.target is not None:
