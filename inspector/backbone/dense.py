@@ -132,6 +132,23 @@ def resolve_layers(layers: Sequence[int | float], depth: int, model: str = "this
     return tuple(sorted(out))
 
 
+def resolve_dense_blocks(blocks: int | float, depth: int, model: str = "this backbone") -> int:
+    """``zeroshot.dpam_blocks`` -> a block count: an integer as it is, a fraction f in (0, 1] floor(f * depth) (>= 1)."""
+    if isinstance(blocks, bool) or not isinstance(blocks, (int, float)):
+        msg = f"zeroshot.dpam_blocks {blocks!r} is neither a block count nor a fraction of the depth"
+        raise ValueError(msg)
+    if isinstance(blocks, float):
+        if not 0.0 < blocks <= 1.0:
+            msg = f"zeroshot.dpam_blocks: fraction {blocks} of the depth must lie in (0, 1]"
+            raise ValueError(msg)
+        return max(1, math.floor(blocks * depth + 1e-9))
+    if not 1 <= blocks <= depth:
+        msg = (f"zeroshot.dpam_blocks {blocks}: {model} has only {depth} transformer blocks; use 1..{depth} or a "
+               "fraction of the depth (0.8 = AnomalyCLIP's choice)")
+        raise ValueError(msg)
+    return blocks
+
+
 class DenseFeatureExtractor(nn.Module):
     """Wraps an open_clip visual tower; ``forward(images)`` returns :class:`Features` in one pass.
 
@@ -140,18 +157,16 @@ class DenseFeatureExtractor(nn.Module):
     head; ``self.layers`` holds them as 0-based indices. For non-ViT towers (ResNet, timm, ...)
     only the global embedding is produced and ``dense`` and ``patches`` are empty: image-level
     inspection only. ``model`` names the architecture in error messages. ``dense_blocks``: how many
-    of the last blocks add a v-v output to the dense tokens (1 = the last-block branch, more = DPAM).
+    of the last blocks add a v-v output to the dense tokens (1 = the last-block branch, more = DPAM;
+    a fraction of the depth, see :func:`resolve_dense_blocks`); ``self.dense_blocks`` holds the count.
     """
 
     def __init__(self, visual: nn.Module, image_size: int | None = None, layers: Sequence[int | float] = (),
-                 model: str = "this backbone", dense_blocks: int = 1) -> None:
+                 model: str = "this backbone", dense_blocks: int | float = 1) -> None:
         super().__init__()
         self.visual = visual
         self.is_vit = supports_dense(visual)
-        if isinstance(dense_blocks, bool) or not isinstance(dense_blocks, int) or dense_blocks < 1:
-            msg = f"zeroshot.dpam_blocks must be a positive number of blocks, got {dense_blocks!r}"
-            raise ValueError(msg)
-        self.dense_blocks = dense_blocks
+        self.dense_blocks = 1
         native = visual.image_size if hasattr(visual, "image_size") else (224, 224)
         native = tuple(native) if isinstance(native, (tuple, list)) else (native, native)
         self.image_size: tuple[int, int] = (image_size, image_size) if image_size else native  # type: ignore[assignment]
@@ -161,12 +176,10 @@ class DenseFeatureExtractor(nn.Module):
             return
         depth = len(visual.transformer.resblocks)
         self.layers = resolve_layers(layers, depth, model)
-        if dense_blocks > depth:
-            msg = (f"zeroshot.dpam_blocks {dense_blocks}: {model} has only {depth} transformer blocks; "
-                   f"use 1..{depth} (AnomalyCLIP runs the v-v path through the last quarter or so)")
-            raise ValueError(msg)
-        if not all(isinstance(b.attn, nn.MultiheadAttention) for b in visual.transformer.resblocks[-dense_blocks:]):
-            msg = f"zeroshot.dense dpam: the last {dense_blocks} blocks of {model} are not standard attention blocks"
+        self.dense_blocks = resolve_dense_blocks(dense_blocks, depth, model)
+        if not all(isinstance(b.attn, nn.MultiheadAttention) for b in visual.transformer.resblocks[-self.dense_blocks:]):
+            msg = (f"zeroshot.dense dpam: the last {self.dense_blocks} blocks of {model} are not standard attention "
+                   "blocks; use zeroshot.dense: last_block")
             raise ValueError(msg)
         patch = visual.patch_size if isinstance(visual.patch_size, tuple) else (visual.patch_size,) * 2
         if self.image_size[0] % patch[0] or self.image_size[1] % patch[1]:

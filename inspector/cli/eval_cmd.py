@@ -49,8 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="reference head image score: map peak or mean of its top 1 %% (fewshot.image_score)")
     p.add_argument("--zs-dense", choices=("last_block", "dpam"), default=None,
                    help="zero-shot dense tokens: last-block v-v branch or DPAM over the last blocks (zeroshot.dense)")
-    p.add_argument("--dpam-blocks", type=int, default=None,
-                   help="with --zs-dense dpam: blocks of the v-v path, from the last (zeroshot.dpam_blocks)")
+    p.add_argument("--dpam-blocks", type=parse_layer, default=None,
+                   help="with --zs-dense dpam: blocks of the v-v path from the last, a count or a fraction of the "
+                        "depth (zeroshot.dpam_blocks, default 0.8)")
     p.add_argument("--zs-map-pool", type=int, choices=(1, 3), default=None,
                    help="zero-shot patch map: 3 = 3x3 mean filter before the peak (zeroshot.map_pool)")
     p.add_argument("--zero-shot", action=argparse.BooleanOptionalAction, default=None,

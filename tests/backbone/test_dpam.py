@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from inspector.backbone.dense import DenseFeatureExtractor
+from inspector.backbone.dense import DenseFeatureExtractor, resolve_dense_blocks
 from inspector.backbone.registry import TINY_MODEL
 
 
@@ -74,7 +74,13 @@ def test_dpam_with_one_block_is_the_last_block_branch_and_leaves_the_ordinary_pa
         assert torch.allclose(a.patches[layer], c.patches[layer])
 
 
-@pytest.mark.parametrize("blocks", [0, 5, True])
+@pytest.mark.parametrize("blocks", [0, 5, True, 0.0, 1.5, "3"])
 def test_impossible_block_counts_are_refused(tiny_model, blocks) -> None:
     with pytest.raises(ValueError, match="dpam_blocks"):
         DenseFeatureExtractor(tiny_model.visual, None, (), model="tiny", dense_blocks=blocks)
+
+
+@pytest.mark.parametrize(("blocks", "depth", "count"), [(0.8, 24, 19), (0.8, 12, 9), (0.8, 4, 3), (1.0, 4, 4),
+                                                        (0.1, 4, 1), (2, 4, 2)])
+def test_fractions_of_the_depth(blocks, depth: int, count: int) -> None:
+    assert resolve_dense_blocks(blocks, depth) == count

@@ -21,10 +21,12 @@ def _line(**zeroshot) -> LineConfig:
 
 def test_config_defaults_and_refusals() -> None:
     spec = _line().zeroshot
-    assert (spec.dense, spec.dpam_blocks, spec.map_pool, spec.dense_blocks) == ("last_block", 4, 1, 1)
+    assert (spec.dense, spec.dpam_blocks, spec.map_pool, spec.dense_blocks) == ("last_block", 0.8, 1, 1)
+    assert _line(dense="dpam").zeroshot.dense_blocks == 0.8
     assert _line(dense="dpam", dpam_blocks=2).zeroshot.dense_blocks == 2
     assert _line(dpam_blocks=2).zeroshot.dense_blocks == 1  # the block count applies to dpam only
-    for bad in ({"dense": "surgery"}, {"dpam_blocks": 0}, {"map_pool": 2}, {"pool": 3}):
+    for bad in ({"dense": "surgery"}, {"dpam_blocks": 0}, {"dpam_blocks": 1.5}, {"dpam_blocks": 0.0},
+                {"dpam_blocks": "all"}, {"map_pool": 2}, {"pool": 3}):
         with pytest.raises(ValidationError):
             _line(**bad)
 
@@ -35,6 +37,8 @@ def test_dpam_has_its_own_model_key_and_caches(tiny_backbone, tmp_path) -> None:
     dpam = Inspector(_line(dense="dpam", dpam_blocks=2), tiny_backbone, text)
     one = Inspector(_line(dense="dpam", dpam_blocks=1), tiny_backbone, text)
     pooled = Inspector(_line(map_pool=3), tiny_backbone, text)
+    default = Inspector(_line(dense="dpam"), tiny_backbone, text)
+    assert default.extractor.dense_blocks == 3  # floor(0.8 * 4)
     assert "dense=" not in plain.model_key  # the key lines had before the option: their caches stay valid
     assert dpam.model_key == f"{plain.model_key}|dense=dpam2"
     assert one.model_key == pooled.model_key == plain.model_key  # same features: one cache
