@@ -14,6 +14,10 @@ the ordinary q-k path runs through every block unchanged (global embedding and r
 stay as they are), and in each of the last ``dense_blocks`` blocks a v-v attention of that block's
 input is computed beside it; the dense tokens are the *sum* of these v-v outputs (no residual, no
 feed-forward on that path). With one block this is exactly the last-block branch above.
+AnomalyCLIP (``DPAM_layer=20``: the last 19 of ViT-L's 24 blocks) also carries the tokens entering
+its first v-v block on that path and lets the class token take part; both are left out here, as in
+the last-block branch, because the entering tokens are the q-k path's (ClearCLIP: that residual is
+what makes projected patch tokens alike).
 
 Resolution: positional embeddings are interpolated (bicubic) once for the configured input
 size and kept as a buffer, so a 448 px input sees 4x the patches of a 224 px one.
@@ -133,7 +137,7 @@ def resolve_layers(layers: Sequence[int | float], depth: int, model: str = "this
 
 
 def resolve_dense_blocks(blocks: int | float, depth: int, model: str = "this backbone") -> int:
-    """``zeroshot.dpam_blocks`` -> a block count: an integer as it is, a fraction f in (0, 1] floor(f * depth) (>= 1)."""
+    """``zeroshot.dpam_blocks`` -> a block count: an integer as it is, a fraction f of the depth floor(f * depth)."""
     if isinstance(blocks, bool) or not isinstance(blocks, (int, float)):
         msg = f"zeroshot.dpam_blocks {blocks!r} is neither a block count nor a fraction of the depth"
         raise ValueError(msg)
@@ -177,7 +181,8 @@ class DenseFeatureExtractor(nn.Module):
         depth = len(visual.transformer.resblocks)
         self.layers = resolve_layers(layers, depth, model)
         self.dense_blocks = resolve_dense_blocks(dense_blocks, depth, model)
-        if not all(isinstance(b.attn, nn.MultiheadAttention) for b in visual.transformer.resblocks[-self.dense_blocks:]):
+        dual = visual.transformer.resblocks[-self.dense_blocks :]
+        if not all(isinstance(b.attn, nn.MultiheadAttention) for b in dual):
             msg = (f"zeroshot.dense dpam: the last {self.dense_blocks} blocks of {model} are not standard attention "
                    "blocks; use zeroshot.dense: last_block")
             raise ValueError(msg)

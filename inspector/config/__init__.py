@@ -43,9 +43,9 @@ __all__ = [
     "SyntheticCameraSpec",
     "TrainingSpec",
     "TriggerSpec",
+    "ZeroShotSpec",
     "config_hash",
     "load_station_config",
     "parse_station_config",
     "update_line_in_file",
-    "ZeroShotSpec",
 ]

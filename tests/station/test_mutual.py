@@ -166,7 +166,7 @@ def test_switch_on_recomputes_the_threshold_from_the_buffer(tmp_path: Path, tiny
     live = book.live("ring")
     assert live is not None and live.method == "mutual_on" and live.value == ring.threshold
     assert "3 buffered OK parts" in live.why and live.source().startswith("recalibrated from the mutual buffer")
-    assert "-> %.4f (base, mutual_on)" % ring.threshold in events[1][1]
+    assert f"-> {ring.threshold:.4f} (base, mutual_on)" in events[1][1]
     # The buffer keeps the scores across a restart (the next switch-on needs them).
     buffers.close()
     saved = MutualBuffers(tmp_path, station.line, lambda name: None, Events())
