@@ -8,8 +8,9 @@ record of each model version and which one is live, in ``<log folder>/.live-thre
 
 :func:`set_live_threshold` is the only way a threshold becomes live: it sets the engine's
 threshold (when an engine is given), writes the book and records ``threshold_change`` (old -> new,
-who, why) in the audit log. Approve, roll back, prompt apply, threshold apply and ``inspector
-calibrate`` and the mutual head's switch-on (station/mutual.py) all call it; :func:`threshold_for` says which record a model version runs with.
+who, why) in the audit log. Approve, roll back, prompt apply, threshold apply, ``inspector
+calibrate`` and the mutual head's switch-on (station/mutual.py) all call it; :func:`threshold_for`
+says which record a model version runs with.
 
 Precedence: the book's record of a version wins. The YAML's ``decision.threshold`` is the
 engineer's hand-written threshold of the ``base`` heads: it seeds base's record when there is none,
