@@ -43,6 +43,7 @@ MODES: dict[str, list[str]] = {
     "zero-shot-dpam3": ["--shots", "0", "--zs-dense", "dpam", "--dpam-blocks", "3"],
     "zero-shot-pool3": ["--shots", "0", "--zs-map-pool", "3"],
     "zero-shot-dpam2-pool3": ["--shots", "0", "--zs-dense", "dpam", "--dpam-blocks", "2", "--zs-map-pool", "3"],
+    "zero-shot-dpam3-pool3": ["--shots", "0", "--zs-dense", "dpam", "--dpam-blocks", "3", "--zs-map-pool", "3"],
 }
 
 

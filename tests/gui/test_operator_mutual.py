@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.gui.conftest import make_window, wait_running
@@ -23,6 +24,7 @@ def _mutual_station(tmp_path: Path, fitted_cache: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_the_mutual_warm_up_is_shown_then_the_head_on(qtbot, tmp_path: Path, fitted_cache: Path, pins) -> None:
     window = make_window(qtbot, _mutual_station(tmp_path, fitted_cache), pins)
     try:
