@@ -99,7 +99,8 @@ class AuditReader:
             msg = f"{self.path}: not a readable HDF5 audit file ({exc}); {_DAMAGED_FIX}"
             raise AuditReadError(msg) from None
         try:
-            ours = self._f.attrs.get("format") == FORMAT_NAME and isinstance(self._f.get("inspections"), h5py.Dataset)
+            ours = (_attr(self._f.attrs.get("format")) == FORMAT_NAME
+                    and isinstance(self._f.get("inspections"), h5py.Dataset))
             if ours:
                 self.attrs: dict[str, Any] = {k: _attr(v) for k, v in self._f.attrs.items()}
                 stages = self.attrs.get("stages", STAGES)
@@ -264,7 +265,7 @@ def _attr(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     if isinstance(value, np.ndarray) and value.dtype.kind in ("O", "S"):
-        return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in value)
+        return tuple(v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v) for v in value)
     if isinstance(value, np.generic):
         return value.item()
     return value

@@ -115,6 +115,27 @@ THUMB_CHUNK = 1 << 16
 FRAME_CHUNK = 1 << 18
 
 
+def fixed_attrs(attrs: dict[str, object]) -> dict[str, object]:
+    """Attribute values with every string as fixed-length UTF-8 bytes (a string list as an ``S`` array).
+
+    h5py stores ``str`` as variable-length strings in a global heap, which carries no checksum: one
+    damaged object size there sends HDF5 into an endless loop on the next read of any string
+    attribute (found by tests/audit/test_reader_fuzz.py). Fixed-length strings sit in the attribute
+    message itself. Readers decode both (:func:`inspector.audit.reader._attr`).
+    """
+
+    def fixed(value: object) -> object:
+        if isinstance(value, str):
+            data = value.encode("utf-8")
+            return np.array(data, dtype=f"S{max(1, len(data))}")
+        if isinstance(value, (list, tuple, np.ndarray)) and all(isinstance(v, (str, bytes)) for v in value):
+            items = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in value]
+            return np.array(items, dtype=f"S{max([1, *map(len, items)])}")
+        return value
+
+    return {k: fixed(v) for k, v in attrs.items()}
+
+
 def encode_str(text: str | None, limit: int) -> bytes:
     """UTF-8 bytes cut to ``limit`` at a character boundary (fixed-size HDF5 string fields)."""
     data = (text or "").encode("utf-8")
