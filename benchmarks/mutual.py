@@ -38,6 +38,12 @@ MODES: dict[str, list[str]] = {
     "mutual-r3": ["--shots", "0", "--mutual", "--neighbourhood", "3"],
     "1-shot-r3": ["--shots", "1", "--no-zero-shot", "--neighbourhood", "3"],
     "1-shot-top1": ["--shots", "1", "--no-zero-shot", "--image-score", "top1"],
+    # Zero-shot dense map options (zeroshot.dense / dpam_blocks / map_pool); the tiny ViT has 4 blocks.
+    "zero-shot-dpam2": ["--shots", "0", "--zs-dense", "dpam", "--dpam-blocks", "2"],
+    "zero-shot-dpam3": ["--shots", "0", "--zs-dense", "dpam", "--dpam-blocks", "3"],
+    "zero-shot-pool3": ["--shots", "0", "--zs-map-pool", "3"],
+    "zero-shot-dpam2-pool3": ["--shots", "0", "--zs-dense", "dpam", "--dpam-blocks", "2", "--zs-map-pool", "3"],
+    "zero-shot-dpam3-pool3": ["--shots", "0", "--zs-dense", "dpam", "--dpam-blocks", "3", "--zs-map-pool", "3"],
 }
 
 

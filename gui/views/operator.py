@@ -77,6 +77,12 @@ class OperatorView(QWidget):
         self.state_note = QLabel("")
         self.state_note.setObjectName("hint")
         self.state_note.setWordWrap(True)
+        # The mutual head's warm-up on lines that run it: the operator sees why early parts are judged
+        # without it and when it joins (the core's LoopStats.mutual; hidden on lines without the head).
+        self.mutual_note = QLabel("")
+        self.mutual_note.setObjectName("hint")
+        self.mutual_note.setWordWrap(True)
+        self.mutual_note.hide()
         right = QVBoxLayout()
         right.setSpacing(12)
         right.addWidget(self.banner, 3)
@@ -84,6 +90,7 @@ class OperatorView(QWidget):
         right.addLayout(run_row)
         right.addWidget(self.feedback)
         right.addWidget(self.state_note)
+        right.addWidget(self.mutual_note)
         right_w = QWidget()
         right_w.setLayout(right)
         # Up to 620 px on a wide panel, down to 440 on a 1280 px one; the camera takes the rest.
@@ -144,6 +151,12 @@ class OperatorView(QWidget):
             self.state_note.setText("Station stopped: no part is inspected. Press START.")
         else:
             self.state_note.setText("")
+        self.set_mutual(snap.stats.mutual if snap.stats is not None and snap.running else "")
+
+    def set_mutual(self, text: str) -> None:
+        """Show the mutual head's state ("mutual head warming up: 9/16 OK parts buffered"); "" hides it."""
+        self.mutual_note.setText(text[:1].upper() + text[1:])
+        self.mutual_note.setVisible(bool(text))
 
     def set_running(self, running: bool, busy: bool = False) -> None:
         self.start_button.setEnabled(not running and not busy)

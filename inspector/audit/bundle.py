@@ -26,7 +26,7 @@ from inspector.config.log import LogSpec
 
 _FIELDS = ("seq", "time_ns", "part_id", "line", "verdict", "score", "threshold", "defect", "defect_index", "fault",
            "trigger", "frame_ref", "truth", "model", "model_name", "weights_sha256", "model_version", "config_hash",
-           "n_regions")
+           "n_regions", "mutual_parts")
 
 
 @dataclass(frozen=True)

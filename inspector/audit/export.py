@@ -14,7 +14,8 @@ from inspector.audit.reader import AuditReader, resolve_files
 CSV_COLUMNS: tuple[str, ...] = (
     "seq", "timestamp", "part_id", "line", "verdict", "score", "threshold", "defect", "defect_index",
     "defect_confidence", "fault", "trigger", "frame_ref", "truth", "model", "model_name", "weights_sha256",
-    "model_version", "config_hash", "untrained", "n_regions", "camera_frame_id", "camera_time_ns", "file",
+    "model_version", "config_hash", "untrained", "n_regions", "camera_frame_id", "camera_time_ns",
+    "mutual_parts", "file",
 )
 
 

@@ -73,6 +73,7 @@ from inspector.audit.schema import (
     SUFFIX,
     TABLE_CHUNK,
     THUMB_CHUNK,
+    fixed_attrs,
 )
 from inspector.config.log import LogSpec
 
@@ -281,7 +282,7 @@ class AuditWriter:
         spec = self.spec
         f = h5py.File(path, "w-", libver=LIBVER)
         try:
-            f.attrs.update({
+            f.attrs.update(fixed_attrs({
                 "format": FORMAT_NAME,
                 "format_version": FORMAT_VERSION,
                 "station": self.station,
@@ -289,12 +290,12 @@ class AuditWriter:
                 "created_utc": dt.datetime.fromtimestamp(time_ns / 1e9, dt.UTC).isoformat(),
                 "host": socket.gethostname(),
                 "software": self.software,
-                "stages": np.array(STAGES, dtype=h5py.string_dtype()),
+                "stages": STAGES,
                 "embedding_dim": self._emb_dim,
                 "heatmap_px": spec.heatmap_px,
                 "previous_file": self._previous,
                 "opened_because": self._pending_reason,
-            })
+            }))
             gz = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
             ds = {
                 "inspections": f.create_dataset("inspections", (0,), INSPECTION_DTYPE, maxshape=(None,),
@@ -315,7 +316,7 @@ class AuditWriter:
                 p = spec.heatmap_px
                 ds["heatmap"] = f.create_dataset("heatmap", (0, p, p), np.float16, maxshape=(None, p, p),
                                                  chunks=(HEATMAP_CHUNK, p, p), fillvalue=np.nan)
-            ds["stage_ms"].attrs["stages"] = np.array(STAGES, dtype=h5py.string_dtype())
+            ds["stage_ms"].attrs.update(fixed_attrs({"stages": STAGES}))
             f.flush()  # a write failure shows here as an exception, not inside the SWMR start (see above)
             f.swmr_mode = True
         except BaseException:

@@ -28,6 +28,8 @@ from inspector.errors import ImageDecodeError, InspectorError
 
 _logger = logging.getLogger(__name__)
 
+# Columns added after the first files were written, and what a file without them means.
+_ADDED_COLUMNS: dict[str, Any] = {"camera_frame_id": -1, "camera_time_ns": -1, "mutual_parts": -1}
 _STRING_FIELDS = ("part_id", "line", "verdict", "defect", "fault", "trigger", "frame_ref", "truth", "model",
                   "model_name", "weights_sha256", "model_version", "config_hash")
 
@@ -97,7 +99,8 @@ class AuditReader:
             msg = f"{self.path}: not a readable HDF5 audit file ({exc}); {_DAMAGED_FIX}"
             raise AuditReadError(msg) from None
         try:
-            ours = self._f.attrs.get("format") == FORMAT_NAME and isinstance(self._f.get("inspections"), h5py.Dataset)
+            ours = (_attr(self._f.attrs.get("format")) == FORMAT_NAME
+                    and isinstance(self._f.get("inspections"), h5py.Dataset))
             if ours:
                 self.attrs: dict[str, Any] = {k: _attr(v) for k, v in self._f.attrs.items()}
                 stages = self.attrs.get("stages", STAGES)
@@ -173,6 +176,8 @@ class AuditReader:
                 rec["roi"] = tuple(int(v) for v in row["roi"])
                 rec["timestamp"] = iso_utc(row["time_ns"])
                 rec["untrained"] = bool(row["untrained"])
+                for name, default in _ADDED_COLUMNS.items():
+                    rec.setdefault(name, default)
                 rec["ms"] = ({s: float(stages[i, k]) for k, s in enumerate(self.stages) if k < stages.shape[1]
                               and np.isfinite(stages[i, k])} if i < len(stages) else {})
                 out.append(rec)
@@ -260,7 +265,7 @@ def _attr(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     if isinstance(value, np.ndarray) and value.dtype.kind in ("O", "S"):
-        return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in value)
+        return tuple(v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v) for v in value)
     if isinstance(value, np.generic):
         return value.item()
     return value

@@ -50,6 +50,7 @@ class AuditRecord:
     frame_png: bytes = b""
     camera_frame_id: int | None = None  # the camera's own frame id (GenICam cameras)
     camera_time_ns: int | None = None  # the camera's own timestamp, ns on its clock
+    mutual_parts: int = -1  # buffered parts the mutual head scored against; 0 warming up, -1 no mutual head
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ def record_rows(records: Sequence[AuditRecord], emb_dim: int, heatmap_px: int
         row["roi"] = r.roi
         row["camera_frame_id"] = -1 if r.camera_frame_id is None else r.camera_frame_id
         row["camera_time_ns"] = -1 if r.camera_time_ns is None else r.camera_time_ns
+        row["mutual_parts"] = r.mutual_parts
     return table, emb, stages, heat
 
 

@@ -37,6 +37,7 @@ STAGES: tuple[str, ...] = (
     "references",
     "probe",
     "adapter",
+    "mutual",  # the mutual head's search against the line's buffer (absent while it warms up)
     "fusion",
     "map",
     "decision",
@@ -89,6 +90,9 @@ INSPECTION_DTYPE = np.dtype([
     ("frame_size", "<u4"),  # 0 = full frame not stored
     ("camera_frame_id", "<i8"),  # the camera's own frame / block id (GenICam), -1 = none
     ("camera_time_ns", "<i8"),  # the camera's own timestamp in ns on its clock (GenICam), -1 = none
+    # Buffered parts the mutual head scored this part against: 0 while it warms up, -1 = no mutual head
+    # on the line (and in files written before the column existed).
+    ("mutual_parts", "<i2"),
 ])
 
 EVENT_LIMITS = {"kind": 32, "who": 64, "what": 256, "old": 1024, "new": 1024}
@@ -109,6 +113,27 @@ EMBEDDING_CHUNK = 64
 HEATMAP_CHUNK = 16
 THUMB_CHUNK = 1 << 16
 FRAME_CHUNK = 1 << 18
+
+
+def fixed_attrs(attrs: dict[str, object]) -> dict[str, object]:
+    """Attribute values with every string as fixed-length UTF-8 bytes (a string list as an ``S`` array).
+
+    h5py stores ``str`` as variable-length strings in a global heap, which carries no checksum: one
+    damaged object size there sends HDF5 into an endless loop on the next read of any string
+    attribute (found by tests/audit/test_reader_fuzz.py). Fixed-length strings sit in the attribute
+    message itself. Readers decode both (:func:`inspector.audit.reader._attr`).
+    """
+
+    def fixed(value: object) -> object:
+        if isinstance(value, str):
+            data = value.encode("utf-8")
+            return np.array(data, dtype=f"S{max(1, len(data))}")
+        if isinstance(value, (list, tuple, np.ndarray)) and all(isinstance(v, (str, bytes)) for v in value):
+            items = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in value]
+            return np.array(items, dtype=f"S{max([1, *map(len, items)])}")
+        return value
+
+    return {k: fixed(v) for k, v in attrs.items()}
 
 
 def encode_str(text: str | None, limit: int) -> bytes:

@@ -131,9 +131,14 @@ def cache_key(extractor: DenseFeatureExtractor, model_name: str, precision: str)
     """Everything the compiled model depends on; its digest names the cache entry."""
     import openvino as ov
 
-    return {"format": CACHE_FORMAT, "model": model_name, "weights_sha256": weights_digest(extractor),
-            "image_size": list(extractor.image_size), "layers": list(extractor.layers), "precision": precision,
-            "openvino": ov.get_version(), "torch": torch.__version__}
+    key = {"format": CACHE_FORMAT, "model": model_name, "weights_sha256": weights_digest(extractor),
+           "image_size": list(extractor.image_size), "layers": list(extractor.layers), "precision": precision,
+           "openvino": ov.get_version(), "torch": torch.__version__}
+    # The DPAM dense path (zeroshot.dense) is part of the graph; named only when it differs from the
+    # last-block branch, so models compiled before the option keep their cache entries.
+    if extractor.dense_blocks > 1:
+        key["dense_blocks"] = extractor.dense_blocks
+    return key
 
 
 def _key_digest(key: dict[str, Any]) -> str:

@@ -9,6 +9,16 @@ similar content, which keeps them local while staying in the joint image-text sp
 only the last block's value projection, which the ordinary path computes anyway, so its cost is
 one extra (N x N) attention of the last block: no window re-encoding.
 
+DPAM over the last few blocks (``zeroshot.dense: dpam``, AnomalyCLIP / CLIP Surgery's dual path):
+the ordinary q-k path runs through every block unchanged (global embedding and reference tokens
+stay as they are), and in each of the last ``dense_blocks`` blocks a v-v attention of that block's
+input is computed beside it; the dense tokens are the *sum* of these v-v outputs (no residual, no
+feed-forward on that path). With one block this is exactly the last-block branch above.
+AnomalyCLIP (``DPAM_layer=20``: the last 19 of ViT-L's 24 blocks) also carries the tokens entering
+its first v-v block on that path and lets the class token take part; both are left out here, as in
+the last-block branch, because the entering tokens are the q-k path's (ClearCLIP: that residual is
+what makes projected patch tokens alike).
+
 Resolution: positional embeddings are interpolated (bicubic) once for the configured input
 size and kept as a buffer, so a 448 px input sees 4x the patches of a 224 px one.
 """
@@ -126,6 +136,23 @@ def resolve_layers(layers: Sequence[int | float], depth: int, model: str = "this
     return tuple(sorted(out))
 
 
+def resolve_dense_blocks(blocks: int | float, depth: int, model: str = "this backbone") -> int:
+    """``zeroshot.dpam_blocks`` -> a block count: an integer as it is, a fraction f of the depth floor(f * depth)."""
+    if isinstance(blocks, bool) or not isinstance(blocks, (int, float)):
+        msg = f"zeroshot.dpam_blocks {blocks!r} is neither a block count nor a fraction of the depth"
+        raise ValueError(msg)
+    if isinstance(blocks, float):
+        if not 0.0 < blocks <= 1.0:
+            msg = f"zeroshot.dpam_blocks: fraction {blocks} of the depth must lie in (0, 1]"
+            raise ValueError(msg)
+        return max(1, math.floor(blocks * depth + 1e-9))
+    if not 1 <= blocks <= depth:
+        msg = (f"zeroshot.dpam_blocks {blocks}: {model} has only {depth} transformer blocks; use 1..{depth} or a "
+               "fraction of the depth (0.8 = AnomalyCLIP's choice)")
+        raise ValueError(msg)
+    return blocks
+
+
 class DenseFeatureExtractor(nn.Module):
     """Wraps an open_clip visual tower; ``forward(images)`` returns :class:`Features` in one pass.
 
@@ -133,14 +160,17 @@ class DenseFeatureExtractor(nn.Module):
     numbers, see :func:`resolve_layers`) pick the blocks whose tokens feed the few-shot reference
     head; ``self.layers`` holds them as 0-based indices. For non-ViT towers (ResNet, timm, ...)
     only the global embedding is produced and ``dense`` and ``patches`` are empty: image-level
-    inspection only. ``model`` names the architecture in error messages.
+    inspection only. ``model`` names the architecture in error messages. ``dense_blocks``: how many
+    of the last blocks add a v-v output to the dense tokens (1 = the last-block branch, more = DPAM;
+    a fraction of the depth, see :func:`resolve_dense_blocks`); ``self.dense_blocks`` holds the count.
     """
 
     def __init__(self, visual: nn.Module, image_size: int | None = None, layers: Sequence[int | float] = (),
-                 model: str = "this backbone") -> None:
+                 model: str = "this backbone", dense_blocks: int | float = 1) -> None:
         super().__init__()
         self.visual = visual
         self.is_vit = supports_dense(visual)
+        self.dense_blocks = 1
         native = visual.image_size if hasattr(visual, "image_size") else (224, 224)
         native = tuple(native) if isinstance(native, (tuple, list)) else (native, native)
         self.image_size: tuple[int, int] = (image_size, image_size) if image_size else native  # type: ignore[assignment]
@@ -148,7 +178,14 @@ class DenseFeatureExtractor(nn.Module):
             self.layers: tuple[int, ...] = ()
             self.grid = (1, 1)
             return
-        self.layers = resolve_layers(layers, len(visual.transformer.resblocks), model)
+        depth = len(visual.transformer.resblocks)
+        self.layers = resolve_layers(layers, depth, model)
+        self.dense_blocks = resolve_dense_blocks(dense_blocks, depth, model)
+        dual = visual.transformer.resblocks[-self.dense_blocks :]
+        if not all(isinstance(b.attn, nn.MultiheadAttention) for b in dual):
+            msg = (f"zeroshot.dense dpam: the last {self.dense_blocks} blocks of {model} are not standard attention "
+                   "blocks; use zeroshot.dense: last_block")
+            raise ValueError(msg)
         patch = visual.patch_size if isinstance(visual.patch_size, tuple) else (visual.patch_size,) * 2
         if self.image_size[0] % patch[0] or self.image_size[1] % patch[1]:
             msg = f"model.image_size {self.image_size[0]} must be a multiple of the patch size {patch[0]}"
@@ -172,14 +209,18 @@ class DenseFeatureExtractor(nn.Module):
         x = torch.cat([cls, x], dim=1) + self.pos_embed.to(x.dtype)
         x = v.ln_pre(x)
         blocks = v.transformer.resblocks
+        first_dual = len(blocks) - self.dense_blocks
         patches: dict[int, Tensor] = {}
-        for i, block in enumerate(blocks[:-1]):
-            x = block(x)
+        dense: Tensor | None = None
+        for i, block in enumerate(blocks):
+            if i < first_dual:
+                x = block(x)
+            else:  # the ordinary output and, from the same projections, this block's v-v tokens (summed)
+                x, vv = self._dual_block(block, x)
+                dense = vv if dense is None else dense + vv
             if i in self.layers:
                 patches[i] = x[:, 1:]
-        x, dense = self._last_block(blocks[-1], x)
-        if len(blocks) - 1 in self.layers:
-            patches[len(blocks) - 1] = x[:, 1:]
+        assert dense is not None  # dense_blocks >= 1 (checked at construction)
         pooled, _ = v._pool(x)
         if v.proj is not None:
             pooled = pooled @ v.proj
@@ -195,8 +236,8 @@ class DenseFeatureExtractor(nn.Module):
         )
 
     @staticmethod
-    def _last_block(block: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-        """The last block's ordinary output and, from the same projections, the v-v dense tokens."""
+    def _dual_block(block: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+        """A block's ordinary output and, from the same projections, its v-v tokens of the patches."""
         attn: nn.MultiheadAttention = block.attn
         heads = attn.num_heads
         batch, length, width = x.shape

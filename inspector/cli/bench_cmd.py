@@ -30,6 +30,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--mutual-buffer", type=int, default=0,
                    help="time the mutual head against a buffer of N parts (e.g. 64; 0 = off)")
+    p.add_argument("--zs-dense", choices=("last_block", "dpam"), default=None,
+                   help="zero-shot dense tokens (zeroshot.dense): the DPAM path costs one v-v attention per block")
+    p.add_argument("--dpam-blocks", type=parse_layer, default=None,
+                   help="with --zs-dense dpam: a block count or a fraction of the depth (zeroshot.dpam_blocks)")
+    p.add_argument("--zs-map-pool", type=int, choices=(1, 3), default=None, help="zeroshot.map_pool")
     p.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
     st = p.add_argument_group("--station: the backbone inside the full station (synthetic camera, log on, free run)")
     st.add_argument("--station", action="store_true",
@@ -81,7 +86,10 @@ def run(args: argparse.Namespace) -> int:
                       device=args.device, frames=args.frames, warmup=args.warmup, batch=args.batch,
                       precision=args.precision, feature_layers=tuple(args.layers), threads=args.threads,
                       backend=args.backend or "torch", mutual_buffer=args.mutual_buffer,
-                      compile=args.compile)
+                      compile=args.compile,
+                      zeroshot={key: v for key, name in (("dense", "zs_dense"), ("dpam_blocks", "dpam_blocks"),
+                                                         ("map_pool", "zs_map_pool"))
+                                if (v := getattr(args, name, None)) is not None})
     result = run_bench(cfg, progress=lambda msg: console.log(msg))
     table = Table(title=f"{result.model} @{result.image_size}, {result.shots}-shot, batch {result.batch}, "
                         f"{result.device}, {result.precision}, {result.backend}")

@@ -47,6 +47,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(fewshot.neighbourhood, mutual.neighbourhood)")
     p.add_argument("--image-score", choices=("max", "top1"), default=None,
                    help="reference head image score: map peak or mean of its top 1 %% (fewshot.image_score)")
+    p.add_argument("--zs-dense", choices=("last_block", "dpam"), default=None,
+                   help="zero-shot dense tokens: last-block v-v branch or DPAM over the last blocks (zeroshot.dense)")
+    p.add_argument("--dpam-blocks", type=parse_layer, default=None,
+                   help="with --zs-dense dpam: blocks of the v-v path from the last, a count or a fraction of the "
+                        "depth (zeroshot.dpam_blocks, default 0.8)")
+    p.add_argument("--zs-map-pool", type=int, choices=(1, 3), default=None,
+                   help="zero-shot patch map: 3 = 3x3 mean filter before the peak (zeroshot.map_pool)")
     p.add_argument("--zero-shot", action=argparse.BooleanOptionalAction, default=None,
                    help="fuse the zero-shot head (default: on, off with --mutual)")
     p.set_defaults(func=run)
@@ -89,6 +96,10 @@ def build_line(args: argparse.Namespace):
     if "neighbourhood" in options:  # the mutual head aggregates alike
         mutual_spec = line.mutual.model_copy(update={"neighbourhood": options["neighbourhood"]})
         line = line.model_copy(update={"mutual": mutual_spec})
+    zs = {key: v for key, name in (("dense", "zs_dense"), ("dpam_blocks", "dpam_blocks"), ("map_pool", "zs_map_pool"))
+          if (v := getattr(args, name, None)) is not None}
+    if zs:  # validated as the YAML is (ZeroShotSpec)
+        line = line.model_copy(update={"zeroshot": type(line.zeroshot)(**{**line.zeroshot.model_dump(), **zs})})
     zero_shot = getattr(args, "zero_shot", None)
     heads = {}
     if mutual:
@@ -166,7 +177,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    inspector = Inspector(line, load_backbone(line.model, args.model_dir))
+    try:
+        inspector = Inspector(line, load_backbone(line.model, args.model_dir))
+    except ValueError as exc:  # an option the backbone cannot honour (e.g. more DPAM blocks than it has)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     predictor = MutualPredictor(inspector, args.seed, args.buffer) if args.mutual else EnginePredictor(inspector)
     meta = {"model": line.model.name, "pretrained": line.model.pretrained,
             "backbone": inspector.backbone.identity.label(), "image_size": inspector.extractor.image_size[0],
@@ -174,7 +189,8 @@ def run(args: argparse.Namespace) -> int:
             "untrained_backbone": inspector.backbone.identity.untrained,
             "heads": {h: getattr(line.heads, h) for h in ("zero_shot", "references", "probe", "mutual")},
             "mutual": args.mutual, "mutual_buffer": args.buffer,
-            "neighbourhood": line.fewshot.neighbourhood, "image_score": line.fewshot.image_score}
+            "neighbourhood": line.fewshot.neighbourhood, "image_score": line.fewshot.image_score,
+            "zeroshot": line.zeroshot.model_dump()}
     metrics = run_evaluation(args.root, args.category, args.shots, args.seed, predictor, args.out,
                              dataset=args.dataset, save_maps=args.save_maps, max_images=args.max_images, meta=meta)
     from rich.console import Console

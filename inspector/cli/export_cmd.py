@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         raise InspectorError(str(exc.args[0])) from None
     backbone = load_backbone(line.model.model_copy(update={"device": "cpu"}), station.resolve(station.model_dir))
     extractor = DenseFeatureExtractor(backbone.model.visual, line.model.image_size, line.model.feature_layers,
-                                      model=line.model.name).eval()
+                                      model=line.model.name, dense_blocks=line.zeroshot.dense_blocks).eval()
     # The check input: two rendered parts through the line's own preprocessing (real pixel statistics).
     gen = PartGenerator(size=(256, 256), seed=0, defect_rate=0.5)
     images = Preprocessor(extractor.image_size, backbone.mean, backbone.std, backbone.device)(

@@ -17,6 +17,7 @@ from inspector.config.line import (
     ModelSpec,
     MutualSpec,
     PromptSpec,
+    ZeroShotSpec,
     config_hash,
 )
 from inspector.config.loading import load_station_config, parse_station_config, update_line_in_file
@@ -42,6 +43,7 @@ __all__ = [
     "SyntheticCameraSpec",
     "TrainingSpec",
     "TriggerSpec",
+    "ZeroShotSpec",
     "config_hash",
     "load_station_config",
     "parse_station_config",

@@ -142,6 +142,39 @@ class FewShotSpec(StrictModel):
     image_score: Literal["max", "top1"] = "max"
 
 
+class ZeroShotSpec(StrictModel):
+    """How the zero-shot head builds its dense (patch) map."""
+
+    # Text-aligned patch tokens: "last_block" = a value-value attention branch in the last block only;
+    # "dpam" = the v-v outputs of the last ``dpam_blocks`` blocks summed (AnomalyCLIP's DPAM, CLIP
+    # Surgery's dual path). Part of the model key: features and caches of the two never mix.
+    dense: Literal["last_block", "dpam"] = "last_block"
+    # Blocks of the DPAM path, counted from the last: an integer count, or a fraction f in (0, 1] of the
+    # depth (floor(f * depth) blocks, at least 1). The default 0.8 is AnomalyCLIP's choice (the last 19
+    # of ViT-L-14-336's 24 blocks; 9 of a 12-block ViT-B). Checked against the backbone's depth at load
+    # (backbone/dense.py: resolve_dense_blocks). Used only with dense: dpam.
+    dpam_blocks: StrictInt | StrictFloat = 0.8
+    # The patch map averaged over each patch's k x k neighbourhood (1 = as it is, 3 = 3x3 mean filter)
+    # before the image score takes its peak.
+    map_pool: Literal[1, 3] = 1
+
+    @field_validator("dpam_blocks")
+    @classmethod
+    def _blocks_valid(cls, value: int | float) -> int | float:
+        if isinstance(value, float) and not 0.0 < value <= 1.0:
+            msg = f"zeroshot.dpam_blocks {value}: a fraction of the depth lies in (0, 1]; write an integer for a count"
+            raise ValueError(msg)
+        if isinstance(value, int) and not 1 <= value <= 64:
+            msg = f"zeroshot.dpam_blocks {value}: a block count is 1..64 (or a fraction of the depth in (0, 1])"
+            raise ValueError(msg)
+        return value
+
+    @property
+    def dense_blocks(self) -> int | float:
+        """Blocks (count or fraction of the depth) whose v-v outputs make the dense tokens; 1 = last block only."""
+        return self.dpam_blocks if self.dense == "dpam" else 1
+
+
 class HeadWeights(StrictModel):
     """Weight of each head in the fused score (0 disables a head)."""
 
@@ -224,6 +257,7 @@ class LineConfig(StrictModel):
     model: ModelSpec
     prompts: PromptSpec = PromptSpec()
     fewshot: FewShotSpec = FewShotSpec()
+    zeroshot: ZeroShotSpec = ZeroShotSpec()
     heads: HeadWeights = HeadWeights()
     mutual: MutualSpec = MutualSpec()
     decision: DecisionSpec = DecisionSpec()

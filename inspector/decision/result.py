@@ -62,6 +62,8 @@ class InspectionResult:
     # station's buffer keeps a coreset of them from parts judged OK (inspector/station/mutual.py).
     part_tokens: dict[int, np.ndarray] | None = None
     untrained_backbone: bool = False
+    # Buffered parts the mutual head scored against: 0 while it warms up, -1 = no mutual head on the line.
+    mutual_parts: int = -1
     embedding: np.ndarray | None = None  # float32 [D] global CLIP image embedding
 
     @property

@@ -24,7 +24,7 @@ import open_clip
 import torch
 
 from inspector.backbone.loading import LoadedBackbone, load_backbone, resolve_device
-from inspector.config import LineConfig, ModelSpec, PromptSpec
+from inspector.config import LineConfig, ModelSpec, PromptSpec, ZeroShotSpec
 from inspector.demo.parts import PartGenerator
 from inspector.engine import Inspector
 from inspector.text.embeddings import TextEmbeddingCache
@@ -51,6 +51,8 @@ class BenchConfig:
     measure_startup: bool = True
     # > 0: the mutual head on, its buffer filled with this many synthetic OK parts (issue #13).
     mutual_buffer: int = 0
+    # The line's zeroshot section (dense: last_block | dpam, dpam_blocks, map_pool); {} = its defaults.
+    zeroshot: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass
@@ -124,6 +126,7 @@ def _line(cfg: BenchConfig, name: str = "bench", object_name: str = "metal ring"
                         backend=backend or cfg.backend,
                         compile=cfg.compile if (backend or cfg.backend) == "torch" else "off"),
         prompts=PromptSpec(defects={"scratch": "a scratch on the surface", "dent": "a dent in the metal"}),
+        zeroshot=ZeroShotSpec(**cfg.zeroshot),
     )
 
 
@@ -267,7 +270,9 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
         max_score_diff=max_score_diff,
         extra={"untrained_backbone": backbone.identity.untrained, "frame_size": list(FRAME_SIZE),
                "feature_layers": list(inspector.extractor.layers),  # resolved 0-based blocks
-               "mutual_buffer": cfg.mutual_buffer, "compile": cfg.compile,
+               "mutual_buffer": cfg.mutual_buffer, "zeroshot": inspector.line.zeroshot.model_dump(),
+               "dense_blocks": inspector.extractor.dense_blocks,
+               "compile": cfg.compile,
                # model.precision int8: the agreement check's finding (int8 runs only when accepted)
                "int8_check": inspector.int8_check.as_dict() if inspector.int8_check else None,
                "mutual_fraction_of_backbone": (_p(stages["mutual"], 50) / max(b50, 1e-9)

@@ -138,7 +138,7 @@ def fit_state(engine: Inspector, good: Sequence[np.ndarray],
 
     # Zero-shot temperature: fitted when both classes are present, else the current one.
     temperature = engine.temperature
-    zero_shot = ZeroShotHead()
+    zero_shot = ZeroShotHead(line.zeroshot.map_pool)
     zero_shot.setup(engine.text, temperature)
     if good_feats is not None and defect_feats is not None and line.prompts.temperature is None:
         margins = torch.cat([zero_shot.margins(good_feats.index(identity_idx)),

@@ -8,6 +8,7 @@ per-frame hot path and allocates nothing it can reuse.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import threading
 import time
@@ -32,6 +33,7 @@ from inspector.engine.fewshot import FewShotSet
 from inspector.engine.fitted import FitReport, FittedState, Stats, cache_path, fitted_key, read_cached, write_cached
 from inspector.engine.fitting import active_heads, calibrate_scores, configure_fusion, fit_state
 from inspector.engine.int8 import Int8Check, settle_int8
+from inspector.engine.mutual_calibration import buffer_calibration, buffer_fused_scores
 from inspector.frames.imaging import validate_frame
 from inspector.frames.preprocess import Preprocessor, crop_roi
 from inspector.heads import Fusion, HeadOutput, LinearProbeHead, ReferenceHead, ZeroShotHead
@@ -63,14 +65,14 @@ class Inspector:
         self.device = backbone.device
         model = backbone.model
         self.extractor = DenseFeatureExtractor(model.visual, line.model.image_size, line.model.feature_layers,
-                                               model=line.model.name)
+                                               model=line.model.name, dense_blocks=line.zeroshot.dense_blocks)
         self.extractor.eval().to(self.device)
         # model.backend: the pass runs in torch or a compiled OpenVINO model cached next to the text cache.
         self.runner = make_runner(self.extractor, line.model.backend, model_name=line.model.name,
                                   precision=line.model.precision, compile_mode=line.model.compile,
                                   cache_dir=text_cache.folder if text_cache is not None else None)
         self.preprocess = Preprocessor(self.extractor.image_size, backbone.mean, backbone.std, self.device)
-        self.zero_shot = ZeroShotHead()
+        self.zero_shot = ZeroShotHead(line.zeroshot.map_pool)
         self.references = ReferenceHead(line.fewshot.neighbourhood, line.fewshot.image_score)
         self.probe = LinearProbeHead()
         self.mutual = MutualHead(line.mutual.interval, line.mutual.top, line.mutual.neighbourhood)
@@ -113,14 +115,18 @@ class Inspector:
 
     @property
     def model_key(self) -> str:
-        """The engine's one identity: backbone weights, input size and feature layers (not precision).
+        """The engine's one identity: backbone weights, input size, feature layers, dense path (not precision).
 
         Registry versions are checked against it; the text, feature and fitted-state caches key on it.
         """
         ident = self.backbone.identity
         weights = ident.sha256 or ("random-seed0" if ident.untrained else ident.pretrained)
         h, w = self.extractor.image_size
-        return f"{ident.model}|{ident.pretrained}|{weights}|{h}x{w}|layers={list(self.extractor.layers)}"
+        key = f"{ident.model}|{ident.pretrained}|{weights}|{h}x{w}|layers={list(self.extractor.layers)}"
+        # The DPAM dense path gives other dense tokens (zeroshot.dense); the last-block branch keeps the
+        # key it always had, so existing text, feature and fitted-state caches stay valid.
+        blocks = self.extractor.dense_blocks
+        return key if blocks == 1 else f"{key}|dense=dpam{blocks}"
 
     def _encode_text(self, texts: list[str]) -> Tensor:
         tokens = self.backbone.tokenizer(texts).to(self.device)
@@ -331,6 +337,21 @@ class Inspector:
                 self._mutual_stats = held_out_stats(self.mutual.bank, self.mutual.interval, self.mutual.top)
             self._setup_fusion(set(self.heads))
 
+    def mutual_calibration(self, head_scores: Sequence[dict[str, float]]) -> Calibration:
+        """The threshold with the mutual head on, from its buffered parts (engine/mutual_calibration.py).
+
+        ``head_scores``: per buffered part (the bank's order) the raw scores of the other heads it got
+        when inspected. Raises ValueError while the head is off or when fewer than 2 parts qualify.
+        """
+        with self._lock:  # one consistent state; the search itself runs outside the lock
+            if "mutual" not in self.heads:
+                msg = f"line {self.line.name}: the mutual head is not on (its buffer is warming up)"
+                raise ValueError(msg)
+            bank, fusion = dict(self.mutual.bank), copy.deepcopy(self.fusion)
+            others = [h for h in self.heads if h != "mutual"]
+        scores = buffer_fused_scores(bank, head_scores, fusion, others, self.mutual.interval, self.mutual.top)
+        return buffer_calibration(scores, self.line.decision.calibration.target_false_reject)
+
     def mutual_tokens(self, feats: Features, coreset: bool = True) -> list[dict[int, np.ndarray]]:
         """Each part's patch tokens for a mutual bank, float16 per layer (aggregated as the head searches).
 
@@ -458,6 +479,7 @@ class Inspector:
             model_version=self.model_version,
             config_hash=self.config_hash,
             untrained_backbone=ident.untrained,
+            mutual_parts=(self.mutual.n_parts if "mutual" in outputs else 0) if self.line.heads.mutual > 0 else -1,
             embedding=feats.global_emb[i].float().cpu().numpy(),
         )
 

@@ -86,16 +86,13 @@ def part_coreset(tokens: Tensor, size: int, seed: int = 0) -> Tensor:
     return tokens[greedy_coreset(tokens.float(), size, seed=seed)].to(torch.float16)
 
 
-def held_out_stats(bank: Bank, interval: float = DEFAULT_INTERVAL, top: float = DEFAULT_TOP,
-                   max_queries: int = 8) -> tuple[tuple[float, float], tuple[float, float]]:
-    """(score mean, std), (map mean, std) of the last ``max_queries`` buffered parts, each against the others.
-
-    The fusion standardises the mutual head with them, as it does the reference head with its
-    leave-one-out scores. The queries are the parts' kept (coreset) tokens.
-    """
+def held_out_scores(bank: Bank, interval: float = DEFAULT_INTERVAL, top: float = DEFAULT_TOP,
+                    max_queries: int = 8) -> tuple[Tensor, Tensor]:
+    """Image scores [Q] and flattened maps of the last ``Q = min(max_queries, P)`` buffered parts, each
+    scored against the other parts of the bank (the queries are the parts' kept, coreset tokens)."""
     n = next(iter(bank.values())).shape[0]
     if n < 2:
-        msg = "held-out mutual statistics need at least two buffered parts"
+        msg = "held-out mutual scores need at least two buffered parts"
         raise ValueError(msg)
     scores, maps = [], []
     for i in range(max(0, n - max_queries), n):
@@ -103,7 +100,18 @@ def held_out_stats(bank: Bank, interval: float = DEFAULT_INTERVAL, top: float = 
         m = mutual_map({layer: t[i : i + 1].float() for layer, t in bank.items()}, bank, interval, others)
         scores.append(top_mean(m, top))
         maps.append(m.flatten())
-    s, flat = torch.cat(scores).double(), torch.cat(maps).double()
+    return torch.cat(scores), torch.cat(maps)
+
+
+def held_out_stats(bank: Bank, interval: float = DEFAULT_INTERVAL, top: float = DEFAULT_TOP,
+                   max_queries: int = 8) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(score mean, std), (map mean, std) of the last ``max_queries`` buffered parts, each against the others.
+
+    The fusion standardises the mutual head with them, as it does the reference head with its
+    leave-one-out scores. The queries are the parts' kept (coreset) tokens.
+    """
+    scores, maps = held_out_scores(bank, interval, top, max_queries)
+    s, flat = scores.double(), maps.double()
     s_std = float(s.std()) if s.numel() > 1 else 1.0
     return (float(s.mean()), s_std), (float(flat.mean()), float(flat.std()))
 

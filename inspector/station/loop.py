@@ -145,7 +145,7 @@ class StationLoop:
                            if self.log_enabled else None)
         # Each line's buffer of recent OK parts for the mutual head (station/mutual.py), beside the line memory.
         self.mutual = MutualBuffers(self.log_folder if self.log_enabled else None, station.line,
-                                    self._engine_for, self.log_event)
+                                    self._engine_for, self.log_event, book=self.thresholds)
         self._follower = ModelFollower(self.model_dir, self.log_event, enabled=follow_models, book=self.thresholds,
                                        line_config=station.line)
         # The log folder's station lock (one station per folder; a warm standby waits on it). Taken at

@@ -192,4 +192,5 @@ def audit_record(sr: StationResult, spec: LogSpec) -> AuditRecord:
         frame_png=encode_frame(frame) if save_frame else b"",
         camera_frame_id=sr.camera_frame_id,
         camera_time_ns=sr.camera_time_ns,
+        mutual_parts=r.mutual_parts if r is not None else -1,
     )

@@ -8,8 +8,9 @@ record of each model version and which one is live, in ``<log folder>/.live-thre
 
 :func:`set_live_threshold` is the only way a threshold becomes live: it sets the engine's
 threshold (when an engine is given), writes the book and records ``threshold_change`` (old -> new,
-who, why) in the audit log. Approve, roll back, prompt apply, threshold apply and ``inspector
-calibrate`` all call it; :func:`threshold_for` says which record a model version runs with.
+who, why) in the audit log. Approve, roll back, prompt apply, threshold apply, ``inspector
+calibrate`` and the mutual head's switch-on (station/mutual.py) all call it; :func:`threshold_for`
+says which record a model version runs with.
 
 Precedence: the book's record of a version wins. The YAML's ``decision.threshold`` is the
 engineer's hand-written threshold of the ``base`` heads: it seeds base's record when there is none,
@@ -66,7 +67,7 @@ class ThresholdRecord:
     """The live threshold of a line and where it came from (see the module doc)."""
 
     value: float
-    method: str  # manual | config | version | false_reject | f1 | cost | production | engine
+    method: str  # manual | config | version | false_reject | f1 | cost | production | engine | mutual_on
     version: str = BASE
     target: float | None = None
     interval: tuple[float, float] | None = None
@@ -107,6 +108,7 @@ class ThresholdRecord:
         """One line for the GUI / CLI: where this value came from."""
         how = {"manual": "set by hand", "config": "the config file's decision.threshold",
                "version": f"model {self.version}'s calibration", "production": "recalibrated from production parts",
+               "mutual_on": "recalibrated from the mutual buffer at switch-on",
                "engine": "the engine's own calibration"}.get(self.method, f"calibrated ({self.method})")
         parts = [how]
         if self.target is not None:

@@ -62,7 +62,8 @@ def test_round_trip_of_every_field(tmp_path: Path) -> None:
     # A closed file is plain HDF5: no SWMR flag needed, stage columns are named.
     with h5py.File(path, "r") as f:
         assert f["inspections"].shape == (3,)
-        assert list(f["stage_ms"].attrs["stages"]) == list(STAGES)
+        assert [s.decode() for s in f["stage_ms"].attrs["stages"]] == list(STAGES)  # fixed-length: no global heap
+        assert f.attrs["station"] == b"st1" and f.attrs["format"] == b"inspector-audit"
         assert f["inspections"].compression == "gzip"
 
 

@@ -166,3 +166,23 @@ def test_compiled_engine_scores_equal_eager(tiny_line_dict, tiny_backbone, tmp_p
         assert engine.backend_record().get("compile") == (None if mode == "off" else mode)
         scores[mode] = [r.score for r in engine.inspect_batch(frames)] + [engine.inspect(frames[0]).score]
     assert scores["default"] == pytest.approx(scores["off"], abs=1e-4)
+
+
+def test_the_dpam_path_is_in_the_cache_key(extractor: DenseFeatureExtractor) -> None:
+    key = backends.cache_key(extractor, "tiny", "fp32")
+    assert "dense_blocks" not in key  # the last-block branch keeps the entries compiled before the option
+    dpam = DenseFeatureExtractor(extractor.visual, 64, (1, 2), model="tiny", dense_blocks=3).eval()
+    other = backends.cache_key(dpam, "tiny", "fp32")
+    assert other["dense_blocks"] == 3 and backends._key_digest(other) != backends._key_digest(key)
+
+
+@pytest.mark.slow
+def test_openvino_runs_the_dpam_path(extractor: DenseFeatureExtractor, tmp_path: Path) -> None:
+    dpam = DenseFeatureExtractor(extractor.visual, 64, (1, 2), model="tiny", dense_blocks=3).eval()
+    runner = OpenVINORunner(dpam, "tiny", "fp32", tmp_path)
+    images = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        ref = dpam(images)
+    got = runner(images)
+    assert torch.allclose(got.dense, ref.dense, atol=1e-5)
+    assert torch.allclose(got.global_emb, ref.global_emb, atol=1e-5)

@@ -108,3 +108,17 @@ def test_head_aggregates_query_patches_over_the_neighbourhood() -> None:
     out = head(Features(torch.zeros(1, 4), None, {0: patches}, (4, 4)))
     want = mutual_map({0: aggregate_patches(patches, (4, 4), 3)}, bank, 0.3)
     torch.testing.assert_close(out.map.reshape(1, -1), want)
+
+
+def test_held_out_scores_are_each_part_against_the_others() -> None:
+    from inspector.heads.mutual import held_out_scores, held_out_stats, mutual_map, top_mean
+
+    bank = {0: torch.nn.functional.normalize(torch.randn(5, 6, 8, generator=torch.Generator().manual_seed(1)), dim=-1)}
+    scores, maps = held_out_scores(bank, 0.5, 0.1, max_queries=3)
+    assert scores.shape == (3,) and maps.shape == (3 * 6,)
+    for k, i in enumerate(range(2, 5)):  # the last three parts
+        others = torch.tensor([j for j in range(5) if j != i])
+        m = mutual_map({0: bank[0][i : i + 1]}, bank, 0.5, others)
+        assert torch.allclose(scores[k], top_mean(m, 0.1)[0])
+    (mean, std), _ = held_out_stats(bank, 0.5, 0.1, max_queries=3)
+    assert mean == pytest.approx(float(scores.double().mean())) and std == pytest.approx(float(scores.double().std()))

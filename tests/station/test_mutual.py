@@ -16,6 +16,7 @@ from inspector.station.engines import EngineCache
 from inspector.station.loop import StationLoop
 from inspector.station.mutual import MutualBuffers
 from inspector.station.results import ModelStamp, StationResult, part_verdict
+from inspector.station.threshold import ThresholdBook
 from inspector.text.embeddings import TextEmbeddingCache
 from tests.conftest import audit_events
 from tests.station.conftest import SIZE, tiny_station_dict
@@ -72,13 +73,15 @@ def test_ok_parts_only_warm_up_then_on_with_an_event(engines, tmp_path: Path) ->
     assert buffers.status("ring").parts == 2 and not events and "mutual" not in ring.heads
     buffers.handle(_part(ring, 5))
     assert buffers.status("ring").active and "mutual" in ring.heads
-    assert events == [("mutual_on", "line ring: mutual head on with 3 OK parts")]
+    assert events[0] == ("mutual_on", "line ring: mutual head on with 3 OK parts")
+    assert [e[0] for e in events] == ["mutual_on", "mutual_threshold_kept"]  # decision.threshold is set by hand
+    assert ring.threshold == 1e6
     scored = ring.inspect(PartGenerator((SIZE, SIZE), seed=4).good().image)
     assert "mutual" in scored.head_scores and "mutual" in scored.timings_ms
     for seq in range(6, 12):
         buffers.handle(_part(ring, seq))
     assert buffers.status("ring").parts == 5  # bounded: the last `buffer` OK parts
-    assert ring.mutual.n_parts == 5 and len(events) == 1
+    assert ring.mutual.n_parts == 5 and len(events) == 2
 
 
 def test_restart_and_changeover_keep_each_lines_buffer(engines, tmp_path: Path) -> None:
@@ -123,3 +126,50 @@ def test_station_runs_a_mutual_line_across_a_restart(tmp_path: Path, tiny_backbo
         assert loop.stats().mutual.startswith("mutual head on: 4/5")
         assert "mutual" in loop.inspector.heads
         loop.trigger().result(timeout=30)
+
+
+def test_switch_on_recomputes_the_threshold_from_the_buffer(tmp_path: Path, tiny_backbone, text_cache_dir) -> None:
+    from inspector.decision.calibrate import threshold_for_false_reject
+    from inspector.heads.fusion import HEAD_NAMES
+    from inspector.heads.mutual import held_out_scores
+
+    data = tiny_station_dict(tmp_path, text_cache_dir, ("ring",))
+    data["lines"][0].update(MUTUAL)  # no decision.threshold: the fit calibrates it, switch-on recomputes it
+    station = parse_station_config(data)
+    ring = Inspector(station.line("ring"), tiny_backbone, TextEmbeddingCache(text_cache_dir))
+    gen = PartGenerator((SIZE, SIZE), seed=0)
+    ring.fit([gen.good().image for _ in range(4)])
+    fitted = ring.threshold
+    book, events = ThresholdBook(tmp_path), Events()
+    buffers = MutualBuffers(tmp_path, station.line, lambda name: ring, events, book=book)
+    buffers.install(ring)
+    parts = [_part(ring, seq) for seq in (1, 2, 3)]
+    for part in parts[:2]:
+        buffers.handle(part)
+    assert ring.threshold == fitted and book.live("ring") is None and not events
+    buffers.handle(parts[2])
+    assert "mutual" in ring.heads and [e[0] for e in events] == ["mutual_on", "threshold_change"]
+
+    # The same threshold by hand: each buffered part's fused score from the scores it got when inspected
+    # and its held-out mutual score against the two other parts, at the line's false-reject target.
+    mutual, _ = held_out_scores(ring.mutual.bank, ring.mutual.interval, ring.mutual.top, max_queries=3)
+    f = ring.fusion
+    fused = []
+    for i, part in enumerate(parts):
+        raw = {**part.result.head_scores, "mutual": float(mutual[i])}
+        k = [HEAD_NAMES.index(h) for h in ring.heads]
+        z = [float(f.weights[j]) * (raw[HEAD_NAMES[j]] - float(f.score_mean[j])) / float(f.score_std[j]) for j in k]
+        fused.append(sum(z) / sum(float(f.weights[j]) for j in k))
+    target = station.line("ring").decision.calibration.target_false_reject
+    expected = threshold_for_false_reject(np.array(fused), target).threshold
+    assert ring.threshold == pytest.approx(expected, rel=1e-5) and ring.threshold != fitted
+    live = book.live("ring")
+    assert live is not None and live.method == "mutual_on" and live.value == ring.threshold
+    assert "3 buffered OK parts" in live.why and live.source().startswith("recalibrated from the mutual buffer")
+    assert f"-> {ring.threshold:.4f} (base, mutual_on)" in events[1][1]
+    # The buffer keeps the scores across a restart (the next switch-on needs them).
+    buffers.close()
+    saved = MutualBuffers(tmp_path, station.line, lambda name: None, Events())
+    saved.install(ring)
+    assert list(saved._buffers["ring"].scores) == [
+        {k: v for k, v in p.result.head_scores.items() if k != "mutual"} for p in parts]
