@@ -19,6 +19,9 @@ from contextlib import nullcontext
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# As the station runs torch (inspector/__init__.py), set before torch loads its OpenMP runtime: spinning
+# workers on a shared CPU make every pass several times slower and the comparison meaningless.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import open_clip
 import torch
