@@ -982,6 +982,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        # Started in the background by a non-interactive shell: SIGINT is ignored and the station processes
+        # would inherit that, so the scenarios' clean SIGINT stop could not stop them. Children get the default.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     import torch
 
     from inspector.config import parse_station_config
