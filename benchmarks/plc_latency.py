@@ -8,8 +8,9 @@ the link's own cost: serial read, framing, parsing, tracker, ACK, the thread hop
 Modbus: a pymodbus client (the PLC) writes register 0 and coil 0, then polls 100..107 back-to-back;
 the figure includes the client's own request round trips, i.e. what a PLC polling flat out would see.
 
-A pty moves bytes instantly, so wire time is not in the measured figures; it is computed separately
-(10 bits per byte at the configured baud rate) and reported next to them.
+A pty moves bytes instantly whatever speed is set on it (the report measures that too), so wire time is
+not in the measured figures; it is computed separately (10 bits per byte at the configured baud rate) and
+reported next to them.
 
     .venv/bin/python benchmarks/plc_latency.py                 # writes benchmarks/results/plc_latency.md
     .venv/bin/python benchmarks/plc_latency.py --parts 500 --out -
@@ -47,6 +48,33 @@ WARMUP = 50
 def wire_ms(nbytes: int, baud: int = BAUD) -> float:
     """Time on a real UART line: start + 8 data + stop bits per byte."""
     return 1000 * nbytes * 10 / baud
+
+
+def pty_pacing_ms(nbytes: int = 960, baud: int = 9600) -> float:
+    """Milliseconds ``nbytes`` take through a pty whose speed is set to ``baud`` (a UART: ``wire_ms``).
+
+    Shows that a pty stores the configured speed but does not pace bytes to it, so no figure taken over
+    a pty contains wire time."""
+    import pty
+    import termios
+    import tty
+
+    master, slave = pty.openpty()
+    try:
+        tty.setraw(slave)
+        attrs = termios.tcgetattr(slave)
+        speed = getattr(termios, f"B{baud}")
+        attrs[4] = attrs[5] = speed
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+        data, got = b"x" * nbytes, b""
+        t0 = time.perf_counter()
+        os.write(master, data)
+        while len(got) < nbytes:
+            got += os.read(slave, 4096)
+        return 1000 * (time.perf_counter() - t0)
+    finally:
+        os.close(master)
+        os.close(slave)
 
 
 def bench_ascii(parts: int, inspection_s: float, folder: Path) -> dict[str, list[float]]:
@@ -142,7 +170,7 @@ def row(name: str, values: list[float]) -> str:
 
 
 def report(args: argparse.Namespace, ascii_r: dict[str, list[float]], modbus_r: dict[str, list[float]] | None,
-           elapsed_s: float, load: tuple[float, float, float]) -> str:
+           elapsed_s: float, load: tuple[float, float, float], pacing_ms: float) -> str:
     p99 = percentile(ascii_r["overhead"], 99)
     verdict = "meets" if p99 < 5.0 else "MISSES"
     trig, ack, res = len(b"TRIG,P000123\r\n"), len(b"ACK,P000123\r\n"), len(b"RES,P000123,NG,0.873,scratch\r\n")
@@ -178,7 +206,14 @@ def report(args: argparse.Namespace, ascii_r: dict[str, list[float]], modbus_r: 
         f"Not in these figures: wire time on a real 115200-baud line, {wire_ms(trig):.2f} ms for "
         f"`TRIG,P000123` + {wire_ms(ack):.2f} ms for its ACK + {wire_ms(res):.2f} ms for a typical "
         f"`RES,P000123,NG,0.873,scratch` (10 bits per byte), plus the USB adapter's latency timer "
-        "(FTDI default 16 ms; set it to 1 ms with `setserial /dev/ttyUSB0 low_latency` or sysfs `latency_timer`).",
+        "(FTDI default 16 ms; set it to 1 ms with `setserial /dev/ttyUSB0 low_latency` or sysfs `latency_timer`). "
+        f"A pty cannot show it: it keeps the configured speed but does not pace bytes to it (960 bytes through a "
+        f"pty set to 9600 baud took {pacing_ms:.2f} ms in this run; a UART takes {wire_ms(960, 9600):.0f} ms). On a "
+        f"real line one part's trigger -> result adds at least TRIG + RES = {wire_ms(trig) + wire_ms(res):.2f} ms "
+        f"(the ACK goes out during an inspection longer than its own {wire_ms(ack):.2f} ms), so the link overhead "
+        f"plus wire time is about "
+        f"{percentile(ascii_r['overhead'], 50) + wire_ms(trig) + wire_ms(res):.2f} ms p50 / "
+        f"{p99 + wire_ms(trig) + wire_ms(res):.2f} ms p99 at {BAUD} baud.",
     ]
     if modbus_r is not None:
         lines += [
@@ -213,7 +248,7 @@ def main() -> int:
         ascii_r = {key: [v for r in rounds for v in r[key]] for key in rounds[0]}
         ascii_r["round_p99"] = [percentile(r["overhead"], 99) for r in rounds]
         modbus_r = bench_modbus(args.modbus_parts, args.inspection_ms / 1000, Path(tmp)) if args.modbus_parts else None
-    text = report(args, ascii_r, modbus_r, time.perf_counter() - started, load)
+    text = report(args, ascii_r, modbus_r, time.perf_counter() - started, load, pty_pacing_ms())
     if args.out == "-":
         print(text, end="")
     else:
