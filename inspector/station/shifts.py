@@ -9,6 +9,7 @@ plus what this process inspected since; at a shift boundary they start again fro
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -55,11 +56,8 @@ class Shift:
 
     @property
     def label(self) -> str:
-        """``"late · since 14:00"`` (the date too when the shift began on an earlier day than it ends)."""
-        since = self.start.strftime("%H:%M")
-        if self.start.date() != (self.end - dt.timedelta(microseconds=1)).date():
-            since = self.start.strftime("%a %H:%M")
-        return f"{self.name} · since {since}"
+        """``"late · since 14:00"``."""
+        return f"{self.name} · since {self.start.strftime('%H:%M')}"
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -113,6 +111,7 @@ class ShiftTally:
         self.specs = tuple(specs)
         self.clock = clock
         self.tz = tz
+        self._lock = threading.Lock()  # the status poller and the GUI thread both ask
         self.shift = self._current()
         self._base = logged(self.shift.start_ns)  # parts of this shift logged before this process started
         self._offset = ShiftCounts()  # the process's totals when the shift began (0: it began before us)
@@ -122,10 +121,11 @@ class ShiftTally:
 
     def counts(self, total: ShiftCounts) -> ShiftCounts:
         """The shift's counters given the process's totals now (label and start filled in)."""
-        if self.clock() * 1e9 >= self.shift.end_ns:  # a boundary passed: a new count
-            self.shift = self._current()
-            self._base = ShiftCounts()
-            self._offset = total
-        counted = self._base + (total - self._offset)
-        return ShiftCounts(counted.parts, counted.ok, counted.ng, counted.faults, self.shift.label,
-                           self.shift.start_ns)
+        with self._lock:
+            if self.clock() >= self.shift.end.timestamp():  # a boundary passed: a new count
+                self.shift = self._current()
+                self._base = ShiftCounts()
+                self._offset = total
+            counted = self._base + (total - self._offset)
+            shift = self.shift
+        return ShiftCounts(counted.parts, counted.ok, counted.ng, counted.faults, shift.label, shift.start_ns)

@@ -29,7 +29,7 @@ def test_current_shift_is_the_latest_start_and_ends_at_the_next() -> None:
     # The night shift runs over midnight: at 03:00 it began yesterday.
     night = current_shift(THREE, at(7, 3), TZ)
     assert (night.name, night.start, night.end) == ("night", at(6, 22), at(7, 6))
-    assert night.label.startswith("night · since ") and night.label.endswith("22:00")
+    assert night.label == "night · since 22:00"
     # The instant is what counts, not the zone it is written in.
     assert current_shift(THREE, at(6, 14).astimezone(dt.UTC), TZ).name == "late"
 

@@ -280,14 +280,18 @@ class RetrainPanel(QWidget):
                     != QMessageBox.StandardButton.Yes:
                 return
             force = True
-        rows, note = self.compare(self.active_row(), row)
-        reason = self.ask_reason(f"Approve model {row.version}", rows, "The new version goes live on the line at "
-                                 f"once, with the live threshold shown. {note}")
+        reason = self.ask_reason(*self.approve_text(row))
         if reason is None:
             return
         book, handle, who = self.book, self.ctx.handle, self.ctx.who
         self._swap(lambda: book.approve(handle, row.version, who, force, reason),
                    f"model {row.version} approved and running")
+
+    def approve_text(self, row: VersionRow) -> tuple[str, list[tuple[str, str, str]], str]:
+        """Title, side-by-side rows and note of the approval of ``row`` (active vs it)."""
+        rows, note = self.compare(self.active_row(), row)
+        return (f"Approve model {row.version}", rows,
+                f"The new version goes live on the line at once, with the live threshold shown. {note}")
 
     def rollback(self) -> None:
         if self.book is None or not self.book.can_rollback():
