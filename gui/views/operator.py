@@ -78,7 +78,7 @@ class OperatorView(QWidget):
         self.state_note.setObjectName("hint")
         self.state_note.setWordWrap(True)
         right = QVBoxLayout()
-        right.setSpacing(12)
+        right.setSpacing(8)
         right.addWidget(self.banner, 3)
         right.addWidget(self.counters, 2)
         right.addLayout(run_row)
