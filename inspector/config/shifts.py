@@ -6,7 +6,8 @@ each ``"HH:MM"`` or ``"HH:MM name"`` (or a mapping ``{start: "HH:MM", name: ...}
 
     shifts: ["06:00 early", "14:00 late", "22:00 night"]
 
-Without the key the station has one shift per day starting at midnight (counters per calendar day).
+(quoted: YAML reads an unquoted 14:00 as the number 840). Without the key the station has one shift per day
+starting at midnight (counters per calendar day).
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ def _parse(entry: Any) -> Any:
             return entry  # pydantic names the missing / wrong key
         parsed = _parse(start)
         return {**entry, "start": parsed["start"], "name": name or parsed["name"]}
+    if isinstance(entry, int) and not isinstance(entry, bool):
+        # YAML 1.1 reads an unquoted 14:00 as the sexagesimal number 840: say so rather than guess.
+        msg = (f"shift start {entry} is a number: write the time in quotes, e.g. \"14:00\" (YAML reads an "
+               "unquoted 14:00 as the number 840)")
+        raise ValueError(msg)
     if not isinstance(entry, str):
         msg = f"a shift is a start time like \"06:00\" or \"06:00 early\", not {entry!r}"
         raise ValueError(msg)
@@ -55,7 +61,7 @@ def _parse(entry: Any) -> Any:
 
 def _check(shifts: tuple[ShiftSpec, ...]) -> tuple[ShiftSpec, ...]:
     if not shifts:
-        msg = "shifts: give at least one start time (e.g. [\"06:00\", \"14:00\", \"22:00\"]), or leave the key out"
+        msg = "give at least one start time (e.g. [\"06:00\", \"14:00\", \"22:00\"]), or leave the key out"
         raise ValueError(msg)
     starts = [s.start for s in shifts]
     repeated = sorted({s for s in starts if starts.count(s) > 1})
@@ -65,6 +71,13 @@ def _check(shifts: tuple[ShiftSpec, ...]) -> tuple[ShiftSpec, ...]:
     return tuple(sorted(shifts, key=lambda s: s.minute))
 
 
+def _listed(value: Any) -> Any:
+    if not isinstance(value, list | tuple):
+        msg = "write the shifts as a list of start times, e.g. [\"06:00 early\", \"14:00 late\", \"22:00 night\"]"
+        raise ValueError(msg)  # pydantic's own words would be "Input should be a valid tuple"
+    return value
+
+
 ShiftEntry = Annotated[ShiftSpec, BeforeValidator(_parse)]
-Shifts = Annotated[tuple[ShiftEntry, ...], AfterValidator(_check)]
+Shifts = Annotated[tuple[ShiftEntry, ...], BeforeValidator(_listed), AfterValidator(_check)]
 DEFAULT_SHIFTS: tuple[ShiftSpec, ...] = (ShiftSpec(start="00:00"),)

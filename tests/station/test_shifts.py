@@ -47,12 +47,14 @@ def test_unnamed_shifts_are_numbered_by_start_time() -> None:
 
 
 def test_shift_config_forms_and_plain_errors() -> None:
+    """Every mistake is named in plain words, with the key (an unquoted 14:00 in YAML is the number 840)."""
     base = {"lines": [tiny_line()]}
     specs = parse_station_config({**base, "shifts": ["06:00 early", {"start": "14:00", "name": "late"}]}).shifts
     assert [(s.start, s.name) for s in specs] == [("06:00", "early"), ("14:00", "late")]
     for bad, words in ((["6am"], "shift start '6am' is not a time of day: write 24-hour HH:MM"),
                        (["25:00"], "is not a time of day"), (["06:00", "06:00 again"], "cannot start at the same time"),
-                       ([], "give at least one start time"), ([6], "a shift is a start time like")):
+                       ([], "give at least one start time"), ([None], "a shift is a start time like"),
+                       ("06:00", "write the shifts as a list"), (["06:00", 840], "write the time in quotes")):
         with pytest.raises(ConfigError) as err:
             parse_station_config({**base, "shifts": bad})
         text = str(err.value)
