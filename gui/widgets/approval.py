@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDialog,
     QHBoxLayout,
@@ -42,6 +43,8 @@ class ApprovalDialog(QDialog):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         self.table.setWordWrap(True)  # a threshold's source is a sentence: wrapped, never cut
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setSelectionMode(QTableWidget.SelectionMode.NoSelection)  # read-only figures, not a form
+        self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         for r, cells in enumerate(rows):
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
@@ -78,7 +81,8 @@ class ApprovalDialog(QDialog):
         """Rows as high as their wrapped text at the columns' width; the table as high as its rows (to a cap)."""
         self.table.resizeRowsToContents()
         rows = sum(self.table.rowHeight(r) for r in range(self.table.rowCount()))
-        self.table.setMinimumHeight(min(520, self.table.horizontalHeader().height() + rows + 4))
+        self.table.setFixedHeight(min(520, self.table.horizontalHeader().height() + rows + 2 * self.table.frameWidth()))
+        self.resize(self.width(), self.sizeHint().height())
 
     def showEvent(self, event: object) -> None:
         super().showEvent(event)  # type: ignore[arg-type]

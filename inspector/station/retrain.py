@@ -87,6 +87,16 @@ def heldout_pair(now: VersionRow | None, after: VersionRow | None) -> tuple[dict
             "each version's own held-out parts")
 
 
+def _threshold_text(record: ThresholdRecord | None) -> str:
+    """The value and where it comes from; a version's own calibration is not yet anyone's act (no by / when)."""
+    if record is None:
+        return "-"
+    source = record.source()
+    if record.method in ("version", "engine"):
+        source = source.split(", by ")[0]
+    return f"{record.value:.4g} ({source})"
+
+
 def approval_rows(now: VersionRow | None, after: VersionRow | None, live_now: float | None,
                   live_after: ThresholdRecord | None) -> tuple[list[tuple[str, str, str]], str]:
     """(what, running now, after the change) rows for an approve / roll back, and a note saying what they are.
@@ -95,15 +105,18 @@ def approval_rows(now: VersionRow | None, after: VersionRow | None, live_now: fl
     held-out parts ("not recorded" for versions registered before the counts were kept, and for the base
     heads unless a record judged them).
     """
-    def metric(row: VersionRow | None, key: str) -> str:
-        value = row.metrics.get(key) if row is not None else None
+    a, b, where = heldout_pair(now, after)
+
+    def metric(arm: dict | None, row: VersionRow | None, key: str) -> str:
+        # From the same record as the counts (so base, judged on a candidate's parts, has its figures too).
+        value = _version_metrics({"new": arm}).get(key) if arm is not None else None
+        if value is None and row is not None:
+            value = row.metrics.get(key)
         return "-" if value is None else f"{value:.3g}"
 
     rows = [("version", now.version if now else "-", after.version if after else "-"),
-            ("live threshold", "-" if live_now is None else f"{live_now:.4g}",
-             "-" if live_after is None else f"{live_after.value:.4g} ({live_after.source()})")]
-    rows += [(key, metric(now, key), metric(after, key)) for key in ("AUROC", "false reject %", "escape %")]
-    a, b, where = heldout_pair(now, after)
+            ("live threshold", "-" if live_now is None else f"{live_now:.4g}", _threshold_text(live_after))]
+    rows += [(key, metric(a, now, key), metric(b, after, key)) for key in ("AUROC", "false reject %", "escape %")]
 
     def parts(arm: dict | None) -> str:
         if arm is None or "n_good" not in arm:

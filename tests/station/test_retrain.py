@@ -98,7 +98,7 @@ def test_approval_rows_show_the_confusion_counts_on_the_same_held_out_parts(stat
     table, note = approval_rows(rows["v1"], rows["v2"], 0.98, live)
     got = {what: (now, after) for what, now, after in table}
     assert got["version"] == ("v1", "v2")
-    assert got["live threshold"][0] == "0.98" and got["live threshold"][1].startswith("1.25 (model v2's calibration")
+    assert got["live threshold"] == ("0.98", "1.25 (model v2's calibration)")
     assert got["held-out parts"] == ("20 good / 8 defect", "20 good / 8 defect")
     assert got["good judged OK"] == ("18", "19")
     assert got["good judged NG (false rejects)"] == ("2", "1")
@@ -108,6 +108,7 @@ def test_approval_rows_show_the_confusion_counts_on_the_same_held_out_parts(stat
     # base vs the candidate: base judged on the candidate's parts too.
     got = {w: (a, b) for w, a, b in approval_rows(rows["base"], rows["v2"], 0.98, live)[0]}
     assert got["defect judged OK (escapes)"] == ("3", "1")
+    assert got["escape %"] == ("37.5", "12.5") and got["false reject %"] == ("15", "5")  # the same parts' rates
     # a version registered before the counts were kept: its counts are "not recorded", the rest is shown.
     table, note = approval_rows(rows["base"], rows["v1"], 0.98, None)
     got = {w: (a, b) for w, a, b in table}
