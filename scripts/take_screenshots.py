@@ -127,6 +127,18 @@ def main() -> int:
         shot("engineer_retrain")
         wait(lambda: not eng.retrain.running, 1800, "the end of the retrain")
         shot("engineer_models")
+        # The approval side-by-side of the candidate (live thresholds, held-out figures, confusion counts).
+        candidate = next((r for r in eng.retrain.rows if r.status == "candidate"), None)
+        if candidate is not None:
+            from gui.widgets.approval import ApprovalDialog
+
+            approve = ApprovalDialog(*eng.retrain.approve_text(candidate), parent=window)
+            approve.reason.setText("fewer escapes on the new scratches")
+            approve.show()
+            pump(0.5)
+            approve.grab().save(str(args.out / "engineer_approve.png"))
+            print(f"wrote {args.out / 'engineer_approve.png'}")
+            approve.close()
 
         window.show_screen(2)
         wait(lambda: window.history._loaded and window.history._worker is None, 120, "the history")

@@ -84,7 +84,7 @@ class OperatorView(QWidget):
         self.mutual_note.setWordWrap(True)
         self.mutual_note.hide()
         right = QVBoxLayout()
-        right.setSpacing(12)
+        right.setSpacing(8)
         right.addWidget(self.banner, 3)
         right.addWidget(self.counters, 2)
         right.addLayout(run_row)

@@ -1,13 +1,15 @@
 """Safe approvals: before a model or threshold goes live, the engineer sees what changes and says why.
 
-A side-by-side of what runs now and what will run (held-out AUROC, false reject and escape at the operating
-threshold, the threshold that will be live), and a required reason that goes into the audit event.
+A side-by-side of what runs now and what will run (the threshold that will be live, held-out AUROC, false reject
+and escape at the operating threshold, the confusion counts on the held-out parts), and a required reason that
+goes into the audit event.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDialog,
     QHBoxLayout,
@@ -36,10 +38,19 @@ class ApprovalDialog(QDialog):
         self.table = QTableWidget(len(rows), 3)
         self.table.setHorizontalHeaderLabels(["", *columns])
         self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setWordWrap(True)  # a threshold's source is a sentence: wrapped, never cut
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setSelectionMode(QTableWidget.SelectionMode.NoSelection)  # read-only figures, not a form
+        self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         for r, cells in enumerate(rows):
             for c, text in enumerate(cells):
-                self.table.setItem(r, c, QTableWidgetItem(text))
+                item = QTableWidgetItem(text)
+                item.setToolTip(text)
+                self.table.setItem(r, c, item)
+        header.sectionResized.connect(lambda *_: self._fit_rows())
         self.table.setMinimumHeight(40 + 36 * len(rows))
         self.note = QLabel(note)
         self.note.setWordWrap(True)
@@ -64,7 +75,18 @@ class ApprovalDialog(QDialog):
         lay.addWidget(self.note)
         lay.addWidget(self.reason)
         lay.addLayout(buttons)
-        self.resize(640, self.sizeHint().height())
+        self.resize(760, self.sizeHint().height())
+
+    def _fit_rows(self) -> None:
+        """Rows as high as their wrapped text at the columns' width; the table as high as its rows (to a cap)."""
+        self.table.resizeRowsToContents()
+        rows = sum(self.table.rowHeight(r) for r in range(self.table.rowCount()))
+        self.table.setFixedHeight(min(520, self.table.horizontalHeader().height() + rows + 2 * self.table.frameWidth()))
+        self.resize(self.width(), self.sizeHint().height())
+
+    def showEvent(self, event: object) -> None:
+        super().showEvent(event)  # type: ignore[arg-type]
+        self._fit_rows()
 
     def reason_text(self) -> str:
         return self.reason.text().strip()

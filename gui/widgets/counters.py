@@ -1,4 +1,4 @@
-"""Counter tiles: TOTAL, OK, NG, YIELD, RATE (and faults when there are any)."""
+"""Counter tiles of the current shift: TOTAL, OK, NG, YIELD, RATE, NOT INSPECTED, under the shift's name and start."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QVBoxLayout, QWidget
 
 from gui import theme
+from gui.widgets.elided import ElidedLabel
 from inspector.station.handle import ShiftCounts
 
 
@@ -21,14 +22,14 @@ class Tile(QFrame):
         self.value.setFont(theme.font(24, bold=True))
         self.value.setStyleSheet(f"color: {colour};")
         lay = QVBoxLayout(self)
-        lay.setContentsMargins(6, 4, 6, 4)
+        lay.setContentsMargins(6, 2, 6, 2)  # tight: the shift's name above the tiles fits a 768 px panel
         lay.setSpacing(0)
         lay.addWidget(self.caption)
         lay.addWidget(self.value)
 
 
 class Counters(QWidget):
-    """Shift counters; ``update_counts(counts, rate_per_s)``."""
+    """Shift counters; ``update_counts(counts, rate_per_s)`` (``counts.shift`` names the shift shown)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -38,17 +39,24 @@ class Counters(QWidget):
         self.yield_ = Tile("YIELD")
         self.rate = Tile("PARTS / MIN")
         self.faults = Tile("NOT INSPECTED", theme.FAULT)
+        # Which count this is: the counters start at 0 at each shift start (station config ``shifts``).
+        self.shift = ElidedLabel("SHIFT")
+        self.shift.setObjectName("caption")
         grid = QGridLayout(self)
         grid.setContentsMargins(0, 0, 0, 0)
-        grid.setSpacing(8)
-        grid.addWidget(self.total, 0, 0)
-        grid.addWidget(self.ok, 0, 1)
-        grid.addWidget(self.ng, 0, 2)
-        grid.addWidget(self.yield_, 1, 0)
-        grid.addWidget(self.rate, 1, 1)
-        grid.addWidget(self.faults, 1, 2)
+        grid.setHorizontalSpacing(8)
+        grid.setVerticalSpacing(6)
+        grid.addWidget(self.shift, 0, 0, 1, 3)
+        grid.addWidget(self.total, 1, 0)
+        grid.addWidget(self.ok, 1, 1)
+        grid.addWidget(self.ng, 1, 2)
+        grid.addWidget(self.yield_, 2, 0)
+        grid.addWidget(self.rate, 2, 1)
+        grid.addWidget(self.faults, 2, 2)
 
     def update_counts(self, counts: ShiftCounts, rate_per_s: float) -> None:
+        if counts.shift:
+            self.shift.setText(f"SHIFT  ·  {counts.shift}")
         self.total.value.setText(f"{counts.parts:,}")
         self.ok.value.setText(f"{counts.ok:,}")
         self.ng.value.setText(f"{counts.ng:,}")

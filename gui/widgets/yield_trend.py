@@ -31,8 +31,9 @@ class TrendBin:
 
 
 class YieldTrend(QWidget):
-    """``add_counts(counts)`` with every status poll (the totals grow; deltas go into the current bin),
-    ``add_ng(defect)`` per NG part shown; keeps the last ``keep`` bins (a 12-hour shift: 48)."""
+    """``add_counts(counts)`` with every status poll (the totals grow; deltas go into the current bin; a new
+    shift starts an empty trend), ``add_ng(defect)`` per NG part shown; keeps the last ``keep`` bins (a 12-hour
+    shift: 48)."""
 
     def __init__(self, keep: int = 48, clock: Callable[[], float] = time.time, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -55,6 +56,10 @@ class YieldTrend(QWidget):
 
     def add_counts(self, counts: ShiftCounts) -> None:
         last, self._last = self._last, counts
+        if last is not None and 0 != last.since_ns != counts.since_ns != 0:  # a new shift: its own trend
+            self.bins.clear()
+            self.update()
+            return
         if last is None or counts.parts < last.parts:  # first poll, or a new count (restart): no delta
             return
         b = self._bin()

@@ -13,6 +13,7 @@ from inspector.config.line import NAME_RE, LineConfig
 from inspector.config.log import LogSpec
 from inspector.config.plant import OutputsSpec
 from inspector.config.plc import PlcSpec
+from inspector.config.shifts import DEFAULT_SHIFTS, Shifts
 
 
 class StationConfig(StrictModel):
@@ -32,6 +33,9 @@ class StationConfig(StrictModel):
     plc: PlcSpec | None = None
     # Plant outputs: outputs.mqtt / outputs.opcua (docs/plant.md), outputs.database (docs/history.md).
     outputs: OutputsSpec = OutputsSpec()
+    # Shift start times, local "HH:MM" (optionally with a name): the operator's counters are per shift
+    # (inspector/config/shifts.py). Default: one shift per day from midnight.
+    shifts: Shifts = DEFAULT_SHIFTS
     # Set by the loader: the file this config came from (not part of the YAML).
     source: Path | None = Field(default=None, exclude=True)
 

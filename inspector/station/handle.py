@@ -4,8 +4,10 @@ A :class:`~inspector.station.loop.StationLoop` runs once (start -> stop); the op
 the engineer's "apply" need a station that can stop, start again and swap a line's engine. The
 :class:`StationHandle` builds a fresh loop for each run from the same :class:`EngineCache` (so a restart
 costs no model load or fit) and the same frame source, re-attaches the GUI observers, and keeps the shift
-counters across runs. It also implements :class:`~inspector.plc.port.StationPort`, so one PLC link
-serves every run. Qt-free: every method may block for seconds and is called from worker threads.
+counters across runs and per shift (station/shifts.py: the current shift's count continues from the audit
+log after an application restart and starts from 0 at each shift start). It also implements
+:class:`~inspector.plc.port.StationPort`, so one PLC link serves every run. Qt-free: every method may block
+for seconds and is called from worker threads.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from inspector import __version__
+from inspector.audit.catalog import open_index
 from inspector.audit.h5log import AuditWriter
+from inspector.audit.index import Query
 from inspector.config import LineConfig, StationConfig, load_station_config, update_line_in_file
-from inspector.decision.result import VerdictCounts
 from inspector.engine import Inspector
 from inspector.plc.port import PartVerdict, StationState, StationStateError, StationStatus, TriggerRejected
 from inspector.station.engines import EngineCache, embedding_dim
@@ -30,6 +32,7 @@ from inspector.station.plant_links import LinkState, PlantLinks
 from inspector.station.recalibration import EVENT_DISMISSED as PROPOSAL_DISMISSED
 from inspector.station.recalibration import ProposalBook, ThresholdProposal
 from inspector.station.results import StationResult
+from inspector.station.shifts import ShiftCounts, ShiftTally
 from inspector.station.sources import FrameSource, create_source
 from inspector.station.standby import resumable_line
 from inspector.station.stats import LoopStats
@@ -38,26 +41,13 @@ from inspector.station.threshold import (
     ThresholdRecord,
     deploy_threshold,
     file_hashes,
+    record_for,
     set_live_threshold,
 )
 
 _logger = logging.getLogger(__name__)
 
 Observer = Callable[[StationResult], None]
-
-
-@dataclass(frozen=True)
-class ShiftCounts(VerdictCounts):
-    """Parts since the GUI started, over every run of the station."""
-
-    parts: int = 0
-    ok: int = 0
-    ng: int = 0
-    faults: int = 0
-
-    def __add__(self, other: ShiftCounts) -> ShiftCounts:
-        return ShiftCounts(self.parts + other.parts, self.ok + other.ok, self.ng + other.ng,
-                           self.faults + other.faults)
 
 
 def _counts(stats: LoopStats | None) -> ShiftCounts:
@@ -98,8 +88,22 @@ class StationHandle:
         self.thresholds = ThresholdBook(self.log_dir) if self.log_enabled else None
         self.link: Any = None
         self.link_error: str = ""
+        self.shifts = ShiftTally(self.config.shifts, self._logged_counts)
         # MQTT / OPC UA / results database of the YAML's outputs: per run, the OPC UA server for the session.
         self.plant = PlantLinks(self.config, self, self._shift_facts, self.add_observer)
+
+    def _logged_counts(self, since_ns: int) -> ShiftCounts:
+        """Parts the audit log holds from ``since_ns`` on (its index: one row per inspection), all lines."""
+        if not self.log_enabled or not self.log_dir.is_dir():
+            return ShiftCounts()
+        try:
+            with open_index(self.log_dir) as index:
+                n = index.counts(Query(start_ns=since_ns))
+        except Exception as exc:  # the counters start at 0 rather than the GUI not at all; the log is intact
+            _logger.warning("shift counters start at 0: the audit log of %s could not be counted (%s)",
+                            self.log_dir, exc)
+            return ShiftCounts()
+        return ShiftCounts(sum(n.values()), n["OK"], n["NG"], n["FAULT"])
 
     # ------------------------------------------------------------------ observers and figures
     def add_observer(self, fn: Observer, *, name: str = "gui", queue_size: int = 4) -> None:
@@ -137,10 +141,11 @@ class StationHandle:
         return loop.stats() if loop is not None else self._last_stats
 
     def counts(self) -> ShiftCounts:
-        """Shift counters: finished runs + the current one."""
+        """The current shift's counters: its parts in the log before this process started + this process's
+        parts since (finished runs + the current one), from 0 again after a shift boundary."""
         carry, stopping = self._carry
         loop = self._loop or stopping
-        return carry + (_counts(loop.stats()) if loop is not None else ShiftCounts())
+        return self.shifts.counts(carry + (_counts(loop.stats()) if loop is not None else ShiftCounts()))
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -342,6 +347,14 @@ class StationHandle:
             line = self.config.line(registry.line)
             return deploy_threshold(line, registry, version, book=self.thresholds, log_event=self.log_event,
                                     who=who, why=why, inspector=inspector)
+
+    def threshold_if_deployed(self, version: str) -> ThresholdRecord:
+        """The record ``version`` of the current line would run with if deployed now (nothing changes)."""
+        inspector = self.inspector
+        if inspector is not None and inspector.line.name != self.line:
+            inspector = None
+        return record_for(self.line_config(), version, model_dir=self.registry_dir, book=self.thresholds,
+                          inspector=inspector)
 
     # ------------------------------------------------------------------ audit events
     def log_event(self, kind: str, who: str, what: str, old: object = "", new: object = "") -> None:

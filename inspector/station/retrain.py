@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from inspector.station.handle import StationHandle
+from inspector.station.threshold import ThresholdRecord
 from inspector.training import ModelRegistry, train_line
 from inspector.training.registry import BASE
 
@@ -49,6 +50,89 @@ class VersionRow:
     created: str
     metrics: dict[str, float] = field(default_factory=dict)
     gate_refused: str = ""  # the gate's reasons when it refused this version
+    # The metrics record's held-out arms as written: "new" (this version), "base", "deployed" (with its
+    # "version"): each judged on this version's held-out parts. Empty for base.
+    heldout: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+# Confusion rows of the approval screen (NG = positive), in the words of the line.
+COUNT_ROWS = (("tn", "good judged OK"), ("fp", "good judged NG (false rejects)"), ("tp", "defect judged NG"),
+              ("fn", "defect judged OK (escapes)"))
+NOT_RECORDED = "not recorded"
+
+
+def _arm(host: VersionRow, version: str) -> dict[str, Any] | None:
+    """``version``'s held-out figures as judged on ``host``'s held-out parts, when ``host``'s record has them."""
+    if version == host.version:
+        return host.heldout.get("new")
+    deployed = host.heldout.get("deployed")
+    if isinstance(deployed, dict) and deployed.get("version") == version:
+        return deployed
+    return host.heldout.get("base") if version == BASE else None
+
+
+def heldout_pair(now: VersionRow | None, after: VersionRow | None) -> tuple[dict | None, dict | None, str]:
+    """Held-out figures of ``now`` and ``after`` for the side-by-side, and whose parts they were counted on.
+
+    Preferably both on the *same* parts (the gate's comparison: a record judges the version that was
+    deployed when it was trained, and the base heads, on its own held-out parts); else each on its own.
+    """
+    for host in (after, now):
+        if host is None or now is None or after is None:
+            continue
+        a, b = _arm(host, now.version), _arm(host, after.version)
+        if a is not None and b is not None:
+            return a, b, f"{host.version}'s held-out parts"
+    return (_arm(now, now.version) if now else None, _arm(after, after.version) if after else None,
+            "each version's own held-out parts")
+
+
+def _threshold_text(record: ThresholdRecord | None) -> str:
+    """The value and where it comes from; a version's own calibration is not yet anyone's act (no by / when)."""
+    if record is None:
+        return "-"
+    source = record.source()
+    if record.method in ("version", "engine"):
+        source = source.split(", by ")[0]
+    return f"{record.value:.4g} ({source})"
+
+
+def approval_rows(now: VersionRow | None, after: VersionRow | None, live_now: float | None,
+                  live_after: ThresholdRecord | None) -> tuple[list[tuple[str, str, str]], str]:
+    """(what, running now, after the change) rows for an approve / roll back, and a note saying what they are.
+
+    The live thresholds, AUROC and the rates at the operating threshold, then the confusion counts on the
+    held-out parts ("not recorded" for versions registered before the counts were kept, and for the base
+    heads unless a record judged them).
+    """
+    a, b, where = heldout_pair(now, after)
+
+    def metric(arm: dict | None, row: VersionRow | None, key: str) -> str:
+        # From the same record as the counts (so base, judged on a candidate's parts, has its figures too).
+        value = _version_metrics({"new": arm}).get(key) if arm is not None else None
+        if value is None and row is not None:
+            value = row.metrics.get(key)
+        return "-" if value is None else f"{value:.3g}"
+
+    rows = [("version", now.version if now else "-", after.version if after else "-"),
+            ("live threshold", "-" if live_now is None else f"{live_now:.4g}", _threshold_text(live_after))]
+    rows += [(key, metric(a, now, key), metric(b, after, key)) for key in ("AUROC", "false reject %", "escape %")]
+
+    def parts(arm: dict | None) -> str:
+        if arm is None or "n_good" not in arm:
+            return NOT_RECORDED
+        return f"{arm['n_good']} good / {arm['n_defect']} defect"
+
+    def count(arm: dict | None, key: str) -> str:
+        value = arm.get(key) if arm is not None else None
+        return NOT_RECORDED if value is None else str(int(value))
+
+    rows.append(("held-out parts", parts(a), parts(b)))
+    rows += [(label, count(a, key), count(b, key)) for key, label in COUNT_ROWS]
+    note = (f"Counts on {where}, each judged at the operating threshold its validation fold set on other "
+            "parts (the calibration that sets a version's live threshold), so they match the false reject "
+            "and escape rates.")
+    return rows, note
 
 
 def _version_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -85,8 +169,9 @@ class RegistryBook:
         for info in self.registry.versions():
             gate = info.metrics.get("gate") or {}
             refused = "" if gate.get("passed", True) else "; ".join(gate.get("reasons", [])) or "gate refused"
+            arms = {k: v for k in ("new", "base", "deployed") if isinstance(v := info.metrics.get(k), dict)}
             rows.append(VersionRow(info.version, status(info.version), info.created[:19].replace("T", " "),
-                                   _version_metrics(info.metrics), refused))
+                                   _version_metrics(info.metrics), refused, arms))
         return rows
 
     def can_rollback(self) -> bool:

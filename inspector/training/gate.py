@@ -2,7 +2,8 @@
 
 A version is judged by the station's decision score (every head fused, as the engine fuses them)
 on judging images: image AUROC, and at its operating threshold the F1 of the defect class, the
-false-reject rate (good parts rejected) and the escape rate (defects passed). In a training run
+false-reject rate (good parts rejected) and the escape rate (defects passed), with the confusion counts
+behind them (kept in the version's metrics record for the approval screen). In a training run
 the operating threshold of each outer fold is calibrated on that fold's inner data and the rates
 are counted on its outer data, which chose nothing (:func:`judged_metrics`). The gate compares a
 candidate with the deployed version on the *same* judging images, refuses it when a gated metric
@@ -38,9 +39,21 @@ class ValidationMetrics:
     n_defect: int
     # Judged metrics: the operating threshold of each outer fold, set on its inner data (``threshold`` is their median).
     fold_thresholds: tuple[float, ...] = ()
+    # The confusion counts behind the rates (NG = positive): defects judged NG, good parts judged NG (false
+    # rejects), good judged OK, defects judged OK (escapes). None: not counted (non-finite scores).
+    tp: int | None = None
+    fp: int | None = None
+    tn: int | None = None
+    fn: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def confusion_at(good: np.ndarray, defect: np.ndarray, threshold: float) -> dict[str, int]:
+    """{tp, fp, tn, fn} with NG iff score >= threshold: defects NG, good NG (false rejects), good OK, defects OK."""
+    tp, fp = int((defect >= threshold).sum()), int((good >= threshold).sum())
+    return {"tp": tp, "fp": fp, "tn": int(good.size) - fp, "fn": int(defect.size) - tp}
 
 
 def rates_at(good: np.ndarray, defect: np.ndarray, threshold: float) -> tuple[float, float, float]:
@@ -79,7 +92,8 @@ def validation_metrics(good_scores: np.ndarray, defect_scores: np.ndarray, metho
         msg = f"unknown calibration method {method!r}; use false_reject, f1 or cost"
         raise ValueError(msg)
     f1, fr, esc = rates_at(good, defect, threshold)
-    return ValidationMetrics(auroc, f1, fr, esc, float(threshold), method, int(good.size), int(defect.size))
+    return ValidationMetrics(auroc, f1, fr, esc, float(threshold), method, int(good.size), int(defect.size),
+                             **confusion_at(good, defect, threshold))
 
 
 def judged_metrics(folds: Sequence[tuple[np.ndarray, np.ndarray, float]], method: str) -> ValidationMetrics:
@@ -103,7 +117,8 @@ def judged_metrics(folds: Sequence[tuple[np.ndarray, np.ndarray, float]], method
         return ValidationMetrics(0.0, 0.0, 1.0, 1.0, middle, method, int(good.size), int(defect.size), thresholds)
     auroc = image_auroc(np.r_[np.zeros(good.size), np.ones(defect.size)], np.r_[good, defect])
     f1, fr, esc = rates_at(good, defect, 0.0)
-    return ValidationMetrics(auroc, f1, fr, esc, middle, method, int(good.size), int(defect.size), thresholds)
+    return ValidationMetrics(auroc, f1, fr, esc, middle, method, int(good.size), int(defect.size), thresholds,
+                             **confusion_at(good, defect, 0.0))
 
 
 @dataclass(frozen=True)

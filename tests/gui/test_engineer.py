@@ -182,8 +182,13 @@ def test_retrain_runs_to_completion_then_approve_and_rollback(window, qtbot):
     assert window.handle.inspector.model_version == "base"
     title, rows = asked[0]
     assert title == f"Approve model {version}" and rows[0] == ("version", "base", version)
-    assert [r[0] for r in rows[1:]] == ["AUROC", "threshold", "false reject %", "escape %"]
-    assert rows[2][2] != "-"  # the candidate's threshold: what will be live
+    assert [r[0] for r in rows[1:6]] == ["live threshold", "AUROC", "false reject %", "escape %", "held-out parts"]
+    assert rows[1][1] != "-" and rows[1][2].split()[0] != "-"  # what is live now, and what will be
+    # The confusion counts on the candidate's held-out parts, base judged on the same parts (issue #17 item 9).
+    counts = {r[0]: r[1:] for r in rows}
+    assert counts["held-out parts"][0] == counts["held-out parts"][1] != "not recorded"
+    for label in ("good judged OK", "good judged NG (false rejects)", "defect judged NG", "defect judged OK (escapes)"):
+        assert all(c.isdigit() for c in counts[label]), (label, counts[label])
     with qtbot.waitSignal(panel.version_changed, timeout=60_000):
         panel.versions.selectRow([r.version for r in panel.rows].index(version))
         qtbot.mouseClick(panel.approve_button, Qt.MouseButton.LeftButton)

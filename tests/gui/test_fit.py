@@ -150,3 +150,45 @@ def test_every_view_fits_every_line_panel(themed, window, qtbot):
                 if problems:
                     failures[key] = problems[:6]
     assert not failures, "\n".join(f"{k}: {v}" for k, v in failures.items())
+
+
+def test_model_versions_table_never_scrolls_sideways(themed, idle_window, qtbot):
+    """Issue #17: the model versions on the Retrain tab fit half a 1280 / 1366 px panel: no sideways scroll bar,
+    no column cut below its content; a gate refusal is the version's colour and tooltip, not a wider cell."""
+    from inspector.training.registry import ModelRegistry
+    from tests.training.conftest import tiny_adapter
+
+    window = idle_window
+    handle = window.handle
+    registry = ModelRegistry(handle.registry_dir, handle.line)
+    for k in range(12):
+        passed = k % 3 != 1
+        gate = {"passed": passed, "compared_to": "base", "reasons": [] if passed else [
+            "escape_rate 0.375 (3 of 8 defects passed as OK at its operating threshold) is above the line limit "
+            "training.gate.max_escape = 0.2 (auroc 0.688)"]}
+        new = {"auroc": 0.6875 + k / 100, "threshold": 1.58342 + k, "false_reject_rate": 0.375, "escape_rate": 0.125,
+               "n_good": 8, "n_defect": 8, "tp": 7, "fp": 3, "tn": 5, "fn": 1}
+        registry.register(tiny_adapter(), {"gate": gate, "new": new, "deployment": {"threshold": 1.5}},
+                          {"backbone": {"key": "tiny|random"}, "heads": ["patch"]})
+    login(window)
+    qtbot.waitUntil(lambda: window.session.active, timeout=5_000)
+    window.show_screen(1)
+    panel = window.engineer.retrain
+    window.engineer.tabs.setCurrentWidget(panel)
+    panel.refresh()
+    table = panel.versions
+    assert table.rowCount() == 13
+    refused = table.item([r.version for r in panel.rows].index("v11"), 0)
+    assert refused.text() == "⚠ v11" and "gate refused: escape_rate 0.375" in refused.toolTip()
+    for size in ((1280, 800), (1366, 768)):
+        window.resize(*size)
+        qtbot.wait(50)
+        assert window.size().toTuple() == size
+        bar = table.horizontalScrollBar()
+        assert bar.maximum() == 0 and not bar.isVisible(), f"{size}: the versions table scrolls sideways"
+        widths = [table.columnWidth(c) for c in range(table.columnCount())]
+        assert sum(widths) <= table.viewport().width()
+        cut = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())
+               if widths[c] < table.sizeHintForColumn(c) or widths[c] < table.horizontalHeader().sectionSizeHint(c)]
+        assert not cut, f"{size}: columns narrower than their content: {cut}"
+        assert not layout_problems(window)

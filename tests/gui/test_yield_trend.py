@@ -27,6 +27,28 @@ def test_bins_take_the_deltas_of_the_polled_counts(qtbot):
     trend.grab()  # paints
 
 
+def test_a_new_shift_starts_an_empty_trend_and_the_counters_name_the_shift(qtbot):
+    from gui.widgets.counters import Counters
+
+    now = [10 * BIN_S + 5.0]
+    trend = YieldTrend(clock=lambda: now[0])
+    counters = Counters()
+    qtbot.addWidget(trend)
+    qtbot.addWidget(counters)
+    late = ShiftCounts(parts=10, ok=8, ng=2, shift="late · since 14:00", since_ns=1)
+    trend.add_counts(late)
+    trend.add_counts(ShiftCounts(parts=20, ok=17, ng=3, shift=late.shift, since_ns=1))
+    assert trend.bins and trend.bins[-1].parts == 10
+    night = ShiftCounts(parts=0, shift="night · since 22:00", since_ns=2)
+    trend.add_counts(night)  # the shift changed: its trend starts empty
+    assert trend.bins == []
+    trend.add_counts(ShiftCounts(parts=4, ok=4, shift=night.shift, since_ns=2))
+    assert trend.bins[-1].parts == 4
+    counters.update_counts(night, 0.0)
+    assert counters.shift.text() == "SHIFT  ·  night · since 22:00" and counters.total.value.text() == "0"
+    assert counters.yield_.value.text() == "-"
+
+
 def test_operator_view_shows_the_trend(window, qtbot):
     wait_running(qtbot, window)
     wait_parts(qtbot, window, 4)

@@ -216,3 +216,41 @@ def test_threshold_sequence_leaves_one_live_threshold(trained, tmp_path: Path) -
     assert steps == [(pytest.approx(fitted), applied, "Dana"), (applied, pytest.approx(v1_threshold), "Erik"),
                      (pytest.approx(v1_threshold), applied, "Erik")]
 
+
+def test_shift_counters_survive_a_restart_from_the_log(station_config: Path) -> None:
+    """Issue #17 item 3: a restarted application shows the current shift's parts (from the log), not 0; the
+    previous shift's parts are not counted."""
+    import datetime as dt
+
+    from inspector.audit.h5log import AuditWriter
+    from inspector.config import load_station_config
+    from inspector.station.shifts import current_shift
+    from tests.audit.conftest import make_record
+
+    data = yaml.safe_load(station_config.read_text())
+    data["shifts"] = ["06:00 early", "14:00 late", "22:00 night"]
+    station_config.write_text(yaml.safe_dump(data, sort_keys=False))
+    config = load_station_config(station_config)
+    shift = current_shift(config.shifts, dt.datetime.now().astimezone())
+    # M = 5 parts at the end of the previous shift, N = 7 in this one (2 NG, 1 not inspected).
+    before = [make_record(i, time_ns=shift.start_ns - (10 - i) * 10**9) for i in range(1, 6)]
+    verdicts = ["OK", "OK", "NG", "OK", "NG", "OK", None]
+    during = [make_record(6 + i, time_ns=shift.start_ns + i * 10**9, verdict=v or "OK", fault="no frame" if v is None
+                          else None) for i, v in enumerate(verdicts)]
+    with AuditWriter(config.resolve(config.log.folder), config.log, station=config.station, embedding_dim=16) as w:
+        w.write(before + during)
+
+    handle = StationHandle(station_config)
+    counts = handle.counts()
+    assert (counts.parts, counts.ok, counts.ng, counts.faults) == (7, 4, 2, 1)
+    assert counts.shift == shift.label and counts.since_ns == shift.start_ns
+    handle.start()  # the running station adds its parts to the shift's count
+    try:
+        wait_for(lambda: handle.counts().parts >= 10, timeout=START_S, what="parts of this run")
+    finally:
+        handle.shutdown()
+    counts = handle.counts()
+    assert counts.parts == 7 + handle.stats().parts
+    restarted = StationHandle(station_config).counts()  # the application starts again: the log has them all
+    assert (restarted.parts, restarted.ok, restarted.ng, restarted.faults) == (counts.parts, counts.ok, counts.ng,
+                                                                                counts.faults)

@@ -73,3 +73,47 @@ def test_cancelled_training_registers_nothing(station_config: Path) -> None:
         PipelineTrainer().run(handle, "Dana", lambda _e: None, cancel)
     assert [r.version for r in RegistryBook(handle).rows()] == ["base"]
     handle.shutdown()
+
+
+def _arm(tp: int | None, fp: int | None, tn: int | None, fn: int | None, **extra: object) -> dict:
+    counts = {} if tp is None else {"tp": tp, "fp": fp, "tn": tn, "fn": fn}
+    return {"auroc": 0.9, "false_reject_rate": (fp or 0) / 20, "escape_rate": (fn or 0) / 8, "threshold": 1.1,
+            "n_good": 20, "n_defect": 8, **counts, **extra}
+
+
+def test_approval_rows_show_the_confusion_counts_on_the_same_held_out_parts(station_config: Path) -> None:
+    """Issue #17 item 9: candidate vs active, good OK / false rejects / defects NG / escapes, on the parts the
+    candidate was judged on (its record judges the version deployed when it was trained there too)."""
+    from inspector.station.retrain import approval_rows
+    from inspector.station.threshold import ThresholdRecord
+
+    handle = StationHandle(station_config)
+    registry = ModelRegistry(handle.registry_dir, handle.line)
+    old = {"new": _arm(None, None, None, None)}  # registered before the counts were kept
+    registry.register(tiny_adapter(), {**METRICS, **old}, CARD)
+    new = {"new": _arm(7, 1, 19, 1), "base": _arm(5, 3, 17, 3), "deployed": {**_arm(6, 2, 18, 2), "version": "v1"}}
+    registry.register(tiny_adapter(), {**METRICS, **new}, CARD)
+    rows = {r.version: r for r in RegistryBook(handle).rows()}
+    live = ThresholdRecord(1.25, "version", "v2", who="Dana", when="2026-12-06T12:00:00")
+    table, note = approval_rows(rows["v1"], rows["v2"], 0.98, live)
+    got = {what: (now, after) for what, now, after in table}
+    assert got["version"] == ("v1", "v2")
+    assert got["live threshold"] == ("0.98", "1.25 (model v2's calibration)")
+    assert got["held-out parts"] == ("20 good / 8 defect", "20 good / 8 defect")
+    assert got["good judged OK"] == ("18", "19")
+    assert got["good judged NG (false rejects)"] == ("2", "1")
+    assert got["defect judged NG"] == ("6", "7")
+    assert got["defect judged OK (escapes)"] == ("2", "1")
+    assert "v2's held-out parts" in note
+    # base vs the candidate: base judged on the candidate's parts too.
+    got = {w: (a, b) for w, a, b in approval_rows(rows["base"], rows["v2"], 0.98, live)[0]}
+    assert got["defect judged OK (escapes)"] == ("3", "1")
+    assert got["escape %"] == ("37.5", "12.5") and got["false reject %"] == ("15", "5")  # the same parts' rates
+    # a version registered before the counts were kept: its counts are "not recorded", the rest is shown.
+    table, note = approval_rows(rows["base"], rows["v1"], 0.98, None)
+    got = {w: (a, b) for w, a, b in table}
+    assert got["good judged NG (false rejects)"] == ("not recorded", "not recorded")
+    assert got["held-out parts"] == ("not recorded", "20 good / 8 defect") and got["AUROC"][1] == "0.9"
+    assert "own held-out parts" in note
+    assert handle.threshold_if_deployed("v2").value == pytest.approx(1.0)  # v2's own calibration (METRICS)
+    handle.shutdown()

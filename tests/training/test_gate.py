@@ -18,6 +18,7 @@ def test_metrics_at_the_calibrated_threshold() -> None:
     assert m.auroc == pytest.approx(11 / 12)
     assert m.threshold == pytest.approx(0.325) and m.escape_rate == 0.0 and m.false_reject_rate == 0.25
     assert m.f1 == pytest.approx(2 * 3 / (2 * 3 + 1))
+    assert (m.tp, m.fp, m.tn, m.fn) == (3, 1, 3, 0)  # at 0.325: the 0.4 good part is a false reject
     fr = validation_metrics(good, defect, method="false_reject", target_false_reject=0.01)
     assert fr.false_reject_rate == 0.0 and fr.method == "false_reject"
     assert rates_at(good, defect, 0.85) == pytest.approx((2 * 1 / (2 + 0 + 2), 0.0, 2 / 3))
@@ -82,10 +83,12 @@ def test_judged_metrics_count_each_fold_at_its_own_threshold() -> None:
     assert (m.n_good, m.n_defect) == (4, 3) and m.fold_thresholds == (0.3, 1.5)
     assert m.escape_rate == pytest.approx(1 / 3) and m.false_reject_rate == pytest.approx(1 / 4)
     assert m.threshold == pytest.approx(0.9)  # the median of the fold thresholds
+    # The counts behind the rates, kept in the metrics record for the approval screen (issue #17 item 9).
+    assert (m.tp, m.fp, m.tn, m.fn) == (2, 1, 3, 1) and m.to_dict()["fn"] == 1
     # Pooled raw scores would rank 1.1 and 1.6 above 0.9; margins to each fold's threshold do not.
     assert m.auroc == pytest.approx(image_auroc_of([-0.2, -0.1, -0.4, 0.1], [-0.05, 0.6, 0.5]))
     bad = judged_metrics([(np.array([0.1]), np.array([0.5]), math.nan)], "f1")
-    assert bad.escape_rate == 1.0 and math.isnan(bad.threshold)
+    assert bad.escape_rate == 1.0 and math.isnan(bad.threshold) and bad.tp is None  # not counted: not 0
     with pytest.raises(ValueError, match="judging needs good and defect"):
         judged_metrics([(np.array([0.1]), np.array([]), 0.5)], "f1")
 

@@ -40,6 +40,12 @@ def test_what_chose_the_epoch_weights_and_threshold_never_judges(trained: Traine
         assert f["weights"]["patch"] > 0
     # The gate's figures are those of the fold thresholds chosen inside.
     assert m["new"]["fold_thresholds"] == [f["thresholds"]["new"] for f in folds]
+    # ... with the confusion counts behind the rates, for every arm (the approval screen's table).
+    for arm in ("new", "base"):
+        a = m[arm]
+        assert (a["tp"] + a["fn"], a["tn"] + a["fp"]) == (a["n_defect"], a["n_good"]), arm
+        assert a["fn"] == round(a["escape_rate"] * a["n_defect"]) and a["fp"] == round(a["false_reject_rate"]
+                                                                                       * a["n_good"]), arm
     assert m["gate"]["checks"]["max_escape"]["limit"] == 0.2
 
 

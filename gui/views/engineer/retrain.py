@@ -26,10 +26,17 @@ from PySide6.QtWidgets import (
 from gui import theme
 from gui.views.engineer.context import EngineerContext
 from gui.widgets.approval import ApprovalDialog
+from gui.widgets.fit_table import FitTable
 from gui.workers import TaskWorker, run_task
-from inspector.station.retrain import PipelineTrainer, RegistryBook, TrainEvent, VersionRow
+from inspector.station.retrain import PipelineTrainer, RegistryBook, TrainEvent, VersionRow, approval_rows
 
 METRIC_COLUMNS = ("AUROC", "threshold", "false reject %", "escape %")
+# The versions table's headers: short, so the table fits half a 1280 px panel; the whole name in the tooltip.
+VERSION_HEADERS = (("Version", "model version (registry folder vN)"), ("Status", "active, candidate, retired or "
+                   "rejected (rolled back)"), ("Created", "when the version was registered"),
+                   ("AUROC", "held-out AUROC"), ("Thr.", "operating threshold (median over the validation folds)"),
+                   ("FR %", "false reject %: good parts judged NG on held-out parts"),
+                   ("Esc. %", "escape %: defects judged OK on held-out parts"))
 STATUS_COLOURS = {"active": theme.OK, "candidate": theme.INFO, "retired": theme.MUTED, "rejected": theme.NG}
 
 
@@ -96,10 +103,12 @@ class RetrainPanel(QWidget):
         r_lay.addWidget(self.metrics, 3)
         r_lay.addWidget(self.log, 2)
 
-        self.versions = QTableWidget(0, 3 + len(METRIC_COLUMNS))
-        self.versions.setHorizontalHeaderLabels(["Version", "Status", "Created", *METRIC_COLUMNS])
-        self.versions.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.versions.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        # Fits half a 1280 px panel: no sideways scrolling (issue #17); long cells end in "…", whole in the tooltip.
+        self.versions = FitTable(0, len(VERSION_HEADERS), stretch=2)
+        for col, (text, tip) in enumerate(VERSION_HEADERS):
+            header_item = QTableWidgetItem(text)
+            header_item.setToolTip(tip)
+            self.versions.setHorizontalHeaderItem(col, header_item)
         self.versions.verticalHeader().setVisible(False)
         self.versions.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.versions.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -231,10 +240,15 @@ class RetrainPanel(QWidget):
             self.gate_note.setText(f"model registry unreadable: {exc}")
         self.versions.setRowCount(len(self.rows))
         for row, v in enumerate(self.rows):
-            cells = [v.version + ("  (gate refused)" if v.gate_refused else ""), v.status.upper(), v.created]
+            # The gate's refusal is the version's amber colour and "⚠" (its reasons in the tooltip and under the
+            # table when selected); the date drops the year (the whole time in the tooltip).
+            cells = [("⚠ " if v.gate_refused else "") + v.version, v.status.upper(), v.created[5:16]]
             cells += [f"{v.metrics[k]:.3g}" if k in v.metrics else "-" for k in METRIC_COLUMNS]
+            tips = [f"{v.version}: gate refused: {v.gate_refused}" if v.gate_refused else v.version, v.status,
+                    v.created, *cells[3:]]
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
+                item.setToolTip(tips[col])
                 if col == 1:
                     item.setForeground(theme.qcolor(STATUS_COLOURS.get(v.status, theme.TEXT)))
                 if col == 0 and v.gate_refused:
@@ -242,6 +256,7 @@ class RetrainPanel(QWidget):
                 self.versions.setItem(row, col, item)
             if v.version == select:
                 self.versions.selectRow(row)
+        self.versions.fit()
         self.rollback_button.setEnabled(self.book is not None and self.book.can_rollback())
 
     def _selection_changed(self) -> None:
@@ -265,21 +280,28 @@ class RetrainPanel(QWidget):
                     != QMessageBox.StandardButton.Yes:
                 return
             force = True
-        reason = self.ask_reason(f"Approve model {row.version}", self.compare(self.active_row(), row),
-                                 "The new version goes live on the line at once; the threshold becomes its own.")
+        reason = self.ask_reason(*self.approve_text(row))
         if reason is None:
             return
         book, handle, who = self.book, self.ctx.handle, self.ctx.who
         self._swap(lambda: book.approve(handle, row.version, who, force, reason),
                    f"model {row.version} approved and running")
 
+    def approve_text(self, row: VersionRow) -> tuple[str, list[tuple[str, str, str]], str]:
+        """Title, side-by-side rows and note of the approval of ``row`` (active vs it)."""
+        rows, note = self.compare(self.active_row(), row)
+        return (f"Approve model {row.version}", rows,
+                f"The new version goes live on the line at once, with the live threshold shown. {note}")
+
     def rollback(self) -> None:
         if self.book is None or not self.book.can_rollback():
             self.ctx.notify("no earlier version to roll back to", "warn")
             return
         previous = next((r for r in self.rows if r.status == "retired"), None)
-        reason = self.ask_reason("Roll back the model", self.compare(self.active_row(), previous),
-                                 "The version deployed before the active one goes live again.")
+        rows, note = self.compare(self.active_row(), previous)
+        reason = self.ask_reason("Roll back the model", rows,
+                                 f"The version deployed before the active one goes live again, with the threshold it "
+                                 f"ran with. {note}")
         if reason is None:
             return
         book, handle, who = self.book, self.ctx.handle, self.ctx.who
@@ -288,18 +310,17 @@ class RetrainPanel(QWidget):
     def active_row(self) -> VersionRow | None:
         return next((r for r in self.rows if r.status == "active"), None)
 
-    @staticmethod
-    def compare(now: VersionRow | None, after: VersionRow | None) -> list[tuple[str, str, str]]:
-        """Side-by-side rows: version and its held-out figures at its operating threshold."""
-        def cell(row: VersionRow | None, key: str) -> str:
-            if row is None:
-                return "-"
-            value = row.metrics.get(key)
-            return "-" if value is None else f"{value:.3g}"
-
-        rows = [("version", now.version if now else "-", after.version if after else "-")]
-        rows += [(key, cell(now, key), cell(after, key)) for key in METRIC_COLUMNS]
-        return rows
+    def compare(self, now: VersionRow | None, after: VersionRow | None) -> tuple[list[tuple[str, str, str]], str]:
+        """Side-by-side rows (the live thresholds, held-out figures and confusion counts) and what they are."""
+        handle = self.ctx.handle
+        inspector = handle.inspector
+        live_after = None
+        if after is not None:
+            try:
+                live_after = handle.threshold_if_deployed(after.version)
+            except Exception:  # a damaged version: the swap itself reports it
+                live_after = None
+        return approval_rows(now, after, inspector.threshold if inspector is not None else None, live_after)
 
     def _reason_dialog(self, title: str, rows: list[tuple[str, str, str]], note: str) -> str | None:
         dialog = ApprovalDialog(title, rows, note, parent=self)
