@@ -319,12 +319,14 @@ class MainWindow(QMainWindow):
         # A first start loads the backbone and fits the line: minutes on a slow PC. Show that it moves.
         waited = time.monotonic() - self._starting_since
         step = self.handle.engines.progress.snapshot()
-        if step is None:  # the engine is built (or cached): the loop opens the log and starts its threads
-            self.operator.banner.show_idle(f"starting line {self.handle.line}: opening the log · {waited:.0f} s")
+        banner = self.operator.banner
+        if step is None:  # before the engine's first step, or after its last: the loop opens the log
+            built = self.handle.engines.cached(self.handle.line) is not None
+            banner.show_starting(f"line {self.handle.line}: {'opening the log' if built else 'starting'}",
+                                 f"{waited:.0f} s")
             return
         index, steps, what, in_step = step
-        self.operator.banner.show_idle(f"starting line {self.handle.line} · step {index} of {steps}: {what} · "
-                                       f"{in_step:.0f} s ({waited:.0f} s in all)")
+        banner.show_starting(f"step {index}/{steps}: {what}", f"{in_step:.0f} s · {waited:.0f} s in all")
 
     def _task_done(self, text: str) -> None:
         self._set_busy(False)

@@ -151,6 +151,13 @@ class VerdictBanner(QFrame):
         self.score.setText("")
         self.gauge.set_values(math.nan, math.nan)
 
+    def show_starting(self, step: str, seconds: str) -> None:
+        """A line is being started: the step it is in (elided; whole in the tooltip) and that time moves."""
+        self.show_idle(step)
+        self.word.setText("STARTING")
+        self.score.setText(seconds)
+        self.setToolTip(step)
+
     def show_idle(self, text: str) -> None:
         self.verdict = ""
         self._paint("")

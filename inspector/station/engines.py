@@ -116,14 +116,14 @@ class EngineCache:
             line = self.station.line(line_name)
             model = line.model
             try:
-                self.progress.begin(1, f"loading the backbone {model.name} ({model.pretrained})")
+                self.progress.begin(1, f"loading the backbone {model.name}")
                 backbone = self.backbone(model)
-                self.progress.begin(2, f"preparing the engine: the backbone pass ({model.backend}), the prompts")
+                self.progress.begin(2, f"preparing the engine ({model.backend}, prompts)")
                 cache_dir = self.station.resolve(self.station.cache_dir)
                 inspector = Inspector(line, backbone, TextEmbeddingCache(cache_dir))
                 if self.fit and line.fewshot.folder is not None:
-                    int8 = " and checking int8 against fp32" if model.precision == "int8" else ""
-                    self.progress.begin(3, f"fitting the line's few-shot samples{int8}")
+                    int8 = " + int8 check" if model.precision == "int8" else ""
+                    self.progress.begin(3, f"fitting the few-shot samples{int8}")
                     inspector.fit_folder(self.station.resolve(line.fewshot.folder), cache_dir)
             finally:
                 self.progress.done()

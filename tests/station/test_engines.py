@@ -40,7 +40,7 @@ def test_building_a_line_walks_the_steps_in_order(station_config: Path) -> None:
     line = config.lines[0].name
     cache.get(line)
     assert [i for i, _, _ in seen] == [1, 2, 3]
-    assert "loading the backbone" in seen[0][1] and "fitting the line's few-shot samples" in seen[2][1]
+    assert "loading the backbone" in seen[0][1] and "fitting the few-shot samples" in seen[2][1]
     assert all(snap is not None and snap[0] == i for i, _, snap in seen)
     assert cache.progress.snapshot() is None  # built: nothing in progress
     seen.clear()
