@@ -326,7 +326,7 @@ class MainWindow(QMainWindow):
                                  f"{waited:.0f} s")
             return
         index, steps, what, in_step = step
-        banner.show_starting(f"step {index}/{steps}: {what}", f"{in_step:.0f} s · {waited:.0f} s in all")
+        banner.show_starting(f"step {index}/{steps}: {what}", f"{in_step:.0f} s")
 
     def _task_done(self, text: str) -> None:
         self._set_busy(False)

@@ -118,7 +118,7 @@ class EngineCache:
             try:
                 self.progress.begin(1, f"loading the backbone {model.name}")
                 backbone = self.backbone(model)
-                self.progress.begin(2, f"preparing the engine ({model.backend}, prompts)")
+                self.progress.begin(2, "preparing the engine")  # the backbone pass (compiled, cached) and the prompts
                 cache_dir = self.station.resolve(self.station.cache_dir)
                 inspector = Inspector(line, backbone, TextEmbeddingCache(cache_dir))
                 if self.fit and line.fewshot.folder is not None:
