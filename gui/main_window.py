@@ -234,7 +234,7 @@ class MainWindow(QMainWindow):
         self.engineer.set_engineer(who)
 
     def notify(self, text: str, level: str = "info") -> None:
-        colour = {"info": theme.MUTED, "ok": theme.OK, "warn": theme.FAULT, "error": theme.NG}.get(level, theme.MUTED)
+        colour = theme.level_colour(level)
         self.footer.setStyleSheet(f"color: {colour};")
         self.footer.setText(f"{time.strftime('%H:%M:%S')}  {text}")
         if level == "error":

@@ -31,6 +31,11 @@ FONT_FAMILY = "DejaVu Sans"
 BASE_PT = 12
 
 
+def level_colour(level: str) -> str:
+    """The text colour of a status message's level: info, ok, warn, error (unknown = info)."""
+    return {"info": MUTED, "ok": OK, "warn": FAULT, "error": NG}.get(level, MUTED)
+
+
 def qcolor(hex_colour: str, alpha: int = 255) -> QColor:
     c = QColor(hex_colour)
     c.setAlpha(alpha)

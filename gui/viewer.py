@@ -97,7 +97,7 @@ class HistoryWindow(QMainWindow):
         self.last_error: str | None = None
 
     def notify(self, text: str, level: str = "info") -> None:
-        colour = {"info": theme.MUTED, "ok": theme.OK, "warn": theme.FAULT, "error": theme.NG}.get(level, theme.MUTED)
+        colour = theme.level_colour(level)
         self.status.setStyleSheet(f"color: {colour};")
         self.status.setText(f"{time.strftime('%H:%M:%S')}  {text}")
         if level == "error":
