@@ -1,9 +1,10 @@
-"""File helpers shared by the core: atomic replacement of small files, one advisory folder lock."""
+"""File helpers shared by the core: atomic replacement of small files, one advisory folder lock, file digests."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import logging
 import os
 import socket
@@ -130,3 +131,9 @@ class FolderLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read now (integrity checks: never from a memo)."""
+    with Path(path).open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()

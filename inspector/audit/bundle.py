@@ -8,7 +8,6 @@ thumbnail and stored frame, in the audit format: any HDF5 tool, ``inspector log 
 from __future__ import annotations
 
 import csv
-import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from inspector.audit.index import EVENT_COLUMNS, Query
 from inspector.audit.reader import AuditReader, AuditReadError, iso_utc
 from inspector.audit.records import AuditEvent, AuditRecord
 from inspector.config.log import LogSpec
+from inspector.files import sha256_file
 
 _FIELDS = ("seq", "time_ns", "part_id", "line", "verdict", "score", "threshold", "defect", "defect_index", "fault",
            "trigger", "frame_ref", "truth", "model", "model_name", "weights_sha256", "model_version", "config_hash",
@@ -84,7 +84,7 @@ def export_bundle(folder: Path, out: Path, start_ns: int | None = None, end_ns: 
         f"{len(rows)} inspection(s), {len(events)} event(s). *.h5: the audit records (HDF5, readable with\n"
         "h5dump / HDFView / h5py; layout in docs/history.md). Check with: sha256sum -c SHA256SUMS\n", encoding="utf-8")
     files = sorted(p.name for p in out.iterdir() if p.is_file() and p.name != "SHA256SUMS")
-    (out / "SHA256SUMS").write_text("".join(f"{_sha256(out / f)}  {f}\n" for f in files), encoding="utf-8")
+    (out / "SHA256SUMS").write_text("".join(f"{sha256_file(out / f)}  {f}\n" for f in files), encoding="utf-8")
     return Bundle(out, len(rows), len(events), tuple(files))
 
 
@@ -101,10 +101,3 @@ def _record(reader: AuditReader, i: int) -> AuditRecord:
 def _num(value: float) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from inspector.backbone.dense import DenseFeatureExtractor, Features
 from inspector.backbone.quantize import check_int8_supported, int8_key, quantize_model
 from inspector.errors import InspectorError
+from inspector.files import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -119,14 +120,6 @@ def convert_openvino(extractor: DenseFeatureExtractor) -> Any:
     return model
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def cache_key(extractor: DenseFeatureExtractor, model_name: str, precision: str) -> dict[str, Any]:
     """Everything the compiled model depends on; its digest names the cache entry."""
     import openvino as ov
@@ -158,7 +151,7 @@ def read_entry(folder: Path, key: dict[str, Any]) -> Any | None:
             logger.warning("compiled-model cache %s is stale (built for another model/version): rebuilding", folder)
             return None
         for name in (MODEL_XML, MODEL_BIN):
-            if _file_sha256(folder / name) != manifest["files"][name]:
+            if sha256_file(folder / name) != manifest["files"][name]:
                 logger.warning("compiled-model cache %s: %s does not match its manifest: rebuilding", folder, name)
                 return None
         return ov.Core().read_model(folder / MODEL_XML)
@@ -175,7 +168,7 @@ def write_model(model: Any, folder: Path, manifest: dict[str, Any]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         ov.save_model(model, tmp / MODEL_XML, compress_to_fp16=False)
-        manifest = {**manifest, "files": {n: _file_sha256(tmp / n) for n in (MODEL_XML, MODEL_BIN)}}
+        manifest = {**manifest, "files": {n: sha256_file(tmp / n) for n in (MODEL_XML, MODEL_BIN)}}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if folder.exists():
             shutil.rmtree(folder)

@@ -8,7 +8,6 @@ refused because they carry code.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import threading
 import zipfile
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 
 from inspector.errors import WeightsIntegrityError
+from inspector.files import sha256_file
 
 WEIGHTS_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 
@@ -36,8 +36,7 @@ def file_sha256(path: Path) -> str:
         cached = _HASH_MEMO.get(key)
     if cached is not None:
         return cached
-    with path.open("rb") as fh:
-        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    digest = sha256_file(path)
     with _HASH_LOCK:
         _HASH_MEMO[key] = digest
     return digest

@@ -9,7 +9,6 @@ the same input as torch; the largest absolute difference is recorded and must st
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from inspector.backbone.backends import FlatExtractor, convert_openvino, openvin
 from inspector.backbone.dense import DenseFeatureExtractor
 from inspector.backbone.loading import LoadedBackbone
 from inspector.errors import InspectorError
+from inspector.files import sha256_file
 
 ExportFormat = Literal["openvino", "onnx"]
 TOLERANCE = 1e-4
@@ -34,13 +34,6 @@ class ExportReport:
     manifest: dict[str, Any]
     max_abs_diff: float
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _write(extractor: DenseFeatureExtractor, fmt: ExportFormat, out: Path) -> list[Path]:
@@ -105,7 +98,7 @@ def export_backbone(backbone: LoadedBackbone, extractor: DenseFeatureExtractor, 
         "outputs": {n: ["batch", *s] for n, s in zip(FlatExtractor(extractor).output_names(), shapes, strict=True)},
         "check": {"max_abs_diff": diff, "tolerance": TOLERANCE, "batch": int(images.shape[0])},
         "versions": {"torch": torch.__version__, "openvino": _ov_version()},
-        "files": {p.name: _sha256(p) for p in files},
+        "files": {p.name: sha256_file(p) for p in files},
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return ExportReport(files=[*files, out / MANIFEST], manifest=manifest, max_abs_diff=diff)
